@@ -1,0 +1,66 @@
+/** What the subcommands share: loading config with problems printed, and turning map events into logs. */
+import path from 'node:path';
+import { type ConfigSource, loadConfig, mapRefsOf } from '../config/load.js';
+import { type ConfigProblem, formatProblem, showValue } from '../config/problems.js';
+import type { Config } from '../config/schema.js';
+import { type MapEvent, type MapRegistry, validateMapRef } from '../maps/index.js';
+import type { Logger } from '../observe/logger.js';
+import type { Metrics } from '../observe/metrics.js';
+
+export interface Loaded {
+  readonly config: Readonly<Config>;
+  readonly source: ConfigSource;
+  /** Relative map paths resolve against the config file's directory. */
+  readonly baseDir: string;
+}
+
+/** Loads the config; on problems prints each as `key: value — problem; fix` to stderr and returns undefined. */
+export function loadOrReport(configPath: string | undefined): Loaded | undefined {
+  const result = loadConfig(configPath);
+  const where = result.source.kind === 'file' ? result.source.path : 'the embedded default';
+  const problems = result.ok ? mapSpecProblems(result.config) : result.problems;
+  if (!result.ok || problems.length > 0) {
+    reportProblems(where, problems);
+    return undefined;
+  }
+  const baseDir =
+    result.source.kind === 'file' ? path.dirname(path.resolve(result.source.path)) : process.cwd();
+  return { config: result.config, source: result.source, baseDir };
+}
+
+const LOADS: ReadonlySet<string> = new Set(['PW-M001', 'PW-M002', 'PW-M012']);
+const LOAD_FAILURES: ReadonlySet<string> = new Set(['PW-M010', 'PW-M011', 'PW-M020']);
+
+/** Map events → log lines, load counters and the health gauge (read from the registry after each event). */
+export function reportProblems(where: string, problems: readonly ConfigProblem[]): void {
+  process.stderr.write(`postwarden: ${problems.length} problem(s) in ${where} (PW-C001):\n`);
+  for (const problem of problems) process.stderr.write(`  ${formatProblem(problem)}\n`);
+}
+
+/** Map specs and inline entries are checked here (the maps layer knows their syntax; config does not). */
+function mapSpecProblems(config: Readonly<Config>): ConfigProblem[] {
+  return mapRefsOf(config).flatMap(({ key, ref }) =>
+    validateMapRef(ref).map(({ item, problem }) => {
+      const [what, ...fix] = problem.split('; ');
+      return {
+        key,
+        value: showValue(item),
+        problem: what ?? problem,
+        fix: fix.length > 0 ? fix.join('; ') : 'write an IP, CIDR, address, domain, or a type:name spec',
+      };
+    }),
+  );
+}
+
+export function mapEventSink(logger: Logger, metrics: Metrics, registry: () => MapRegistry | undefined) {
+  const healthy = metrics.get('postwarden_map_healthy');
+  const reloads = metrics.get('postwarden_map_reloads_total');
+  const errors = metrics.get('postwarden_errors_total');
+  return (event: MapEvent): void => {
+    logger[event.level]({ code: event.code, map: event.map }, event.message);
+    if (LOADS.has(event.code)) reloads.inc({ map: event.map, result: 'ok' });
+    if (LOAD_FAILURES.has(event.code)) reloads.inc({ map: event.map, result: 'failed' });
+    if (event.level !== 'info') errors.inc({ code: event.code });
+    for (const map of registry()?.health() ?? []) healthy.set({ map: map.name }, map.healthy ? 1 : 0);
+  };
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+/**
+ * The `postwarden` command: one file per subcommand, exit codes per sysexits (DESIGN.md §3).
+ */
+import { EXIT } from '../util/sysexits.js';
+import { UsageError } from './args.js';
+
+const USAGE = `usage: postwarden <command> [options]
+
+commands:
+  serve [--config FILE]                      run the enabled faces (policy, http)
+  check-config [--config FILE]               validate the config and its maps; exit 0 or 78
+  policy-query [--server ADDR] [--config FILE] name=value ...
+                                             send one policy request, print the action
+  reference config|metrics|events [--out FILE]
+                                             print a generated reference document (docs/)
+  help                                       this text
+`;
+
+type Command = (argv: string[]) => Promise<number>;
+
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  serve: async () => (await import('./serve.js')).serve,
+  'check-config': async () => (await import('./check-config.js')).checkConfig,
+  'policy-query': async () => (await import('./policy-query.js')).policyQuery,
+  reference: async () => (await import('./reference.js')).reference,
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
+    process.stdout.write(USAGE);
+    return name === undefined ? EXIT.USAGE : EXIT.OK;
+  }
+  const load = COMMANDS[name];
+  if (!load) {
+    process.stderr.write(`postwarden: unknown command '${name}'\n\n${USAGE}`);
+    return EXIT.USAGE;
+  }
+  try {
+    return await (
+      await load()
+    )(rest);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`postwarden ${name}: ${error.message}\n`);
+    return EXIT.USAGE;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    process.stderr.write(
+      `postwarden: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
+    process.exitCode = EXIT.TEMPFAIL;
+  },
+);

@@ -1,0 +1,35 @@
+/**
+ * `postwarden reference config|metrics|events [--out FILE]` — prints (or writes) a reference document generated
+ * from the code: the config schema, the metric table, the event codes. `npm run docs:reference` writes all three
+ * into docs/, and a test fails when a checked-in copy is stale.
+ */
+import { writeFileSync } from 'node:fs';
+import { renderConfigReference } from '../config/reference.js';
+import { MAP_EVENT_CODES } from '../maps/index.js';
+import { EVENT_CODES, type EventCode } from '../observe/codes.js';
+import { renderEventsReference, renderMetricsReference } from '../observe/reference.js';
+import { EXIT } from '../util/sysexits.js';
+import { parse, UsageError } from './args.js';
+
+export function allEventCodes(): EventCode[] {
+  const mapCodes = Object.entries(MAP_EVENT_CODES).map(([code, doc]) => ({ code, ...doc }));
+  return [...EVENT_CODES, ...mapCodes];
+}
+
+export const REFERENCES: Record<string, { file: string; render: () => string }> = {
+  config: { file: 'docs/config-reference.md', render: renderConfigReference },
+  metrics: { file: 'docs/metrics.md', render: renderMetricsReference },
+  events: { file: 'docs/events.md', render: () => renderEventsReference(allEventCodes()) },
+};
+
+export async function reference(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, { out: { type: 'string' } }, true);
+  const which = positionals[0];
+  const doc = which === undefined ? undefined : REFERENCES[which];
+  if (!doc || positionals.length > 1)
+    throw new UsageError(`name one of: ${Object.keys(REFERENCES).join(', ')}`);
+  const text = doc.render();
+  if (values.out) writeFileSync(values.out, text);
+  else process.stdout.write(text);
+  return EXIT.OK;
+}

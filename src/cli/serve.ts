@@ -1,0 +1,104 @@
+/**
+ * `postwarden serve [--config FILE]` — loads and validates the config (problems: exit 78), opens the maps, and
+ * runs the enabled faces: the policy server and the HTTP face. SIGHUP re-reads the maps without dropping a
+ * connection; SIGTERM/SIGINT finish what is in flight and exit 0.
+ */
+import type { Config } from '../config/schema.js';
+import { buildHttpApp, type ReadinessItem } from '../http/app.js';
+import { MapRegistry } from '../maps/index.js';
+import { createLogger } from '../observe/logger.js';
+import { Metrics } from '../observe/metrics.js';
+import { PolicyServer } from '../policy/server.js';
+import { buildStages, createPolicyHandler } from '../policy/service.js';
+import { EXIT } from '../util/sysexits.js';
+import { parse } from './args.js';
+import { loadOrReport, mapEventSink } from './common.js';
+
+function listenList(listen: string | readonly string[]): string[] {
+  return typeof listen === 'string' ? [listen] : [...listen];
+}
+
+export async function serve(argv: string[]): Promise<number> {
+  const { values } = parse(argv, { config: { type: 'string' } });
+  const loaded = loadOrReport(values.config);
+  if (!loaded) return EXIT.CONFIG;
+  const { config, source, baseDir } = loaded;
+  const logger = createLogger(config.log.level);
+  if (source.kind === 'embedded') {
+    logger.warn({ code: 'PW-C002' }, 'no config file; running on the embedded default');
+  }
+  const metrics = new Metrics();
+  const maps: MapRegistry = new MapRegistry({
+    env: { baseDir },
+    onEvent: mapEventSink(logger, metrics, () => maps),
+  });
+  const stages = buildStages(config, (ref, key) => maps.openRef(ref, key));
+  const policy = new PolicyServer(
+    createPolicyHandler(config, stages, logger.child({ face: 'policy' }), metrics),
+    policyLimits(config),
+    logger.child({ face: 'policy' }),
+    metrics,
+  );
+  let policyListening = false;
+  const readiness = (): ReadinessItem[] => [
+    { name: 'policy', ready: policyListening, ...(policyListening ? {} : { reason: 'not listening' }) },
+    ...maps.health().map((m) => ({
+      name: `map ${m.name}`,
+      ready: m.healthy,
+      ...(m.reason !== undefined ? { reason: m.reason } : {}),
+    })),
+  ];
+  const http = buildHttpApp({ metrics, logger, readiness });
+
+  try {
+    const bound = await policy.listen(listenList(config.policy.listen));
+    policyListening = true;
+    const httpAddress = await listenHttp(http, config.http.listen);
+    logger.info(
+      { code: 'PW-C005', policy: bound.map((b) => b.address), http: httpAddress, config: source },
+      'postwarden started',
+    );
+  } catch (error) {
+    logger.fatal({ code: 'PW-C003', err: error }, 'cannot open a listener');
+    await Promise.allSettled([policy.close(0), http.close()]);
+    maps.close();
+    return EXIT.UNAVAILABLE;
+  }
+
+  return new Promise<number>((resolve) => {
+    process.on('SIGHUP', () => {
+      logger.info({ code: 'PW-C004' }, 'reload requested');
+      void maps.reloadAll();
+    });
+    const stop = (signal: string) => {
+      logger.info({ code: 'PW-C006', signal }, 'stopping');
+      void Promise.allSettled([policy.close(), http.close()]).then(() => {
+        maps.close();
+        resolve(EXIT.OK);
+      });
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+function policyLimits(config: Readonly<Config>) {
+  const s = config.policy.server;
+  return {
+    maxConnections: s.max_connections,
+    maxLineBytes: s.max_line_bytes,
+    maxRequestBytes: s.max_request_bytes,
+    maxAttributes: s.max_attributes,
+    idleTimeoutMs: s.idle_timeout_s * 1000,
+    maxPendingRequests: s.max_pending_requests,
+  };
+}
+
+async function listenHttp(app: ReturnType<typeof buildHttpApp>, address: string): Promise<string> {
+  if (address.startsWith('unix:')) return app.listen({ path: address.slice(5) });
+  const colon = address.lastIndexOf(':');
+  return app.listen({
+    host: address.slice(0, colon).replace(/^\[|\]$/g, ''),
+    port: Number(address.slice(colon + 1)),
+  });
+}

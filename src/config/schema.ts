@@ -1,0 +1,172 @@
+/**
+ * The one config schema: types, defaults, bounds and a doc line per key (STYLE.md §8). Check modules own their
+ * fragments; this file composes them. docs/config-reference.md is generated from it (`npm run docs:config`), and
+ * a test fails when that file is stale.
+ */
+import { z } from 'zod';
+import {
+  heloSchema,
+  limitsSchema,
+  listsSchema,
+  POLICY_CHECK_NAMES,
+  relaySchema,
+  senderOwnershipSchema,
+} from '../core/checks/index.js';
+import { mapRefSchema } from '../core/schema.js';
+
+const HOST_PORT = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+|localhost)):(\d{1,5})$/;
+
+/** `127.0.0.1:10060`, `[::1]:10060` or `unix:/path/to/socket`; port 0 picks a free port (tests). */
+export const listenAddressSchema = z.string().superRefine((value, ctx) => {
+  if (value.startsWith('unix:')) {
+    const path = value.slice(5);
+    if (!path.startsWith('/'))
+      ctx.addIssue({
+        code: 'custom',
+        message: 'unix socket path must be absolute; use unix:/run/postwarden/policy.sock',
+      });
+    else if (Buffer.byteLength(path) > 107)
+      ctx.addIssue({ code: 'custom', message: 'unix socket path longer than 107 bytes; use a shorter path' });
+    return;
+  }
+  const match = HOST_PORT.exec(value);
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || port > 65535) {
+    ctx.addIssue({
+      code: 'custom',
+      message: 'not an address to listen on; use host:port (127.0.0.1:10060), [::1]:10060 or unix:/path',
+    });
+  }
+});
+
+const serverLimitsSchema = z
+  .strictObject({
+    max_connections: z
+      .number()
+      .int()
+      .min(1)
+      .max(65_536)
+      .default(1000)
+      .describe('Open policy connections at most; Postfix opens one per smtpd process'),
+    max_line_bytes: z.number().int().min(256).max(1_048_576).default(8192).describe('Longest attribute line'),
+    max_request_bytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(16_777_216)
+      .default(65_536)
+      .describe('Largest request (all lines)'),
+    max_attributes: z.number().int().min(16).max(10_000).default(200).describe('Attributes per request'),
+    idle_timeout_s: z
+      .number()
+      .int()
+      .min(1)
+      .max(86_400)
+      .default(330)
+      .describe("Close a connection idle this long (Postfix's own max_idle is 300 s)"),
+    max_pending_requests: z
+      .number()
+      .int()
+      .min(1)
+      .max(1000)
+      .default(4)
+      .describe('Requests a client may send ahead of the replies'),
+  })
+  .prefault({})
+  .describe('Limits of the policy protocol server');
+
+export const policySchema = z
+  .strictObject({
+    listen: z
+      .union([listenAddressSchema, z.array(listenAddressSchema).min(1).max(8)])
+      .default('127.0.0.1:10060')
+      .describe(
+        'Where Postfix reaches the policy service: host:port, [v6]:port, unix:/path, or a list of them',
+      ),
+    on_error: z
+      .enum(['dunno', 'defer_if_permit'])
+      .default('dunno')
+      .describe(
+        'Answer when a check fails internally and nothing else decided: DUNNO (fail open) or DEFER_IF_PERMIT (4xx)',
+      ),
+    soft_bounce: z
+      .boolean()
+      .default(false)
+      .describe('Turn every 5xx reply into 4xx (a safe trial period, like Postfix soft_bounce)'),
+    checks: z
+      .array(z.enum(POLICY_CHECK_NAMES))
+      .max(POLICY_CHECK_NAMES.length)
+      .default([...POLICY_CHECK_NAMES])
+      .refine((names) => new Set(names).size === names.length, {
+        message: 'a check is listed twice; list each once',
+      })
+      .describe('The checks to run, in order; each also has its own mode'),
+    check_timeout_ms: z.number().int().min(10).max(60_000).default(2000).describe('Deadline of each check'),
+    reject_at: z
+      .number()
+      .min(0)
+      .max(1000)
+      .default(10)
+      .describe('Reject when the summed score of the checks reaches this; 0 = never reject on score'),
+    server: serverLimitsSchema,
+    relay: relaySchema.prefault({}),
+    sender_ownership: senderOwnershipSchema.prefault({}),
+    limits: limitsSchema.prefault({}),
+    lists: listsSchema.prefault({}),
+    helo: heloSchema.prefault({}),
+  })
+  .describe('The policy service (Postfix check_policy_service)');
+
+export const httpSchema = z
+  .strictObject({
+    listen: listenAddressSchema.default('127.0.0.1:10063').describe('Metrics, health and (later) admin API'),
+  })
+  .describe('The HTTP face');
+
+export const logSchema = z
+  .strictObject({
+    level: z
+      .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace'])
+      .default('info')
+      .describe('Least severe level logged'),
+  })
+  .describe('Logging (JSON lines on stdout)');
+
+export const configSchema = z
+  .strictObject({
+    hostname: z
+      .string()
+      .max(253)
+      .regex(/^[A-Za-z0-9.-]*$/, 'not a host name; use letters, digits, dots and hyphens')
+      .default('')
+      .describe(
+        "This host's name as remote clients know it (Postfix's myhostname); empty = the machine's host name",
+      ),
+    local_domains: mapRefSchema
+      .default([])
+      .describe(
+        'Domains this host receives mail for (a list, or a map such as file:/etc/postwarden/domains)',
+      ),
+    local_networks: mapRefSchema
+      .default(['127.0.0.0/8', '::1/128'])
+      .describe('Client networks trusted to relay (IPs and CIDRs, or a map)'),
+    policy: policySchema.prefault({}),
+    http: httpSchema.prefault({}),
+    log: logSchema.prefault({}),
+  })
+  .superRefine((config, ctx) => {
+    const relayOn = config.policy.checks.includes('relay') && config.policy.relay.mode === 'enforce';
+    const noDomains = Array.isArray(config.local_domains) && config.local_domains.length === 0;
+    if (relayOn && noDomains) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['local_domains'],
+        message:
+          'no local domain: the relay check would refuse all inbound mail; list the domains this host receives mail for, or set policy.relay.mode: off',
+      });
+    }
+  })
+  .describe('postwarden configuration');
+
+export type Config = z.infer<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;

@@ -1,0 +1,22 @@
+/**
+ * The policy checks this build knows, by config name, in their default order. The order admins configure in
+ * `policy.checks` is the order they run in: it reads like the config.
+ */
+export { createHeloCheck, heloSchema, type HeloSettings } from './helo.js';
+export { createLimitsCheck, limitsSchema, type LimitsSettings } from './limits.js';
+export {
+  createListsCheck,
+  listsSchema,
+  type ListsSettings,
+  type ListTables,
+  type ListTarget,
+} from './lists.js';
+export { createRelayCheck, relaySchema, type RelaySettings } from './relay.js';
+export {
+  createSenderOwnershipCheck,
+  senderOwnershipSchema,
+  type SenderOwnershipSettings,
+} from './sender-ownership.js';
+
+export const POLICY_CHECK_NAMES = ['relay', 'sender_ownership', 'limits', 'lists', 'helo'] as const;
+export type PolicyCheckName = (typeof POLICY_CHECK_NAMES)[number];

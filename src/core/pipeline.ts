@@ -1,0 +1,197 @@
+/**
+ * The policy pipeline: runs the configured checks in order, each under its own deadline and mode, and combines
+ * their verdicts into one decision.
+ *
+ * Combination rules (STYLE.md §2, §6, §7):
+ * - `reject` and `defer` from an enforcing check decide at once; later checks do not run.
+ * - `allow` ends the pipeline with no objection (later checks do not run); an earlier `defer_if_permit` stands.
+ * - `defer_if_permit` is remembered and the pipeline goes on, so a later reject can still win.
+ * - scores add up; at `rejectAt` or more the request is rejected with the symbols that got it there.
+ * - observe mode records what a check would have done and changes nothing.
+ * - a check that throws or misses its deadline is a failure, never a pass: it is recorded with its reason, and
+ *   when nothing else decided, `onError` chooses between no objection and a gentle deferral.
+ */
+import type { PolicyRequest } from './request.js';
+import type {
+  CheckFailure,
+  CheckMode,
+  Decision,
+  DecisionAction,
+  RecordedVerdict,
+  ReplySpec,
+  Verdict,
+} from './verdict.js';
+
+/** Per-connection, per-message state the policy face keeps (reset when Postfix's `instance` changes). */
+export interface PolicySession {
+  /** RCPT requests seen so far for this message on this connection, this one included. */
+  readonly rcptCount: number;
+}
+
+export interface PolicyContext {
+  readonly session: PolicySession;
+  /** Aborted when the check's deadline passes; checks that wait on I/O should honour it. */
+  readonly signal: AbortSignal;
+}
+
+export interface PolicyCheck {
+  /** Config name of the check, e.g. `relay`. */
+  readonly name: string;
+  run(request: PolicyRequest, ctx: PolicyContext): Promise<readonly Verdict[]> | readonly Verdict[];
+}
+
+export interface PipelineStage {
+  readonly check: PolicyCheck;
+  readonly mode: Exclude<CheckMode, 'off'>;
+  readonly timeoutMs: number;
+}
+
+export type OnError = 'dunno' | 'defer_if_permit';
+
+export interface PipelineOptions {
+  readonly onError: OnError;
+  /** Reject when the summed score reaches this (0 disables score rejection). */
+  readonly rejectAt: number;
+}
+
+export class CheckTimeout extends Error {
+  constructor(
+    readonly check: string,
+    readonly timeoutMs: number,
+  ) {
+    super(`${check} gave no answer within ${timeoutMs} ms`);
+  }
+}
+
+const STRENGTH: Record<DecisionAction, number> = {
+  dunno: 0,
+  prepend: 1,
+  defer_if_permit: 2,
+  defer: 3,
+  reject: 4,
+};
+
+async function runWithDeadline(
+  stage: PipelineStage,
+  request: PolicyRequest,
+  session: PolicySession,
+): Promise<readonly Verdict[]> {
+  const controller = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const pending = stage.check.run(request, { session, signal: controller.signal });
+    if (!(pending instanceof Promise)) return pending;
+    const deadline = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => {
+        // Settle the race before aborting: a check that answers its abort must not win it.
+        reject(new CheckTimeout(stage.check.name, stage.timeoutMs));
+        controller.abort();
+      }, stage.timeoutMs);
+    });
+    return await Promise.race([pending, deadline]);
+  } finally {
+    if (timer) clearTimeout(timer);
+  }
+}
+
+function scoreVerdict(score: number, rejectAt: number, symbols: readonly string[]): RecordedVerdict {
+  const text = `Message refused: score ${score.toFixed(1)} reached ${rejectAt} (${symbols.join(' ')})`;
+  return {
+    check: 'score',
+    symbol: 'SCORE_REJECT',
+    score: 0,
+    action: 'reject',
+    reason: text,
+    reply: { code: 554, dsn: '5.7.1', text },
+    mode: 'enforce',
+    ms: 0,
+  };
+}
+
+export async function runPipeline(
+  stages: readonly PipelineStage[],
+  request: PolicyRequest,
+  session: PolicySession,
+  options: PipelineOptions,
+  clock: () => number = performance.now.bind(performance),
+): Promise<Decision> {
+  const verdicts: RecordedVerdict[] = [];
+  const failures: CheckFailure[] = [];
+  let score = 0;
+  let decided: RecordedVerdict | undefined;
+  let header: string | undefined;
+
+  stages: for (const stage of stages) {
+    const started = clock();
+    let produced: readonly Verdict[];
+    try {
+      produced = await runWithDeadline(stage, request, session);
+    } catch (error) {
+      const timeout = error instanceof CheckTimeout;
+      failures.push({
+        check: stage.check.name,
+        code: timeout ? 'PW-E002' : 'PW-E001',
+        reason: error instanceof Error ? error.message : String(error),
+        ms: clock() - started,
+      });
+      continue;
+    }
+    const ms = clock() - started;
+    for (const verdict of produced) {
+      const recorded: RecordedVerdict = { ...verdict, mode: stage.mode, ms };
+      verdicts.push(recorded);
+      if (stage.mode !== 'enforce') continue;
+      score += verdict.score;
+      switch (verdict.action) {
+        case 'reject':
+        case 'defer':
+          decided = recorded;
+          break stages;
+        case 'allow':
+          break stages;
+        case 'defer_if_permit':
+          if (!decided) decided = recorded;
+          break;
+        case 'prepend':
+          header ??= verdict.header;
+          break;
+        case undefined:
+          break;
+      }
+    }
+  }
+
+  let action: DecisionAction = decided ? (decided.action as DecisionAction) : header ? 'prepend' : 'dunno';
+  if (STRENGTH[action] < STRENGTH.reject && options.rejectAt > 0 && score >= options.rejectAt) {
+    const scoring = verdicts.filter((v) => v.mode === 'enforce' && v.score !== 0).map((v) => v.symbol);
+    decided = scoreVerdict(score, options.rejectAt, scoring);
+    verdicts.push(decided);
+    action = 'reject';
+  }
+
+  let onError = false;
+  let reply: ReplySpec | undefined = decided?.reply;
+  if (
+    failures.length > 0 &&
+    STRENGTH[action] < STRENGTH.defer_if_permit &&
+    options.onError === 'defer_if_permit'
+  ) {
+    onError = true;
+    action = 'defer_if_permit';
+    const names = failures.map((f) => f.check).join(', ');
+    reply = { code: 450, dsn: '4.3.0', text: `Temporary failure in ${names}, try again later` };
+  } else if (failures.length > 0 && STRENGTH[action] < STRENGTH.defer_if_permit) {
+    onError = true;
+  }
+
+  return {
+    action,
+    ...(decided && !onError ? { decidedBy: decided } : {}),
+    ...(reply ? { reply } : {}),
+    ...(header && action === 'prepend' ? { header } : {}),
+    score,
+    verdicts,
+    failures,
+    onError,
+  };
+}

@@ -1,0 +1,137 @@
+/**
+ * Stable event and error codes: every log line that reports trouble carries one, and docs/events.md (generated
+ * from this table, checked by a test) says what it means and how to fix it. Codes are never reused.
+ */
+export interface EventCode {
+  readonly code: string;
+  readonly level: 'info' | 'warn' | 'error' | 'fatal';
+  readonly summary: string;
+  readonly fix: string;
+}
+
+const table = [
+  // Config and start-up
+  {
+    code: 'PW-C001',
+    level: 'fatal',
+    summary: 'Config has problems; nothing was started',
+    fix: 'Run `postwarden check-config` and correct each key it names.',
+  },
+  {
+    code: 'PW-C002',
+    level: 'warn',
+    summary: 'No config file; running on the embedded default (loopback, local_domains: [localhost])',
+    fix: 'Write /etc/postwarden/postwarden.yml (or pass --config) with your domains and networks.',
+  },
+  {
+    code: 'PW-C003',
+    level: 'fatal',
+    summary: 'A listener could not be opened (address in use, permission, bad path)',
+    fix: 'Free the port or choose another in policy.listen / http.listen; `ss -ltnp` shows who holds it.',
+  },
+  {
+    code: 'PW-C004',
+    level: 'info',
+    summary: 'Reload requested (SIGHUP): maps re-read',
+    fix: 'None: informational.',
+  },
+  { code: 'PW-C005', level: 'info', summary: 'Started; faces listening', fix: 'None: informational.' },
+  {
+    code: 'PW-C006',
+    level: 'info',
+    summary: 'Stopping on a signal; open connections are finished or closed',
+    fix: 'None: informational.',
+  },
+  // Policy protocol
+  {
+    code: 'PW-P001',
+    level: 'warn',
+    summary: 'Malformed policy request line (no `=`, NUL or control byte); connection closed without a reply',
+    fix: 'Only Postfix (or `postwarden policy-query`) should talk to the policy port; check what connects to it.',
+  },
+  {
+    code: 'PW-P002',
+    level: 'warn',
+    summary: 'Policy request line longer than policy.server.max_line_bytes; connection closed',
+    fix: 'Raise policy.server.max_line_bytes if a legitimate attribute (e.g. ccert_subject) is that long.',
+  },
+  {
+    code: 'PW-P003',
+    level: 'warn',
+    summary: 'Policy request larger than policy.server.max_request_bytes; connection closed',
+    fix: 'Raise policy.server.max_request_bytes only if Postfix really sends that much.',
+  },
+  {
+    code: 'PW-P004',
+    level: 'warn',
+    summary: 'More attributes in one request than policy.server.max_attributes; connection closed',
+    fix: 'Raise policy.server.max_attributes only if Postfix really sends that many.',
+  },
+  {
+    code: 'PW-P005',
+    level: 'warn',
+    summary: 'Request without `request=smtpd_access_policy`; connection closed',
+    fix: 'The client is not Postfix, or sends a different protocol: check the check_policy_service line.',
+  },
+  {
+    code: 'PW-P006',
+    level: 'info',
+    summary: 'Idle policy connection closed after policy.server.idle_timeout_s',
+    fix: 'None: Postfix reconnects when it needs to.',
+  },
+  {
+    code: 'PW-P007',
+    level: 'warn',
+    summary: 'Connection refused: policy.server.max_connections reached',
+    fix: "Raise policy.server.max_connections above the sum of the smtpd process limits that use this service (Postfix's default_process_limit is 100 per service).",
+  },
+  {
+    code: 'PW-P008',
+    level: 'warn',
+    summary:
+      'Client sent more requests ahead of the replies than policy.server.max_pending_requests; connection closed',
+    fix: 'Postfix never pipelines policy requests; check what connects to the policy port.',
+  },
+  {
+    code: 'PW-P009',
+    level: 'error',
+    summary: 'Internal error while answering a request; answered with policy.on_error',
+    fix: 'Report it with the log line; the request was answered per on_error.',
+  },
+  {
+    code: 'PW-P010',
+    level: 'warn',
+    summary: 'Connection closed with a request half sent',
+    fix: 'None usually: Postfix gave up (timeout) or the client died.',
+  },
+  // Checks
+  {
+    code: 'PW-E001',
+    level: 'error',
+    summary: 'A check failed internally; policy.on_error decided',
+    fix: 'Read the reason in the decision log; the check named there is the one to look at.',
+  },
+  {
+    code: 'PW-E002',
+    level: 'warn',
+    summary: 'A check missed its deadline (policy.check_timeout_ms); policy.on_error decided',
+    fix: 'Look at the dependency the check waits on (DNS, LDAP, store); raise check_timeout_ms only if it is healthy but slow.',
+  },
+  {
+    code: 'PW-E003',
+    level: 'error',
+    summary: 'A lookup table could not answer; policy.on_error decided',
+    fix: 'See the map event (PW-M010/PW-M011) for that table and repair the file or service.',
+  },
+  // HTTP
+  {
+    code: 'PW-H001',
+    level: 'error',
+    summary: 'HTTP request failed inside a route',
+    fix: 'Report it with the log line.',
+  },
+] as const satisfies readonly EventCode[];
+
+export type Code = (typeof table)[number]['code'];
+
+export const EVENT_CODES: readonly EventCode[] = table;

@@ -1,0 +1,104 @@
+/**
+ * Metrics: every Prometheus metric postwarden exports is declared in METRIC_DEFINITIONS (name, type, help,
+ * labels), created from it, and documented from it (docs/metrics.md, checked by a test). Label values are
+ * bounded: check names, symbols and actions come from code, never from clients.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface MetricDefinition {
+  readonly name: string;
+  readonly type: 'counter' | 'gauge' | 'histogram';
+  readonly help: string;
+  readonly labels: readonly string[];
+  readonly buckets?: readonly number[];
+}
+
+export const METRIC_DEFINITIONS = [
+  {
+    name: 'postwarden_policy_requests_total',
+    type: 'counter',
+    help: 'Policy requests answered, by SMTP protocol state',
+    labels: ['protocol_state'],
+  },
+  {
+    name: 'postwarden_policy_decisions_total',
+    type: 'counter',
+    help: 'Policy decisions, by action sent to Postfix (dunno, reject, defer, defer_if_permit, prepend)',
+    labels: ['action'],
+  },
+  {
+    name: 'postwarden_policy_verdicts_total',
+    type: 'counter',
+    help: 'Verdicts of the policy checks, by check, symbol and mode (observe = would have acted)',
+    labels: ['check', 'symbol', 'mode'],
+  },
+  {
+    name: 'postwarden_policy_check_failures_total',
+    type: 'counter',
+    help: 'Checks that failed internally or missed their deadline, by check and code',
+    labels: ['check', 'code'],
+  },
+  {
+    name: 'postwarden_policy_request_duration_seconds',
+    type: 'histogram',
+    help: 'Time from a complete request to its reply',
+    labels: [],
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+  },
+  { name: 'postwarden_policy_connections', type: 'gauge', help: 'Open policy connections', labels: [] },
+  {
+    name: 'postwarden_errors_total',
+    type: 'counter',
+    help: 'Coded error and warning events (see docs/events.md), by code',
+    labels: ['code'],
+  },
+  {
+    name: 'postwarden_map_healthy',
+    type: 'gauge',
+    help: '1 when a lookup table serves its current content, 0 when it serves stale content or errors',
+    labels: ['map'],
+  },
+  {
+    name: 'postwarden_map_reloads_total',
+    type: 'counter',
+    help: 'Lookup table (re)loads, by table and result (ok, failed)',
+    labels: ['map', 'result'],
+  },
+] as const satisfies readonly MetricDefinition[];
+
+type Defs = (typeof METRIC_DEFINITIONS)[number];
+type Named<N extends Defs['name']> = Extract<Defs, { name: N }>;
+type MetricOf<D extends Defs> = D['type'] extends 'counter'
+  ? Counter<D['labels'][number]>
+  : D['type'] extends 'gauge'
+    ? Gauge<D['labels'][number]>
+    : Histogram<D['labels'][number]>;
+
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly byName = new Map<string, Counter | Gauge | Histogram>();
+
+  constructor(options: { processMetrics?: boolean } = {}) {
+    for (const def of METRIC_DEFINITIONS as readonly MetricDefinition[]) {
+      const common = {
+        name: def.name,
+        help: def.help,
+        labelNames: [...def.labels],
+        registers: [this.registry],
+      };
+      const metric =
+        def.type === 'counter'
+          ? new Counter(common)
+          : def.type === 'gauge'
+            ? new Gauge(common)
+            : new Histogram({ ...common, buckets: [...(def.buckets ?? [])] });
+      this.byName.set(def.name, metric);
+    }
+    if (options.processMetrics ?? true)
+      collectDefaultMetrics({ register: this.registry, prefix: 'postwarden_' });
+  }
+
+  get<N extends Defs['name']>(name: N): MetricOf<Named<N>> {
+    return this.byName.get(name) as MetricOf<Named<N>>;
+  }
+}

@@ -1,0 +1,191 @@
+/**
+ * The policy protocol server: many persistent connections (Postfix opens one per smtpd process), strictly
+ * sequential requests on each, every limit explicit. Protocol trouble is logged with a stable code and the
+ * connection closed without a reply (Postfix then retries, SMTPD_POLICY_README); nothing a client sends can
+ * crash the server or disturb other connections.
+ */
+import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
+import net from 'node:net';
+import type { Code } from '../observe/codes.js';
+import type { Logger } from '../observe/logger.js';
+import { createThrottledLog } from '../observe/logger.js';
+import type { Metrics } from '../observe/metrics.js';
+import { type Attributes, PolicyDecoder } from './codec.js';
+
+export interface ServerLimits {
+  readonly maxConnections: number;
+  readonly maxLineBytes: number;
+  readonly maxRequestBytes: number;
+  readonly maxAttributes: number;
+  readonly idleTimeoutMs: number;
+  readonly maxPendingRequests: number;
+}
+
+/** Mutable per-connection state a handler may keep (e.g. the per-message recipient count). */
+export interface Connection {
+  readonly id: number;
+  readonly state: Record<string, unknown>;
+}
+
+/** Answers one request with the action text (without `action=`); must not throw. */
+export type RequestHandler = (attributes: Attributes, connection: Connection) => Promise<string>;
+
+export interface Listener {
+  readonly address: string;
+  readonly port?: number;
+}
+
+export class PolicyServer {
+  private readonly servers: net.Server[] = [];
+  private readonly sockets = new Set<net.Socket>();
+  private nextId = 1;
+  private readonly warn: ReturnType<typeof createThrottledLog>;
+
+  constructor(
+    private readonly handler: RequestHandler,
+    private readonly limits: ServerLimits,
+    private readonly logger: Logger,
+    private readonly metrics: Metrics,
+  ) {
+    this.warn = createThrottledLog(logger);
+  }
+
+  get connectionCount(): number {
+    return this.sockets.size;
+  }
+
+  /** Opens every listen address; resolves with what was bound (ephemeral ports resolved). */
+  async listen(addresses: readonly string[]): Promise<Listener[]> {
+    const bound: Listener[] = [];
+    for (const address of addresses) bound.push(await this.listenOne(address));
+    return bound;
+  }
+
+  private listenOne(address: string): Promise<Listener> {
+    const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
+    server.maxConnections = this.limits.maxConnections;
+    server.on('drop', (data?: { remoteAddress?: string }) => {
+      this.metrics.get('postwarden_errors_total').inc({ code: 'PW-P007' });
+      this.warn(
+        'PW-P007',
+        { remote: data?.remoteAddress, limit: this.limits.maxConnections },
+        'policy connection refused: too many connections',
+      );
+    });
+    this.servers.push(server);
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      const done = (listener: Listener) => {
+        server.off('error', reject);
+        server.on('error', (error) => this.logger.error({ err: error, address }, 'policy listener error'));
+        resolve(listener);
+      };
+      if (address.startsWith('unix:')) {
+        const path = address.slice(5);
+        removeStaleSocket(path);
+        server.listen(path, () => {
+          // Postfix's smtpd runs as user postfix; the directory (e.g. private/) guards access.
+          chmodSync(path, 0o666);
+          done({ address });
+        });
+        return;
+      }
+      const colon = address.lastIndexOf(':');
+      const host = address.slice(0, colon).replace(/^\[|\]$/g, '');
+      const port = Number(address.slice(colon + 1));
+      server.listen({ host, port }, () => {
+        const info = server.address() as net.AddressInfo;
+        done({
+          address: `${host.includes(':') ? `[${info.address}]` : info.address}:${info.port}`,
+          port: info.port,
+        });
+      });
+    });
+  }
+
+  private accept(socket: net.Socket): void {
+    const connection: Connection = { id: this.nextId++, state: {} };
+    const decoder = new PolicyDecoder(this.limits);
+    const queue: Attributes[] = [];
+    let busy = false;
+    const gauge = this.metrics.get('postwarden_policy_connections');
+    this.sockets.add(socket);
+    gauge.inc();
+    socket.setTimeout(this.limits.idleTimeoutMs);
+
+    const drop = (code: Code, detail: string) => {
+      this.metrics.get('postwarden_errors_total').inc({ code });
+      this.warn(
+        code,
+        { remote: socket.remoteAddress, connection: connection.id, detail },
+        'policy connection closed: bad request',
+      );
+      socket.destroy();
+    };
+
+    const pump = async () => {
+      if (busy) return;
+      busy = true;
+      try {
+        for (let attributes = queue.shift(); attributes; attributes = queue.shift()) {
+          const action = await this.handler(attributes, connection);
+          if (socket.destroyed) return;
+          socket.write(`action=${action}\n\n`);
+        }
+      } finally {
+        busy = false;
+      }
+    };
+
+    socket.on('data', (chunk: Buffer) => {
+      for (const event of decoder.push(chunk)) {
+        if (event.kind === 'error') return drop(event.code, event.detail);
+        queue.push(event.attributes);
+        if (queue.length > this.limits.maxPendingRequests) {
+          return drop('PW-P008', `more than ${this.limits.maxPendingRequests} requests ahead of the replies`);
+        }
+      }
+      pump().catch((error: unknown) => {
+        this.logger.error(
+          { code: 'PW-P009', err: error, connection: connection.id },
+          'policy handler failed',
+        );
+        socket.destroy();
+      });
+    });
+    socket.on('timeout', () => {
+      this.logger.debug({ code: 'PW-P006', connection: connection.id }, 'idle policy connection closed');
+      socket.destroy();
+    });
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => {
+      if (decoder.midRequest) {
+        this.metrics.get('postwarden_errors_total').inc({ code: 'PW-P010' });
+        this.warn(
+          'PW-P010',
+          { connection: connection.id },
+          'policy connection closed with a request half sent',
+        );
+      }
+      this.sockets.delete(socket);
+      gauge.dec();
+    });
+  }
+
+  /** Stops accepting; lets in-flight replies go out, then closes what is left. */
+  async close(graceMs = 1000): Promise<void> {
+    const closing = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+    for (const socket of this.sockets) socket.end();
+    const timer = setTimeout(() => {
+      for (const socket of this.sockets) socket.destroy();
+    }, graceMs);
+    timer.unref();
+    await Promise.all(closing);
+    clearTimeout(timer);
+  }
+}
+
+/** A socket file left by a crashed run blocks listen(); a regular file at that path is not ours to remove. */
+function removeStaleSocket(path: string): void {
+  if (existsSync(path) && lstatSync(path).isSocket()) unlinkSync(path);
+}

@@ -1,0 +1,161 @@
+/**
+ * The policy service: builds the configured pipeline, and answers each request — typed request, per-message
+ * session, pipeline, reply chokepoint — with one decision log line and its metrics. It never throws: an internal
+ * failure answers per `policy.on_error`.
+ */
+import {
+  createHeloCheck,
+  createLimitsCheck,
+  createListsCheck,
+  createRelayCheck,
+  createSenderOwnershipCheck,
+  type ListTables,
+  type PolicyCheckName,
+} from '../core/checks/index.js';
+import { Locality } from '../core/locality.js';
+import { type PipelineStage, type PolicyCheck, type PolicySession, runPipeline } from '../core/pipeline.js';
+import type { LookupTable } from '../core/ports.js';
+import { type PolicyRequest, toPolicyRequest } from '../core/request.js';
+import type { MapRef } from '../core/schema.js';
+import type { Decision } from '../core/verdict.js';
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../observe/logger.js';
+import type { Metrics } from '../observe/metrics.js';
+import type { Attributes } from './codec.js';
+import { errorAction, policyAction } from './reply.js';
+import type { Connection, RequestHandler } from './server.js';
+
+/** Opens the tables of a config map reference (the maps registry, injected by `serve`). */
+export type OpenTables = (ref: MapRef, key: string) => readonly LookupTable[];
+
+function listTables(targets: Config['policy']['lists']['block'], key: string, open: OpenTables): ListTables {
+  return {
+    client: open(targets.client, `${key}.client`),
+    helo: open(targets.helo, `${key}.helo`),
+    sender: open(targets.sender, `${key}.sender`),
+    recipient: open(targets.recipient, `${key}.recipient`),
+  };
+}
+
+/** The pipeline in the order of `policy.checks`, without the checks whose mode is `off`. */
+export function buildStages(config: Readonly<Config>, open: OpenTables): PipelineStage[] {
+  const policy = config.policy;
+  const locality = new Locality({
+    localDomains: open(config.local_domains, 'local_domains'),
+    localNetworks: open(config.local_networks, 'local_networks'),
+  });
+  const factories: Record<PolicyCheckName, () => PolicyCheck> = {
+    relay: () => createRelayCheck(policy.relay, locality, open(policy.relay.allow, 'policy.relay.allow')),
+    sender_ownership: () =>
+      createSenderOwnershipCheck(
+        policy.sender_ownership,
+        locality,
+        open(policy.sender_ownership.map, 'policy.sender_ownership.map'),
+      ),
+    limits: () => createLimitsCheck(policy.limits),
+    lists: () =>
+      createListsCheck(
+        policy.lists,
+        listTables(policy.lists.block, 'policy.lists.block', open),
+        listTables(policy.lists.allow, 'policy.lists.allow', open),
+      ),
+    helo: () => createHeloCheck(policy.helo, locality, config.hostname),
+  };
+  const stages: PipelineStage[] = [];
+  for (const name of policy.checks) {
+    const mode = policy[name].mode;
+    if (mode !== 'off') stages.push({ check: factories[name](), mode, timeoutMs: policy.check_timeout_ms });
+  }
+  return stages;
+}
+
+interface SessionState {
+  instance: string;
+  rcptCount: number;
+}
+
+/** Postfix's `instance` changes when a new message starts on the connection: that resets per-message state. */
+function advanceSession(connection: Connection, request: PolicyRequest): PolicySession {
+  const state = (connection.state['session'] ??= { instance: '', rcptCount: 0 }) as SessionState;
+  if (state.instance !== request.instance) {
+    state.instance = request.instance;
+    state.rcptCount = 0;
+  }
+  if (request.protocolState === 'RCPT') state.rcptCount += 1;
+  return { rcptCount: state.rcptCount };
+}
+
+function decisionLog(request: PolicyRequest, decision: Decision, action: string, ms: number) {
+  return {
+    event: 'policy.decision',
+    queue_id: request.queueId || undefined,
+    instance: request.instance,
+    state: request.protocolState,
+    client: request.clientAddress,
+    client_name: request.clientName,
+    helo: request.heloName,
+    sender: request.sender,
+    recipient: request.recipient || undefined,
+    sasl_username: request.saslUsername || undefined,
+    decision: decision.action,
+    action,
+    score: decision.score,
+    verdicts: decision.verdicts.map((v) => ({
+      check: v.check,
+      symbol: v.symbol,
+      score: v.score,
+      ...(v.action ? { action: v.action } : {}),
+      mode: v.mode,
+      reason: v.reason,
+      ms: Number(v.ms.toFixed(3)),
+    })),
+    ...(decision.failures.length > 0
+      ? {
+          failures: decision.failures.map((f) => ({ ...f, ms: Number(f.ms.toFixed(3)) })),
+          on_error: decision.onError,
+        }
+      : {}),
+    ms: Number(ms.toFixed(3)),
+  };
+}
+
+export function createPolicyHandler(
+  config: Readonly<Config>,
+  stages: readonly PipelineStage[],
+  logger: Logger,
+  metrics: Metrics,
+): RequestHandler {
+  const policy = config.policy;
+  const options = { onError: policy.on_error, rejectAt: policy.reject_at };
+  const requests = metrics.get('postwarden_policy_requests_total');
+  const decisions = metrics.get('postwarden_policy_decisions_total');
+  const verdicts = metrics.get('postwarden_policy_verdicts_total');
+  const failures = metrics.get('postwarden_policy_check_failures_total');
+  const errors = metrics.get('postwarden_errors_total');
+  const latency = metrics.get('postwarden_policy_request_duration_seconds');
+
+  return async (attributes: Attributes, connection: Connection): Promise<string> => {
+    const started = performance.now();
+    try {
+      const request = toPolicyRequest(attributes);
+      const session = advanceSession(connection, request);
+      const decision = await runPipeline(stages, request, session, options);
+      const action = policyAction(decision, { softBounce: policy.soft_bounce });
+      const ms = performance.now() - started;
+      requests.inc({ protocol_state: request.protocolState });
+      decisions.inc({ action: decision.action });
+      for (const v of decision.verdicts) verdicts.inc({ check: v.check, symbol: v.symbol, mode: v.mode });
+      for (const f of decision.failures) {
+        failures.inc({ check: f.check, code: f.code });
+        errors.inc({ code: f.code });
+      }
+      latency.observe(ms / 1000);
+      logger.info(decisionLog(request, decision, action, ms), 'policy decision');
+      return action;
+    } catch (error) {
+      errors.inc({ code: 'PW-P009' });
+      logger.error({ code: 'PW-P009', err: error }, 'policy request failed; answered per on_error');
+      return errorAction(policy.on_error);
+    }
+  };
+}

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# install.sh: make sure the Debian packages the integration harness needs are installed.
+#
+# Needed: postfix (postfix, postconf, smtp-sink), dovecot-core (dovecot, doveadm), dovecot-imapd,
+# dovecot-lmtpd, swaks. Idempotent: prints nothing and exits 0 when all of them are present.
+# Otherwise, as in docs harness recipe §0: preseed debconf ("No configuration", so no system-wide
+# /etc/postfix/main.cf), put a temporary /usr/sbin/policy-rc.d (exit 101) in place so that no
+# maintainer script starts a system-wide daemon (removed again only if this script created it),
+# then `apt-get update` and `apt-get install -y --no-install-recommends`.
+#
+# Failure: exits non-zero with a line on stderr naming what failed (not root, apt-get failed, or a
+# binary still missing after the install).
+set -euo pipefail
+
+PATH="$PATH:/usr/sbin:/sbin"
+PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd swaks)
+
+die() {
+  echo "install.sh: $*" >&2
+  exit 1
+}
+
+# Prints the missing pieces, one per line (commands, or the dovecot protocol binaries).
+missing() {
+  local c
+  for c in postfix postconf smtp-sink dovecot doveadm swaks; do
+    command -v "$c" >/dev/null 2>&1 || echo "$c"
+  done
+  [ -x /usr/lib/dovecot/imap ] || echo "dovecot-imapd (/usr/lib/dovecot/imap)"
+  [ -x /usr/lib/dovecot/lmtp ] || echo "dovecot-lmtpd (/usr/lib/dovecot/lmtp)"
+}
+
+todo="$(missing)"
+[ -z "$todo" ] && exit 0
+
+echo "install.sh: missing: $(echo "$todo" | tr '\n' ' ')- installing ${PACKAGES[*]}" >&2
+[ "$(id -u)" -eq 0 ] || die "must run as root to install packages (missing: $(echo "$todo" | tr '\n' ' '))"
+command -v apt-get >/dev/null 2>&1 || die "apt-get not found: this harness expects Debian/Ubuntu"
+
+debconf-set-selections <<'EOF' || die "debconf-set-selections failed"
+postfix postfix/main_mailer_type select No configuration
+postfix postfix/mailname string mx.example.test
+EOF
+
+# Guard: keep maintainer scripts from starting the system-wide services. Remove it only if we made it.
+created_guard=0
+cleanup() {
+  if [ "$created_guard" -eq 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+}
+trap cleanup EXIT
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+  chmod 755 /usr/sbin/policy-rc.d
+  created_guard=1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+log="$(mktemp /tmp/pw-install.XXXXXX.log)"
+apt-get update -q >"$log" 2>&1 || { tail -n 20 "$log" >&2; die "apt-get update failed (full output: $log)"; }
+apt-get install -y -q --no-install-recommends \
+  -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+  "${PACKAGES[@]}" >>"$log" 2>&1 ||
+  { tail -n 20 "$log" >&2; die "apt-get install ${PACKAGES[*]} failed (full output: $log)"; }
+
+todo="$(missing)"
+[ -z "$todo" ] || die "still missing after install: $(echo "$todo" | tr '\n' ' ')(apt output: $log)"
+rm -f "$log"
+echo "install.sh: installed ${PACKAGES[*]}" >&2
