@@ -1,8 +1,8 @@
 /**
  * The ceiling of the policy benchmark: the smallest correct always-DUNNO Postfix policy server, in plain Node
  * `net`. It reads `name=value` lines until an empty line and answers `action=DUNNO\n\n`, looping on the
- * connection (protocols.md A1). Correct but minimal: a request may arrive split across chunks, or several in one
- * chunk (each gets its reply, in order); nothing is parsed or validated beyond finding the empty line.
+ * connection (protocols.md A1). Correct but minimal: a request may arrive split across chunks, or several in
+ * one chunk (each gets its reply, in order); nothing is parsed or validated beyond finding the empty line.
  *
  * Usage: `node dist/bench/dunno-server.js PORT` — listens on 127.0.0.1:PORT, prints `ready` on stdout once
  * listening, exits on SIGTERM/SIGINT. A bad port or a failed listen exits 1 with a message on stderr.
@@ -19,8 +19,8 @@ if (!Number.isInteger(port) || port < 1 || port > 65535) {
 }
 
 const server = net.createServer({ noDelay: true }, (socket) => {
-  // True when the previous byte seen on this connection ended a non-empty line: the next newline then ends the
-  // request. Carried across chunks, so a split anywhere (even between the two newlines) is handled.
+  // lineStart: the next byte begins a line, so a newline there is the empty line that ends a request.
+  // Carried across chunks, so a split anywhere (even between the two final newlines) is handled.
   let lineStart = true;
   let inRequest = false;
   socket.on('data', (chunk: Buffer) => {

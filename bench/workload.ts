@@ -1,7 +1,7 @@
 /**
- * The benchmark's workload: a postwarden config with every check of the policy face enforcing, realistic maps
- * (a 10 000-entry client block list, a 5 000-domain sender block list), and a mix of Postfix 3.7 RCPT requests
- * that exercises those checks, each with the reply postwarden must give to it.
+ * The benchmark's workload: a postwarden config with every check of the policy face enforcing, realistic
+ * maps (a 10 000-entry client block list, a 5 000-domain sender block list), and a mix of Postfix 3.7 RCPT
+ * requests that exercises those checks, each with the reply postwarden must give to it.
  *
  * Addresses and names are data only, from documentation and private ranges (TEST-NET-1/2/3, 198.18.0.0/15,
  * 100.64.0.0/10, 10/8, 2001:db8::/32, `.test`/`.example`): no traffic goes anywhere but 127.0.0.1.
@@ -37,7 +37,7 @@ const OWNERSHIP_MAP = [
   'example.org @example.org',
 ];
 
-/** `policy.lists.allow.client`: a partner's address, a network and a host name; no request of the mix hits them. */
+/** `policy.lists.allow.client`: an address, a network, a host name; no request of the mix hits them. */
 const CLIENT_ALLOW = ['192.0.2.250', '198.51.100.0/28', 'relay.partner.example'];
 
 /** One block-list client entry per line: 8 000 addresses, 1 500 /24, 400 /28, 100 IPv6 /48 = 10 000. */
@@ -48,7 +48,8 @@ function blockedClients(): string[] {
     lines.push(i % 4 === 0 ? `${ip} Listed by the abuse desk` : ip);
   }
   for (let i = 0; i < 1500; i++) lines.push(`100.${64 + Math.floor(i / 256)}.${i % 256}.0/24`);
-  for (let i = 0; i < 400; i++) lines.push(`198.${18 + Math.floor(i / 4096)}.${Math.floor(i / 16)}.${(i % 16) * 16}/28 REJECT`);
+  for (let i = 0; i < 400; i++)
+    lines.push(`198.${18 + Math.floor(i / 4096)}.${Math.floor(i / 16)}.${(i % 16) * 16}/28 REJECT`);
   for (let i = 0; i < 100; i++) lines.push(`2001:db8:${(i + 1).toString(16)}::/48`);
   return lines;
 }
@@ -164,9 +165,9 @@ function rcptRequest(v: Variant, n: number): Record<string, string> {
 const DUNNO = /^DUNNO$/;
 
 /**
- * The mix, 100 requests: 70 inbound to a local recipient (pass every check: DUNNO), 10 relay attempts (554),
- * 10 from authenticated users (8 own their sender: DUNNO; 2 do not: 553), 5 clients and 5 senders on the block
- * lists (554) — shuffled deterministically so the kinds interleave.
+ * The mix, 100 requests: 70 inbound to a local recipient (pass every check: DUNNO), 10 relay attempts
+ * (554), 10 from authenticated users (8 own their sender: DUNNO; 2 do not: 553), 5 clients and 5 senders on
+ * the block lists (554) — shuffled deterministically so the kinds interleave.
  */
 export function requestMix(): BenchRequest[] {
   const random = prng(20_250_101);
@@ -208,7 +209,9 @@ export function requestMix(): BenchRequest[] {
         recipient: `victim${i}@elsewhere-${i}.test`,
         serverPort: '25',
       },
-      forged ? /^554 5\.7\.1 Sender address <[^>]+> is in a local domain/ : /^554 5\.7\.1 Relay access denied$/,
+      forged
+        ? /^554 5\.7\.1 Sender address <[^>]+> is in a local domain/
+        : /^554 5\.7\.1 Relay access denied$/,
     );
   }
   const auth: ReadonlyArray<readonly [login: string, sender: string, owned: boolean]> = [

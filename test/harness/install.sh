@@ -3,7 +3,7 @@
 #
 # Needed: postfix (postfix, postconf, smtp-sink), dovecot-core (dovecot, doveadm), dovecot-imapd,
 # dovecot-lmtpd, swaks. Idempotent: prints nothing and exits 0 when all of them are present.
-# Otherwise, as in docs harness recipe §0: preseed debconf ("No configuration", so no system-wide
+# Otherwise, as in the harness recipe (harness.md §0): preseed debconf ("No configuration", so no system-wide
 # /etc/postfix/main.cf), put a temporary /usr/sbin/policy-rc.d (exit 101) in place so that no
 # maintainer script starts a system-wide daemon (removed again only if this script created it),
 # then `apt-get update` and `apt-get install -y --no-install-recommends`.

@@ -1,0 +1,226 @@
+/**
+ * The load generator: N persistent connections, each a strictly sequential loop request → reply (as one
+ * Postfix smtpd process uses its policy connection), pre-encoded requests written raw, replies parsed
+ * minimally but correctly. A warm-up phase is not counted; then every reply completed inside the measurement
+ * window counts towards requests/s, with its latency (write → complete reply, process.hrtime).
+ *
+ * Failure behaviour: a malformed reply, bytes when no reply is due, a dropped connection, or a reply that
+ * does not arrive within the drain bound rejects the whole cell with a BenchError — the benchmark is broken
+ * then, not slow.
+ */
+import net from 'node:net';
+
+export class BenchError extends Error {
+  override readonly name = 'BenchError';
+}
+
+export interface CellOptions {
+  readonly port: number;
+  readonly connections: number;
+  /** Pre-encoded requests; connection c starts at a different offset and cycles through them. */
+  readonly requests: readonly Buffer[];
+  readonly warmupMs: number;
+  readonly measureMs: number;
+  /** Bound on the wait for in-flight replies after the window, and for connecting. */
+  readonly drainMs?: number;
+  /** CPU time the server process has used so far, in ms (read at the window's edges); undefined: unknown. */
+  readonly serverCpuMs?: () => number | undefined;
+}
+
+export interface CellResult {
+  readonly connections: number;
+  /** Replies completed inside the window. */
+  readonly requests: number;
+  readonly seconds: number;
+  readonly rps: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly maxMs: number;
+  /** Share of those replies that were `action=DUNNO`. */
+  readonly dunnoShare: number;
+  /** Server CPU time (all its threads) per reply in the window, in µs; NaN if unknown. */
+  readonly cpuUsPerRequest: number;
+  /** Server CPU time over the window's wall time: 1 = one core busy. NaN if unknown. */
+  readonly cpuLoad: number;
+  /** The same for this process, the load generator: near 1, it and not the server may be the limit. */
+  readonly generatorCpuLoad: number;
+}
+
+const NEWLINE = 0x0a;
+const END = Buffer.from('\n\n');
+const ACTION = Buffer.from('action=');
+const DUNNO_REPLY = Buffer.from('action=DUNNO\n\n');
+const MAX_REPLY_BYTES = 4096;
+
+/** Nearest-rank percentile of sorted samples. */
+function percentile(sorted: Float64Array, q: number): number {
+  if (sorted.length === 0) return NaN;
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
+  return sorted[rank] ?? NaN;
+}
+
+function connect(port: number, timeoutMs: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: '127.0.0.1', port, noDelay: true });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new BenchError(`no connection to 127.0.0.1:${port} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.removeAllListeners('error');
+      resolve(socket);
+    });
+    socket.once('error', (error) => {
+      clearTimeout(timer);
+      reject(new BenchError(`cannot connect to 127.0.0.1:${port}: ${error.message}`));
+    });
+  });
+}
+
+/** Runs one cell: warm-up, measurement window, drain. Resolves with the figures, or rejects (BenchError). */
+export async function runCell(options: CellOptions): Promise<CellResult> {
+  const { requests, connections } = options;
+  const drainMs = options.drainMs ?? 5000;
+  if (requests.length === 0) throw new BenchError('no requests to send');
+  const settled = await Promise.allSettled(
+    Array.from({ length: connections }, () => connect(options.port, drainMs)),
+  );
+  const sockets = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  const refused = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (refused) {
+    for (const socket of sockets) socket.destroy();
+    throw refused.reason;
+  }
+
+  return new Promise<CellResult>((resolve, reject) => {
+    let phase: 'warmup' | 'measure' | 'drain' | 'done' = 'warmup';
+    let windowStart = 0n;
+    let windowEnd = 0n;
+    let cpuStart: number | undefined;
+    let cpuEnd: number | undefined;
+    let ownStart = process.cpuUsage();
+    let ownUsed = { user: 0, system: 0 };
+    let samples = new Float64Array(1 << 16);
+    let count = 0;
+    let dunno = 0;
+    let active = connections;
+    const timers: NodeJS.Timeout[] = [];
+
+    const finish = (error?: BenchError) => {
+      if (phase === 'done') return;
+      phase = 'done';
+      for (const timer of timers) clearTimeout(timer);
+      for (const socket of sockets) socket.destroy();
+      if (error) {
+        reject(error);
+        return;
+      }
+      const sorted = samples.subarray(0, count).sort();
+      const seconds = Number(windowEnd - windowStart) / 1e9;
+      const cpuMs = cpuStart !== undefined && cpuEnd !== undefined ? cpuEnd - cpuStart : NaN;
+      resolve({
+        connections,
+        requests: count,
+        seconds,
+        rps: count / seconds,
+        p50Ms: percentile(sorted, 0.5),
+        p99Ms: percentile(sorted, 0.99),
+        maxMs: count > 0 ? (sorted[count - 1] ?? NaN) : NaN,
+        dunnoShare: count > 0 ? dunno / count : NaN,
+        cpuUsPerRequest: count > 0 ? (cpuMs * 1000) / count : NaN,
+        cpuLoad: cpuMs / 1000 / seconds,
+        generatorCpuLoad: (ownUsed.user + ownUsed.system) / 1e6 / seconds,
+      });
+    };
+
+    const record = (ms: number, isDunno: boolean) => {
+      if (count === samples.length) {
+        const grown = new Float64Array(samples.length * 2);
+        grown.set(samples);
+        samples = grown;
+      }
+      samples[count++] = ms;
+      if (isDunno) dunno += 1;
+    };
+
+    sockets.forEach((socket, c) => {
+      let next = (c * 37) % requests.length;
+      let sentAt = 0n;
+      let pending: Buffer | undefined;
+      let finished = false;
+
+      const send = () => {
+        const request = requests[next] as Buffer;
+        next = next + 1 === requests.length ? 0 : next + 1;
+        sentAt = process.hrtime.bigint();
+        socket.write(request);
+      };
+
+      socket.on('data', (chunk: Buffer) => {
+        if (phase === 'done') return;
+        const data = pending ? Buffer.concat([pending, chunk]) : chunk;
+        pending = undefined;
+        const end = data.indexOf(END);
+        if (end < 0) {
+          if (data.length > MAX_REPLY_BYTES)
+            finish(new BenchError(`connection ${c}: reply longer than ${MAX_REPLY_BYTES} bytes`));
+          else pending = data;
+          return;
+        }
+        const now = process.hrtime.bigint();
+        if (finished || end + END.length !== data.length) {
+          finish(new BenchError(`connection ${c}: bytes after the reply, when no reply was due`));
+          return;
+        }
+        // Exactly one attribute, `action=…`, on one line (protocols.md A1).
+        if (
+          data.indexOf(NEWLINE) !== end ||
+          end <= ACTION.length ||
+          !data.subarray(0, ACTION.length).equals(ACTION)
+        ) {
+          const shown = JSON.stringify(data.toString('utf8', 0, Math.min(data.length, 80)));
+          finish(new BenchError(`connection ${c}: malformed reply ${shown}`));
+          return;
+        }
+        if (phase === 'measure') record(Number(now - sentAt) / 1e6, data.equals(DUNNO_REPLY));
+        if (phase === 'drain') {
+          finished = true;
+          active -= 1;
+          if (active === 0) finish();
+          return;
+        }
+        send();
+      });
+      const dropped = (why: string) => {
+        if (phase !== 'done') finish(new BenchError(`connection ${c} dropped by the server: ${why}`));
+      };
+      socket.on('error', (error) => dropped(error.message));
+      socket.on('close', () => dropped('closed'));
+      send();
+    });
+
+    timers.push(
+      setTimeout(() => {
+        phase = 'measure';
+        cpuStart = options.serverCpuMs?.();
+        ownStart = process.cpuUsage();
+        windowStart = process.hrtime.bigint();
+        timers.push(
+          setTimeout(() => {
+            phase = 'drain';
+            windowEnd = process.hrtime.bigint();
+            cpuEnd = options.serverCpuMs?.();
+            ownUsed = process.cpuUsage(ownStart);
+            timers.push(
+              setTimeout(
+                () => finish(new BenchError(`${active} connection(s) got no reply within ${drainMs} ms`)),
+                drainMs,
+              ),
+            );
+          }, options.measureMs),
+        );
+      }, options.warmupMs),
+    );
+  });
+}
