@@ -3,7 +3,7 @@ import path from 'node:path';
 import { type ConfigSource, loadConfig, mapRefsOf } from '../config/load.js';
 import { type ConfigProblem, formatProblem, showValue } from '../config/problems.js';
 import type { Config } from '../config/schema.js';
-import { type MapEvent, type MapRegistry, validateMapRef } from '../maps/index.js';
+import { type MapEvent, validateMapRef } from '../maps/index.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
 
@@ -18,7 +18,7 @@ export interface Loaded {
 export function loadOrReport(configPath: string | undefined): Loaded | undefined {
   const result = loadConfig(configPath);
   const where = result.source.kind === 'file' ? result.source.path : 'the embedded default';
-  const problems = result.ok ? mapSpecProblems(result.config) : result.problems;
+  const problems = [...(result.ok ? [] : result.problems), ...mapSpecProblems(result.input)];
   if (!result.ok || problems.length > 0) {
     reportProblems(where, problems);
     return undefined;
@@ -28,18 +28,14 @@ export function loadOrReport(configPath: string | undefined): Loaded | undefined
   return { config: result.config, source: result.source, baseDir };
 }
 
-const LOADS: ReadonlySet<string> = new Set(['PW-M001', 'PW-M002', 'PW-M012']);
-const LOAD_FAILURES: ReadonlySet<string> = new Set(['PW-M010', 'PW-M011', 'PW-M020']);
-
-/** Map events → log lines, load counters and the health gauge (read from the registry after each event). */
 export function reportProblems(where: string, problems: readonly ConfigProblem[]): void {
   process.stderr.write(`postwarden: ${problems.length} problem(s) in ${where} (PW-C001):\n`);
   for (const problem of problems) process.stderr.write(`  ${formatProblem(problem)}\n`);
 }
 
 /** Map specs and inline entries are checked here (the maps layer knows their syntax; config does not). */
-function mapSpecProblems(config: Readonly<Config>): ConfigProblem[] {
-  return mapRefsOf(config).flatMap(({ key, ref }) =>
+function mapSpecProblems(input: unknown): ConfigProblem[] {
+  return mapRefsOf(input).flatMap(({ key, ref }) =>
     validateMapRef(ref).map(({ item, problem }) => {
       const [what, ...fix] = problem.split('; ');
       return {
@@ -52,8 +48,11 @@ function mapSpecProblems(config: Readonly<Config>): ConfigProblem[] {
   );
 }
 
-export function mapEventSink(logger: Logger, metrics: Metrics, registry: () => MapRegistry | undefined) {
-  const healthy = metrics.get('postwarden_map_healthy');
+const LOADS: ReadonlySet<string> = new Set(['PW-M001', 'PW-M002', 'PW-M012']);
+const LOAD_FAILURES: ReadonlySet<string> = new Set(['PW-M010', 'PW-M011', 'PW-M020']);
+
+/** Map events → log lines and load counters; the health gauge is read from the registry at scrape time. */
+export function mapEventSink(logger: Logger, metrics: Metrics) {
   const reloads = metrics.get('postwarden_map_reloads_total');
   const errors = metrics.get('postwarden_errors_total');
   return (event: MapEvent): void => {
@@ -61,6 +60,5 @@ export function mapEventSink(logger: Logger, metrics: Metrics, registry: () => M
     if (LOADS.has(event.code)) reloads.inc({ map: event.map, result: 'ok' });
     if (LOAD_FAILURES.has(event.code)) reloads.inc({ map: event.map, result: 'failed' });
     if (event.level !== 'info') errors.inc({ code: event.code });
-    for (const map of registry()?.health() ?? []) healthy.set({ map: map.name }, map.healthy ? 1 : 0);
   };
 }

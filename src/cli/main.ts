@@ -12,8 +12,8 @@ commands:
   check-config [--config FILE]               validate the config and its maps; exit 0 or 78
   policy-query [--server ADDR] [--config FILE] name=value ...
                                              send one policy request, print the action
-  reference config|metrics|events [--out FILE]
-                                             print a generated reference document (docs/)
+  reference config|metrics|events [--out FILE] | all [--root DIR]
+                                             print (or write) a generated reference (docs/)
   help                                       this text
 `;
 

@@ -4,6 +4,7 @@
  * into docs/, and a test fails when a checked-in copy is stale.
  */
 import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { renderConfigReference } from '../config/reference.js';
 import { MAP_EVENT_CODES } from '../maps/index.js';
 import { EVENT_CODES, type EventCode } from '../observe/codes.js';
@@ -23,11 +24,18 @@ export const REFERENCES: Record<string, { file: string; render: () => string }> 
 };
 
 export async function reference(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { out: { type: 'string' } }, true);
+  const { values, positionals } = parse(argv, { out: { type: 'string' }, root: { type: 'string' } }, true);
   const which = positionals[0];
+  if (which === 'all' && positionals.length === 1) {
+    // Writes every reference to its place under --root (the repository), as `npm run docs:reference` does.
+    const root = values.root ?? '.';
+    for (const doc of Object.values(REFERENCES)) writeFileSync(path.join(root, doc.file), doc.render());
+    return EXIT.OK;
+  }
   const doc = which === undefined ? undefined : REFERENCES[which];
-  if (!doc || positionals.length > 1)
-    throw new UsageError(`name one of: ${Object.keys(REFERENCES).join(', ')}`);
+  if (!doc || positionals.length > 1) {
+    throw new UsageError(`name one of: ${Object.keys(REFERENCES).join(', ')}, all`);
+  }
   const text = doc.render();
   if (values.out) writeFileSync(values.out, text);
   else process.stdout.write(text);

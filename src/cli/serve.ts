@@ -30,7 +30,10 @@ export async function serve(argv: string[]): Promise<number> {
   const metrics = new Metrics();
   const maps: MapRegistry = new MapRegistry({
     env: { baseDir },
-    onEvent: mapEventSink(logger, metrics, () => maps),
+    onEvent: mapEventSink(logger, metrics),
+  });
+  metrics.collectFrom('postwarden_map_healthy', (gauge) => {
+    for (const map of maps.health()) gauge.set({ map: map.name }, map.healthy ? 1 : 0);
   });
   const stages = buildStages(config, (ref, key) => maps.openRef(ref, key));
   const policy = new PolicyServer(

@@ -20,9 +20,10 @@ export const EMBEDDED_DEFAULT: Readonly<Record<string, unknown>> = Object.freeze
 
 export type ConfigSource = { kind: 'file'; path: string } | { kind: 'embedded' };
 
+/** `input` is the parsed document before validation (undefined when the file could not be read or parsed). */
 export type LoadResult =
-  | { ok: true; config: Readonly<Config>; source: ConfigSource }
-  | { ok: false; problems: ConfigProblem[]; source: ConfigSource };
+  | { ok: true; config: Readonly<Config>; source: ConfigSource; input: unknown }
+  | { ok: false; problems: ConfigProblem[]; source: ConfigSource; input: unknown };
 
 function deepFreeze<T>(value: T): T {
   if (value && typeof value === 'object' && !Object.isFrozen(value)) {
@@ -30,6 +31,12 @@ function deepFreeze<T>(value: T): T {
     for (const child of Object.values(value)) deepFreeze(child);
   }
   return value;
+}
+
+function isMapRef(value: unknown): value is MapRef {
+  return (
+    typeof value === 'string' || (Array.isArray(value) && value.every((item) => typeof item === 'string'))
+  );
 }
 
 type JsonSchema = { title?: string; properties?: Record<string, JsonSchema> };
@@ -46,11 +53,12 @@ export function knownKeys(path: string): string[] {
 /** Validates an already-parsed document. */
 export function validateConfig(input: unknown, source: ConfigSource): LoadResult {
   const parsed = configSchema.safeParse(input ?? {});
-  if (!parsed.success)
-    return { ok: false, problems: problemsFromZod(parsed.error, input, knownKeys), source };
+  if (!parsed.success) {
+    return { ok: false, problems: problemsFromZod(parsed.error, input, knownKeys), source, input };
+  }
   const config = parsed.data;
   if (config.hostname === '') config.hostname = os.hostname();
-  return { ok: true, config: deepFreeze(config), source };
+  return { ok: true, config: deepFreeze(config), source, input };
 }
 
 export function parseConfigText(text: string, source: ConfigSource): LoadResult {
@@ -62,7 +70,7 @@ export function parseConfigText(text: string, source: ConfigSource): LoadResult 
       problem: `YAML syntax: ${e.message.split('\n')[0] ?? e.code}`,
       fix: 'correct the YAML at that position',
     }));
-    return { ok: false, problems, source };
+    return { ok: false, problems, source, input: undefined };
   }
   return validateConfig(doc.toJS(), source);
 }
@@ -87,13 +95,17 @@ export function loadConfig(explicitPath?: string): LoadResult {
         },
       ],
       source,
+      input: undefined,
     };
   }
   return parseConfigText(text, source);
 }
 
-/** Every map reference in a config, with its dotted key: the schema marks map fields with the title `map`. */
-export function mapRefsOf(config: Readonly<Config>): { key: string; ref: MapRef }[] {
+/**
+ * Every map reference in a config (validated, or raw input: values that are not strings or string lists are
+ * skipped there), with its dotted key. The schema marks map fields with the title `map`.
+ */
+export function mapRefsOf(config: unknown): { key: string; ref: MapRef }[] {
   jsonSchema ??= z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }) as JsonSchema;
   const found: { key: string; ref: MapRef }[] = [];
   const walk = (node: JsonSchema | undefined, value: unknown, path: string) => {
@@ -101,8 +113,8 @@ export function mapRefsOf(config: Readonly<Config>): { key: string; ref: MapRef 
     for (const [key, child] of Object.entries(node.properties ?? {})) {
       const childValue = (value as Record<string, unknown>)[key];
       const childPath = path ? `${path}.${key}` : key;
-      if (child.title === 'map') found.push({ key: childPath, ref: childValue as MapRef });
-      else walk(child, childValue, childPath);
+      if (child.title !== 'map') walk(child, childValue, childPath);
+      else if (isMapRef(childValue)) found.push({ key: childPath, ref: childValue });
     }
   };
   walk(jsonSchema as JsonSchema, config, '');

@@ -20,14 +20,7 @@ export {
   type MapEventLevel,
 } from './events.js';
 export { parseKey, type ParsedKey } from './matcher.js';
-export {
-  MapRegistry,
-  openMapSet,
-  type MapHealth,
-  type MapRegistryOptions,
-  type MapSet,
-  type MapSetOptions,
-} from './registry.js';
+export { MapRegistry, type MapHealth, type MapRegistryOptions } from './registry.js';
 export {
   entryProblem,
   isSpec,

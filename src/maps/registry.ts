@@ -1,7 +1,6 @@
 /**
  * MapRegistry: opens tables from specs and config lists, shares one table per spec (two config keys naming the
  * same file share it), and reloads file tables on SIGHUP (`reloadAll`) and when their files change.
- * `openMapSet` is the same, shaped for the daemon's wiring: `open(ref, key)` per config key.
  *
  * Contract: `open` returns a table already loaded (or a stand-in), synchronously, so no request ever meets a
  * table still loading. Each table is a stable LookupTable whose contents are swapped whole — a reload compiles
@@ -180,6 +179,8 @@ class ManagedTable implements LookupTable {
 interface DirWatch {
   readonly watcher: FSWatcher;
   readonly tables: Set<ManagedTable>;
+  /** Base names of the watched files. */
+  readonly names: Set<string>;
   timer: NodeJS.Timeout | undefined;
 }
 
@@ -312,10 +313,14 @@ export class MapRegistry {
       } catch {
         return; // the directory does not exist (yet): reloadAll tries again
       }
-      const created: DirWatch = { watcher, tables: new Set(), timer: undefined };
-      // Any change in the directory triggers a stat of its tables: symlink swaps (e.g. Kubernetes config maps)
-      // change other names than the table's own.
-      watcher.on('change', () => this.schedule(created));
+      const created: DirWatch = { watcher, tables: new Set(), names: new Set(), timer: undefined };
+      // A change to a table's own name, or to a `..name` entry (the symlink swaps of Kubernetes config maps),
+      // triggers a stat of the directory's tables; other files there (a log, say) are none of our business.
+      watcher.on('change', (_event, name) => {
+        const changed = typeof name === 'string' ? name : undefined;
+        if (changed === undefined || changed.startsWith('..') || created.names.has(changed))
+          this.schedule(created);
+      });
       watcher.on('error', () => {
         clearTimeout(created.timer);
         watcher.close();
@@ -325,41 +330,17 @@ export class MapRegistry {
       dir = created;
     }
     dir.tables.add(table);
+    dir.names.add(path.basename(file));
   }
 
+  /** Coalesces a burst of events into one refresh at most `debounceMs` after the first: a steady stream of
+   * events must not postpone the reload for ever. */
   private schedule(dir: DirWatch): void {
-    clearTimeout(dir.timer);
+    if (dir.timer !== undefined) return;
     dir.timer = setTimeout(() => {
       dir.timer = undefined;
       for (const table of dir.tables) table.refresh(false);
     }, this.options.debounceMs ?? 200);
     dir.timer.unref();
   }
-}
-
-export interface MapSetOptions extends MapRegistryOptions {
-  /** Shorthand for `env.baseDir`: the config file's directory. */
-  readonly baseDir?: string;
-}
-
-/** The registry as the daemon wires it: one `open(ref, key)` per config key, plus health, reload and close. */
-export interface MapSet {
-  open(ref: string | readonly string[], key: string): readonly LookupTable[];
-  health(): MapHealth[];
-  reloadAll(): void;
-  close(): void;
-}
-
-export function openMapSet(options: MapSetOptions = {}): MapSet {
-  const { baseDir, env, ...rest } = options;
-  const registry = new MapRegistry({
-    ...rest,
-    env: baseDir === undefined ? (env ?? {}) : { ...env, baseDir },
-  });
-  return {
-    open: (ref, key) => registry.openRef(ref, key),
-    health: () => registry.health(),
-    reloadAll: () => registry.reloadAll(),
-    close: () => registry.close(),
-  };
 }

@@ -101,4 +101,16 @@ export class Metrics {
   get<N extends Defs['name']>(name: N): MetricOf<Named<N>> {
     return this.byName.get(name) as MetricOf<Named<N>>;
   }
+
+  /** Fills a gauge at scrape time from the current state (e.g. map health), instead of tracking every change. */
+  collectFrom<N extends Extract<Defs, { type: 'gauge' }>['name']>(
+    name: N,
+    fill: (gauge: Gauge<Named<N>['labels'][number]>) => void,
+  ): void {
+    const gauge = this.byName.get(name) as Gauge<Named<N>['labels'][number]>;
+    (gauge as unknown as { collect: () => void }).collect = () => {
+      gauge.reset();
+      fill(gauge);
+    };
+  }
 }

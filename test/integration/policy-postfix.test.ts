@@ -93,6 +93,16 @@ function decisions(): DecisionLine[] {
     .filter((l) => l.event === 'policy.decision');
 }
 
+/** The decision log line matching `match`, waiting a little: the log is a file another process writes. */
+async function decisionFor(match: (line: DecisionLine) => boolean): Promise<DecisionLine | undefined> {
+  const deadline = Date.now() + 3000;
+  for (;;) {
+    const found = decisions().find(match);
+    if (found || Date.now() > deadline) return found;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 before(async () => {
   await startPostwarden();
   harness = await startHarness({ policy: `inet:${POLICY}` });
@@ -107,7 +117,7 @@ test('an outside client may send to a local user: postwarden answers DUNNO and t
   const inbox = h().maildirCount('alice');
   const r = await h().swaks([...OUTSIDE, '--from', 'friend@remote.test', '--to', 'alice@example.test']);
   assert.equal(r.code, 0, r.transcript);
-  const d = decisions().find(
+  const d = await decisionFor(
     (l) => l.recipient === 'alice@example.test' && l.sender === 'friend@remote.test',
   );
   assert.equal(d?.action, 'DUNNO');
@@ -144,7 +154,7 @@ test('a forged local sender from an outside client is refused at RCPT', async ()
     mark,
     5000,
   );
-  const d = decisions().find((l) => l.sender === 'ceo@example.test');
+  const d = await decisionFor((l) => l.sender === 'ceo@example.test');
   assert.deepEqual(
     d?.verdicts.map((v) => v.symbol),
     ['FORGED_LOCAL_SENDER'],
@@ -162,7 +172,7 @@ test('a client in local_networks relays to a remote recipient', async () => {
     'x@remote.test',
   ]);
   assert.equal(r.code, 0, r.transcript);
-  const d = decisions().find((l) => l.recipient === 'x@remote.test' && l.sender === 'app@example.test');
+  const d = await decisionFor((l) => l.recipient === 'x@remote.test' && l.sender === 'app@example.test');
   assert.deepEqual(
     d?.verdicts.map((v) => v.symbol),
     ['CLIENT_LOCAL_NETWORK'],
@@ -176,7 +186,7 @@ test('a client in local_networks relays to a remote recipient', async () => {
 test('an authenticated client relays as its own address', async () => {
   const r = await h().swaks([...OUTSIDE, ...ALICE, '--from', 'alice@example.test', '--to', 'y@remote.test']);
   assert.equal(r.code, 0, r.transcript);
-  const d = decisions().find((l) => l.recipient === 'y@remote.test');
+  const d = await decisionFor((l) => l.recipient === 'y@remote.test');
   assert.deepEqual(
     d?.verdicts.map((v) => v.symbol),
     ['CLIENT_AUTHENTICATED', 'SENDER_OWNED'],
@@ -229,7 +239,7 @@ test('defence in depth: with the policy service placed before reject_unauth_dest
       r.lastReply,
       '554 5.7.1 <victim2@remote.test>: Recipient address rejected: Relay access denied',
     );
-    const d = decisions().find((l) => l.recipient === 'victim2@remote.test');
+    const d = await decisionFor((l) => l.recipient === 'victim2@remote.test');
     assert.deepEqual(
       d?.verdicts.map((v) => v.symbol),
       ['RELAY_DENIED'],

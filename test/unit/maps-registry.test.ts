@@ -7,7 +7,6 @@ import type { LookupQuery, LookupTable } from '../../src/core/ports.js';
 import {
   MAP_EVENT_CODES,
   MapRegistry,
-  openMapSet,
   type MapEvent,
   type MapRegistryOptions,
 } from '../../src/maps/index.js';
@@ -106,6 +105,26 @@ describe('MapRegistry', () => {
     writeFileSync(file, 'example.com in-place\n');
     await waitForEvent('PW-M002', 2);
     assert.equal(await valueOf(table, 'example.com'), 'in-place');
+  });
+
+  test('a steady stream of writes to another file in the directory neither postpones nor triggers reloads', async () => {
+    const dir = freshDir();
+    const file = path.join(dir, 'block');
+    const log = path.join(dir, 'busy.log');
+    writeFileSync(file, 'example.com old\n');
+    const maps = registry();
+    const table = maps.open(`file:${file}`);
+    let writes = 0;
+    const noise = setInterval(() => writeFileSync(log, `line ${(writes += 1)}\n`, { flag: 'a' }), 20);
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(events.filter((e) => e.code === 'PW-M002').length, 0, 'noise alone reloads nothing');
+      replace(file, 'example.com new\n');
+      await waitForEvent('PW-M002');
+      assert.equal(await valueOf(table, 'example.com'), 'new');
+    } finally {
+      clearInterval(noise);
+    }
   });
 
   test('reloadAll reloads changed files and leaves unchanged content alone', async () => {
@@ -340,15 +359,19 @@ describe('MapRegistry', () => {
     assert.deepEqual(codes(), ['PW-M001']);
   });
 
-  test('openMapSet: open(ref, key) per config key, relative paths against baseDir', async () => {
+  test('openRef(ref, key) per config key, relative paths against baseDir', async () => {
     const dir = freshDir();
     writeFileSync(path.join(dir, 'domains'), 'example.org\n');
-    const set = openMapSet({ baseDir: dir, watch: false, onEvent: (event) => events.push(event) });
+    const set = new MapRegistry({
+      env: { baseDir: dir },
+      watch: false,
+      onEvent: (event) => events.push(event),
+    });
     try {
-      const [table] = set.open('file:domains', 'local_domains');
+      const [table] = set.openRef('file:domains', 'local_domains');
       assert.equal(table?.name, `file:${path.join(dir, 'domains')}`);
       assert.equal(await valueOf(table as LookupTable, 'mail.example.org'), '');
-      const networks = set.open(['127.0.0.0/8', '::1/128'], 'local_networks');
+      const networks = set.openRef(['127.0.0.0/8', '::1/128'], 'local_networks');
       assert.equal(await valueOf(networks[0] as LookupTable, '::ffff:127.0.0.2', 'ip'), '');
       assert.deepEqual(
         set.health().map((h) => [h.name, h.healthy, h.entries]),

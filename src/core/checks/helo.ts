@@ -11,10 +11,10 @@
  *
  * Resolving the name in DNS belongs to the DNS checks.
  */
-import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 import type { Locality } from '../locality.js';
 import type { PolicyCheck } from '../pipeline.js';
+import { canonicalIp } from '../../util/ip.js';
 import { modeSchema, scoreSchema } from '../schema.js';
 import type { Verdict } from '../verdict.js';
 
@@ -57,14 +57,11 @@ function isHostname(name: string): boolean {
 
 /** `[192.0.2.1]` or `[IPv6:2001:db8::1]` → the address in canonical form, else undefined. */
 function addressLiteral(name: string): string | undefined {
-  const match = /^\[(?:ipv6:)?([0-9a-f.:]+)\]$/i.exec(name);
-  if (!match?.[1] || !ipaddr.isValid(match[1])) return undefined;
-  if (name.slice(1, 6).toLowerCase() !== 'ipv6:' && match[1].includes(':')) return undefined;
-  return canonical(match[1]);
-}
-
-function canonical(address: string): string | undefined {
-  return ipaddr.isValid(address) ? ipaddr.process(address).toString() : undefined;
+  const match = /^\[(ipv6:)?([0-9a-f.:]+)\]$/i.exec(name);
+  const address = match?.[2];
+  // RFC 5321: an IPv6 literal carries the `IPv6:` tag, an IPv4 one does not.
+  if (!address || (match[1] !== undefined) !== address.includes(':')) return undefined;
+  return canonicalIp(address);
 }
 
 function reject(symbol: string, code: number, dsn: string, text: string): Verdict {
@@ -88,11 +85,11 @@ export function createHeloCheck(
       }
       const literal = helo.startsWith('[') ? addressLiteral(helo) : undefined;
       if (literal !== undefined) {
-        const server = canonical(request.serverAddress);
+        const server = canonicalIp(request.serverAddress);
         if (settings.reject_own && server !== undefined && literal === server) {
           return [reject('HELO_OWN_ADDRESS', 554, '5.7.1', 'Helo command rejected: You are not me')];
         }
-        if (literal !== canonical(request.clientAddress) && settings.literal_mismatch_score !== 0) {
+        if (literal !== canonicalIp(request.clientAddress) && settings.literal_mismatch_score !== 0) {
           return [
             {
               check: CHECK,
@@ -104,7 +101,7 @@ export function createHeloCheck(
         }
         return [];
       }
-      if (canonical(helo) !== undefined && !helo.includes('[')) {
+      if (canonicalIp(helo) !== undefined && !helo.includes('[')) {
         if (settings.bare_ip_score === 0) return [];
         return [
           {
