@@ -145,6 +145,11 @@ export async function stopAll(graceMs?: number): Promise<void> {
 
 let clockTicks: number | undefined;
 
+function ticksToMs(ticks: number): number {
+  clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  return (ticks * 1000) / clockTicks;
+}
+
 /**
  * CPU time (user + system, all threads) a process has used, in ms, from Linux's /proc/PID/stat; undefined
  * elsewhere or once the process is gone. Resolution: one clock tick (usually 10 ms).
@@ -152,12 +157,28 @@ let clockTicks: number | undefined;
 export function processCpuMs(pid: number | undefined): number | undefined {
   if (pid === undefined || process.platform !== 'linux') return undefined;
   try {
-    clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const ticks = Number(fields[11]) + Number(fields[12]);
-    return Number.isFinite(ticks) ? (ticks * 1000) / clockTicks : undefined;
+    return Number.isFinite(ticks) ? ticksToMs(ticks) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * CPU time the whole machine has spent busy, in ms summed over its CPUs (Linux /proc/stat: user, nice,
+ * system, irq, steal). Softirq is left out: loopback traffic is processed there, on behalf of whoever sent it.
+ */
+export function machineBusyMs(): number | undefined {
+  if (process.platform !== 'linux') return undefined;
+  try {
+    // First line: `cpu  user nice system idle iowait irq softirq steal …`, in clock ticks.
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
+    const [user, nice, system, , , irq, , steal] = line.trim().split(/\s+/).slice(1).map(Number);
+    const ticks = (user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (steal ?? 0);
+    return Number.isFinite(ticks) ? ticksToMs(ticks) : undefined;
   } catch {
     return undefined;
   }

@@ -2,7 +2,8 @@
  * The load generator: N persistent connections, each a strictly sequential loop request → reply (as one
  * Postfix smtpd process uses its policy connection), pre-encoded requests written raw, replies parsed
  * minimally but correctly. A warm-up phase is not counted; then every reply completed inside the measurement
- * window counts towards requests/s, with its latency (write → complete reply, process.hrtime).
+ * window counts towards requests/s, with its latency (write → complete reply, process.hrtime). Several such
+ * slices of one cell (taken in turns with other servers, to cancel machine drift) add up into one result.
  *
  * Failure behaviour: a malformed reply, bytes when no reply is due, a dropped connection, or a reply that
  * does not arrive within the drain bound rejects the whole cell with a BenchError — the benchmark is broken
@@ -25,6 +26,18 @@ export interface CellOptions {
   readonly drainMs?: number;
   /** CPU time the server process has used so far, in ms (read at the window's edges); undefined: unknown. */
   readonly serverCpuMs?: () => number | undefined;
+}
+
+/** What one slice measured, raw. */
+export interface Slice {
+  /** Latency of each reply completed inside the window, in ms. */
+  readonly samples: Float64Array;
+  readonly dunno: number;
+  readonly seconds: number;
+  /** Server CPU time in the window, ms; NaN if unknown. */
+  readonly serverCpuMs: number;
+  /** This process's CPU time in the window, ms. */
+  readonly generatorCpuMs: number;
 }
 
 export interface CellResult {
@@ -78,8 +91,36 @@ function connect(port: number, timeoutMs: number): Promise<net.Socket> {
   });
 }
 
-/** Runs one cell: warm-up, measurement window, drain. Resolves with the figures, or rejects (BenchError). */
-export async function runCell(options: CellOptions): Promise<CellResult> {
+/** Adds up the slices of one cell. */
+export function summarize(connections: number, slices: readonly Slice[]): CellResult {
+  const count = slices.reduce((n, s) => n + s.samples.length, 0);
+  const all = new Float64Array(count);
+  let offset = 0;
+  for (const slice of slices) {
+    all.set(slice.samples, offset);
+    offset += slice.samples.length;
+  }
+  const sorted = all.sort();
+  const sum = (pick: (s: Slice) => number) => slices.reduce((n, s) => n + pick(s), 0);
+  const seconds = sum((s) => s.seconds);
+  const cpuMs = sum((s) => s.serverCpuMs);
+  return {
+    connections,
+    requests: count,
+    seconds,
+    rps: count / seconds,
+    p50Ms: percentile(sorted, 0.5),
+    p99Ms: percentile(sorted, 0.99),
+    maxMs: count > 0 ? (sorted[count - 1] ?? NaN) : NaN,
+    dunnoShare: count > 0 ? sum((s) => s.dunno) / count : NaN,
+    cpuUsPerRequest: count > 0 ? (cpuMs * 1000) / count : NaN,
+    cpuLoad: cpuMs / 1000 / seconds,
+    generatorCpuLoad: sum((s) => s.generatorCpuMs) / 1000 / seconds,
+  };
+}
+
+/** Runs one slice: connect, warm-up, measurement window, drain. Rejects with a BenchError if it broke. */
+export async function runSlice(options: CellOptions): Promise<Slice> {
   const { requests, connections } = options;
   const drainMs = options.drainMs ?? 5000;
   if (requests.length === 0) throw new BenchError('no requests to send');
@@ -93,7 +134,7 @@ export async function runCell(options: CellOptions): Promise<CellResult> {
     throw refused.reason;
   }
 
-  return new Promise<CellResult>((resolve, reject) => {
+  return new Promise<Slice>((resolve, reject) => {
     let phase: 'warmup' | 'measure' | 'drain' | 'done' = 'warmup';
     let windowStart = 0n;
     let windowEnd = 0n;
@@ -116,21 +157,12 @@ export async function runCell(options: CellOptions): Promise<CellResult> {
         reject(error);
         return;
       }
-      const sorted = samples.subarray(0, count).sort();
-      const seconds = Number(windowEnd - windowStart) / 1e9;
-      const cpuMs = cpuStart !== undefined && cpuEnd !== undefined ? cpuEnd - cpuStart : NaN;
       resolve({
-        connections,
-        requests: count,
-        seconds,
-        rps: count / seconds,
-        p50Ms: percentile(sorted, 0.5),
-        p99Ms: percentile(sorted, 0.99),
-        maxMs: count > 0 ? (sorted[count - 1] ?? NaN) : NaN,
-        dunnoShare: count > 0 ? dunno / count : NaN,
-        cpuUsPerRequest: count > 0 ? (cpuMs * 1000) / count : NaN,
-        cpuLoad: cpuMs / 1000 / seconds,
-        generatorCpuLoad: (ownUsed.user + ownUsed.system) / 1e6 / seconds,
+        samples: samples.slice(0, count),
+        dunno,
+        seconds: Number(windowEnd - windowStart) / 1e9,
+        serverCpuMs: cpuStart !== undefined && cpuEnd !== undefined ? cpuEnd - cpuStart : NaN,
+        generatorCpuMs: (ownUsed.user + ownUsed.system) / 1000,
       });
     };
 

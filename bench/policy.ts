@@ -3,13 +3,15 @@
  * (bench/dunno-server.ts) and postwarden twice — every check enforcing, realistic maps, once at
  * `log.level: warn` and once at `info` (the default: one decision line per request, here into a file) —
  * each in its own process on a free 127.0.0.1 port, checks that postwarden answers each request of the mix
- * as it must, then measures requests/s and p50/p99 latency at 1, 8 and 32 connections, interleaving the
- * servers at each connection count. Prints one table with postwarden's req/s as a ratio of the ceiling's,
- * and the target as information: at least 50% of the ceiling, p99 under 2 ms at 8 connections.
+ * as it must, then measures requests/s and p50/p99 latency at 1, 8 and 32 connections. At each connection
+ * count the servers take turns, in rounds of short slices, so drift of the machine hits them alike. Prints
+ * one table with postwarden's req/s as a ratio of the ceiling's, and the target as information: at least
+ * 50% of the ceiling, p99 under 2 ms at 8 connections.
  *
  * Options: `--json FILE` also writes the results as JSON; `--cpu-prof DIR` runs postwarden under
- * `node --cpu-prof` (profiles written to DIR when it stops). Env: BENCH_SECONDS (window per cell, default 4),
- * BENCH_WARMUP_SECONDS (default 1), BENCH_CONNECTIONS (default 1,8,32).
+ * `node --cpu-prof` (profiles written to DIR when it stops). Env: BENCH_SECONDS (measured per server and
+ * connection count, default 4), BENCH_ROUNDS (slices it is cut into, default 4), BENCH_WARMUP_SECONDS (before
+ * the first slice, default 1; later slices 0.3 s at most), BENCH_CONNECTIONS (default 1,8,32).
  *
  * Exit status: 0 when the benchmark ran, whatever the figures; 1 when it broke (a server did not start, a
  * reply was wrong or malformed, a connection dropped); 2 for bad options; 130/143 on SIGINT/SIGTERM. Child
@@ -25,13 +27,14 @@ import {
   type Child,
   freePort,
   killAllNow,
+  machineBusyMs,
   processCpuMs,
   startChild,
   stopAll,
   waitForLine,
   waitForPolicy,
 } from './children.js';
-import { BenchError, type CellResult, runCell } from './load.js';
+import { BenchError, type CellResult, runSlice, type Slice, summarize } from './load.js';
 import { type BenchRequest, encodeMix, type Fixture, requestMix, writeFixture } from './workload.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -267,11 +270,13 @@ async function main(): Promise<number> {
   if (values.help) {
     console.log('usage: node dist/bench/policy.js [--json FILE] [--cpu-prof DIR]');
     console.log(
-      'env: BENCH_SECONDS (default 4), BENCH_WARMUP_SECONDS (default 1), BENCH_CONNECTIONS (default 1,8,32)',
+      'env: BENCH_SECONDS (default 4), BENCH_ROUNDS (default 4), BENCH_WARMUP_SECONDS (default 1),\n' +
+        '     BENCH_CONNECTIONS (default 1,8,32)',
     );
     return 0;
   }
   const seconds = numberEnv('BENCH_SECONDS', 4, 0.5, 600);
+  const rounds = Math.round(numberEnv('BENCH_ROUNDS', 4, 1, 100));
   const warmup = numberEnv('BENCH_WARMUP_SECONDS', 1, 0, 60);
   const counts = connectionCounts();
   if (!existsSync(MAIN) || !existsSync(DUNNO_SERVER)) {
@@ -315,38 +320,52 @@ async function main(): Promise<number> {
     );
     say(
       'method',
-      `per cell ${warmup} s warm-up, then ${seconds} s measured; each connection strictly request → reply;`,
-      'the servers take turns at each connection count',
+      `${seconds} s measured per server and connection count, in ${rounds} slices taken in turns ` +
+        `(warm-up ${warmup} s, later slices ${Math.min(warmup, 0.3)} s);`,
+      'each connection strictly request → reply, new connections per slice',
     );
     console.log('');
 
+    // What the rest of the machine did meanwhile: busy CPU time not spent by the bench or its servers.
+    const ownCpuMs = () => {
+      const { user, system } = process.cpuUsage();
+      const children = servers.map((s) => processCpuMs(s.child.process.pid) ?? NaN);
+      return (user + system) / 1000 + children.reduce((a, b) => a + b, 0);
+    };
+    const before = { wall: performance.now(), busy: machineBusyMs() ?? NaN, own: ownCpuMs() };
     const rows: Row[] = [];
     for (const connections of counts) {
-      let ceiling: number | undefined;
+      const slices = new Map<Server['key'], Slice[]>(servers.map((s) => [s.key, []]));
+      for (let round = 0; round < rounds; round++) {
+        process.stderr.write(`  ${connections} connection(s), round ${round + 1} of ${rounds}\n`);
+        // Rotate who goes first, so no server always follows the same one.
+        for (let i = 0; i < servers.length; i++) {
+          const server = servers[(i + round) % servers.length] as Server;
+          const slice = await runSlice({
+            port: server.port,
+            connections,
+            requests: encoded,
+            warmupMs: round === 0 ? warmup * 1000 : Math.min(warmup * 1000, 300),
+            measureMs: (seconds * 1000) / rounds,
+            serverCpuMs: () => processCpuMs(server.child.process.pid),
+          }).catch((error: unknown) => {
+            throw error instanceof BenchError
+              ? new BenchError(`${server.label}, ${connections} conn: ${error.message}`)
+              : error;
+          });
+          slices.get(server.key)?.push(slice);
+        }
+      }
+      const ceiling = summarize(connections, slices.get('dunno') ?? []).rps;
       for (const server of servers) {
-        const result = await runCell({
-          port: server.port,
-          connections,
-          requests: encoded,
-          warmupMs: warmup * 1000,
-          measureMs: seconds * 1000,
-          serverCpuMs: () => processCpuMs(server.child.process.pid),
-        }).catch((error: unknown) => {
-          throw error instanceof BenchError
-            ? new BenchError(`${server.label}, ${connections} conn: ${error.message}`)
-            : error;
-        });
-        if (server.key === 'dunno') ceiling = result.rps;
-        rows.push({
-          ...result,
-          server: server.key,
-          label: server.label,
-          ratio: ceiling ? result.rps / ceiling : NaN,
-        });
-        process.stderr.write(`  measured ${server.label} at ${connections} conn\n`);
+        const result = summarize(connections, slices.get(server.key) ?? []);
+        rows.push({ ...result, server: server.key, label: server.label, ratio: result.rps / ceiling });
       }
     }
 
+    const other =
+      ((machineBusyMs() ?? NaN) - before.busy - (ownCpuMs() - before.own)) /
+      (performance.now() - before.wall);
     console.log('');
     printTable(rows);
     console.log('');
@@ -363,6 +382,14 @@ async function main(): Promise<number> {
       'DUNNO: share of replies that were DUNNO; srv CPU: the server process (all threads) in the window,',
       'per reply and as load (100% = one core busy); gen CPU: the load generator (this process)',
     );
+    if (Number.isFinite(other)) {
+      say(
+        'others',
+        `processes outside the benchmark kept ${Math.max(0, other * 100).toFixed(0)}% of one core busy ` +
+          'during the measurements',
+        other > 0.1 ? 'the machine was not quiet: the figures are noisy, compare ratios only' : '(quiet)',
+      );
+    }
     const info = servers.find((s) => s.key === 'info');
     say('logs', `log info wrote ${(fileBytes(info?.logFile) / 2 ** 20).toFixed(1)} MiB of decision lines`);
 
@@ -375,7 +402,7 @@ async function main(): Promise<number> {
         node: process.version,
         platform: os.platform(),
       };
-      const json = { date, machine, seconds, warmup, rows, verdicts: results };
+      const json = { date, machine, seconds, rounds, warmup, rows, verdicts: results };
       const finite = (_key: string, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v);
       writeFileSync(values.json, `${JSON.stringify(json, finite, 2)}\n`);
     }

@@ -16,7 +16,7 @@ if [ "$suite" != unit ]; then
 fi
 
 step "build"
-npx tsc -p tsconfig.json
+npm run build --silent
 
 step "lint and format"
 npx eslint --max-warnings 0 .

@@ -63,6 +63,13 @@ export class CheckTimeout extends Error {
   }
 }
 
+/** PW-E002 for a missed deadline, a typed failure's own code (e.g. PW-E003 for a lookup), else PW-E001. */
+function failureCode(error: unknown): string {
+  if (error instanceof CheckTimeout) return 'PW-E002';
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^PW-E\d{3}$/.test(code) ? code : 'PW-E001';
+}
+
 const STRENGTH: Record<DecisionAction, number> = {
   dunno: 0,
   prepend: 1,
@@ -71,27 +78,78 @@ const STRENGTH: Record<DecisionAction, number> = {
   reject: 4,
 };
 
+/**
+ * Deadlines for the checks of one policy connection. Requests on a connection are sequential, and so are the
+ * checks of a request, so one AbortController and one timer serve them all: the timer is re-armed with
+ * `refresh()` rather than created per check, and the controller is replaced only when a deadline fires. (A
+ * controller and a timer per check cost ~15% of a policy request in the benchmark.)
+ */
+export class CheckDeadlines {
+  private controller = new AbortController();
+  private timer: NodeJS.Timeout | undefined;
+  private timerMs = 0;
+  private armed:
+    { readonly check: string; readonly timeoutMs: number; readonly reject: (e: Error) => void } | undefined;
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  /** Settles with `pending`, or rejects with CheckTimeout (and aborts `signal`) when `timeoutMs` passes first. */
+  race<T>(check: string, timeoutMs: number, pending: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const entry = { check, timeoutMs, reject };
+      this.armed = entry;
+      this.arm(timeoutMs);
+      const done = () => {
+        if (this.armed !== entry) return;
+        this.armed = undefined;
+        this.timer?.unref(); // idle between checks: the timer must not keep the process alive
+      };
+      pending.then(
+        (value) => {
+          done();
+          resolve(value);
+        },
+        (error: unknown) => {
+          done();
+          reject(error);
+        },
+      );
+    });
+  }
+
+  private arm(timeoutMs: number): void {
+    if (this.timer !== undefined && this.timerMs === timeoutMs) {
+      this.timer.refresh().ref();
+      return;
+    }
+    clearTimeout(this.timer);
+    this.timerMs = timeoutMs;
+    this.timer = setTimeout(() => this.fire(), timeoutMs);
+  }
+
+  private fire(): void {
+    const entry = this.armed;
+    if (!entry) return; // the check it was armed for has answered
+    this.armed = undefined;
+    this.timer?.unref();
+    // Settle the race before aborting: a check that answers its abort must not win it.
+    entry.reject(new CheckTimeout(entry.check, entry.timeoutMs));
+    this.controller.abort();
+    this.controller = new AbortController();
+  }
+}
+
 async function runWithDeadline(
   stage: PipelineStage,
   request: PolicyRequest,
   session: PolicySession,
+  deadlines: CheckDeadlines,
 ): Promise<readonly Verdict[]> {
-  const controller = new AbortController();
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    const pending = stage.check.run(request, { session, signal: controller.signal });
-    if (!(pending instanceof Promise)) return pending;
-    const deadline = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => {
-        // Settle the race before aborting: a check that answers its abort must not win it.
-        reject(new CheckTimeout(stage.check.name, stage.timeoutMs));
-        controller.abort();
-      }, stage.timeoutMs);
-    });
-    return await Promise.race([pending, deadline]);
-  } finally {
-    if (timer) clearTimeout(timer);
-  }
+  const pending = stage.check.run(request, { session, signal: deadlines.signal });
+  if (!(pending instanceof Promise)) return pending;
+  return deadlines.race(stage.check.name, stage.timeoutMs, pending);
 }
 
 function scoreVerdict(score: number, rejectAt: number, symbols: readonly string[]): RecordedVerdict {
@@ -113,6 +171,7 @@ export async function runPipeline(
   request: PolicyRequest,
   session: PolicySession,
   options: PipelineOptions,
+  deadlines: CheckDeadlines = new CheckDeadlines(),
   clock: () => number = performance.now.bind(performance),
 ): Promise<Decision> {
   const verdicts: RecordedVerdict[] = [];
@@ -125,13 +184,13 @@ export async function runPipeline(
     const started = clock();
     let produced: readonly Verdict[];
     try {
-      produced = await runWithDeadline(stage, request, session);
+      produced = await runWithDeadline(stage, request, session, deadlines);
     } catch (error) {
-      const timeout = error instanceof CheckTimeout;
       failures.push({
         check: stage.check.name,
-        code: timeout ? 'PW-E002' : 'PW-E001',
+        code: failureCode(error),
         reason: error instanceof Error ? error.message : String(error),
+        mode: stage.mode,
         ms: clock() - started,
       });
       continue;
@@ -169,18 +228,20 @@ export async function runPipeline(
     action = 'reject';
   }
 
+  // Observe mode changes nothing, its failures included.
+  const enforced = failures.filter((f) => f.mode === 'enforce');
   let onError = false;
   let reply: ReplySpec | undefined = decided?.reply;
   if (
-    failures.length > 0 &&
+    enforced.length > 0 &&
     STRENGTH[action] < STRENGTH.defer_if_permit &&
     options.onError === 'defer_if_permit'
   ) {
     onError = true;
     action = 'defer_if_permit';
-    const names = failures.map((f) => f.check).join(', ');
+    const names = enforced.map((f) => f.check).join(', ');
     reply = { code: 450, dsn: '4.3.0', text: `Temporary failure in ${names}, try again later` };
-  } else if (failures.length > 0 && STRENGTH[action] < STRENGTH.defer_if_permit) {
+  } else if (enforced.length > 0 && STRENGTH[action] < STRENGTH.defer_if_permit) {
     onError = true;
   }
 

@@ -48,6 +48,7 @@ export interface CheckFailure {
   readonly check: string;
   readonly code: string;
   readonly reason: string;
+  readonly mode: Exclude<CheckMode, 'off'>;
   readonly ms: number;
 }
 

@@ -4,7 +4,7 @@
  */
 export interface EventCode {
   readonly code: string;
-  readonly level: 'info' | 'warn' | 'error' | 'fatal';
+  readonly level: 'debug' | 'info' | 'warn' | 'error' | 'fatal';
   readonly summary: string;
   readonly fix: string;
 }
@@ -75,7 +75,7 @@ const table = [
   },
   {
     code: 'PW-P006',
-    level: 'info',
+    level: 'debug',
     summary: 'Idle policy connection closed after policy.server.idle_timeout_s',
     fix: 'None: Postfix reconnects when it needs to.',
   },

@@ -7,16 +7,9 @@ import type { Code } from './codes.js';
 
 export type { Logger } from 'pino';
 
-const REDACT = [
-  'password',
-  '*.password',
-  'token',
-  '*.token',
-  'authorization',
-  '*.authorization',
-  'headers.authorization',
-  'req.headers.authorization',
-];
+// Explicit paths only: wildcard paths are walked on every line (measured at ~9% of a logged policy request).
+// Decision lines carry no secrets by construction; these guard the HTTP face and configuration errors.
+const REDACT = ['password', 'token', 'authorization', 'headers.authorization', 'req.headers.authorization'];
 
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   const options = {

@@ -104,6 +104,17 @@ export class PolicyServer {
   }
 
   private accept(socket: net.Socket): void {
+    // One limit across every listen address (TCP and unix socket together).
+    if (this.sockets.size >= this.limits.maxConnections) {
+      this.metrics.get('postwarden_errors_total').inc({ code: 'PW-P007' });
+      this.warn(
+        'PW-P007',
+        { remote: socket.remoteAddress, limit: this.limits.maxConnections },
+        'policy connection refused: too many connections',
+      );
+      socket.destroy();
+      return;
+    }
     const connection: Connection = { id: this.nextId++, state: {} };
     const decoder = new PolicyDecoder(this.limits);
     const queue: Attributes[] = [];

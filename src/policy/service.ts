@@ -13,7 +13,13 @@ import {
   type PolicyCheckName,
 } from '../core/checks/index.js';
 import { Locality } from '../core/locality.js';
-import { type PipelineStage, type PolicyCheck, type PolicySession, runPipeline } from '../core/pipeline.js';
+import {
+  CheckDeadlines,
+  type PipelineStage,
+  type PolicyCheck,
+  type PolicySession,
+  runPipeline,
+} from '../core/pipeline.js';
 import type { LookupTable } from '../core/ports.js';
 import { type PolicyRequest, toPolicyRequest } from '../core/request.js';
 import type { MapRef } from '../core/schema.js';
@@ -72,11 +78,19 @@ export function buildStages(config: Readonly<Config>, open: OpenTables): Pipelin
 interface SessionState {
   instance: string;
   rcptCount: number;
+  readonly deadlines: CheckDeadlines;
 }
 
 /** Postfix's `instance` changes when a new message starts on the connection: that resets per-message state. */
-function advanceSession(connection: Connection, request: PolicyRequest): PolicySession {
-  const state = (connection.state['session'] ??= { instance: '', rcptCount: 0 }) as SessionState;
+function sessionState(connection: Connection): SessionState {
+  return (connection.state['session'] ??= {
+    instance: '',
+    rcptCount: 0,
+    deadlines: new CheckDeadlines(),
+  }) as SessionState;
+}
+
+function advanceSession(state: SessionState, request: PolicyRequest): PolicySession {
   if (state.instance !== request.instance) {
     state.instance = request.instance;
     state.rcptCount = 0;
@@ -138,8 +152,9 @@ export function createPolicyHandler(
     const started = performance.now();
     try {
       const request = toPolicyRequest(attributes);
-      const session = advanceSession(connection, request);
-      const decision = await runPipeline(stages, request, session, options);
+      const state = sessionState(connection);
+      const session = advanceSession(state, request);
+      const decision = await runPipeline(stages, request, session, options, state.deadlines);
       const action = policyAction(decision, { softBounce: policy.soft_bounce });
       const ms = performance.now() - started;
       requests.inc({ protocol_state: request.protocolState });

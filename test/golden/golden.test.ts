@@ -6,7 +6,8 @@
  * Format: cases separated by a line `---`. `#` lines are the case's title; `> name=value` request attributes
  * laid over a full Postfix 3.7 RCPT request (an attribute given empty, `> name=`, is sent empty); `< action`
  * the expected action; `= check SYMBOL score action mode | reason` one line per verdict of the decision log,
- * then `= decision ACTION score=N`. `@config FILE` on a file's first line picks a config beside it.
+ * `= failure check CODE mode | reason` one per failed check (paths shortened), then `= decision ACTION score=N`.
+ * `@config FILE` on a file's first line picks a config beside it.
  * All requests of a file go over one connection, in order, as Postfix's smtpd would send them.
  */
 import assert from 'node:assert/strict';
@@ -96,6 +97,7 @@ interface DecisionLog {
   decision: string;
   score: number;
   verdicts: LoggedVerdict[];
+  failures?: { check: string; code: string; mode: string; reason: string }[];
 }
 
 interface LoggedVerdict {
@@ -112,6 +114,9 @@ function transcriptLines(action: string, log: DecisionLog): string[] {
     `< ${action}`,
     ...log.verdicts.map(
       (v) => `= ${v.check} ${v.symbol} ${v.score} ${v.action ?? '-'} ${v.mode} | ${v.reason}`,
+    ),
+    ...(log.failures ?? []).map(
+      (f) => `= failure ${f.check} ${f.code} ${f.mode} | ${f.reason.replaceAll(HERE, '…')}`,
     ),
     `= decision ${log.decision} score=${log.score}`,
   ];

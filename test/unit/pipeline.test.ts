@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type PipelineStage, type PolicyCheck, runPipeline } from '../../src/core/pipeline.js';
+import {
+  CheckDeadlines,
+  type PipelineStage,
+  type PolicyCheck,
+  runPipeline,
+} from '../../src/core/pipeline.js';
 import { toPolicyRequest } from '../../src/core/request.js';
 import type { Verdict } from '../../src/core/verdict.js';
 
@@ -116,4 +121,38 @@ test('prepend carries its header when nothing else decides', async () => {
   const d = await run([stage(check('p', { action: 'prepend', header: 'X-A: 1' }))]);
   assert.equal(d.action, 'prepend');
   assert.equal(d.header, 'X-A: 1');
+});
+
+test('one CheckDeadlines per connection: each check gets its full deadline, and a timeout aborts only its own signal', async () => {
+  const deadlines = new CheckDeadlines();
+  const signals: AbortSignal[] = [];
+  const sleepy = (ms: number): PolicyCheck => ({
+    name: `sleep${ms}`,
+    run: (_r, ctx) => {
+      signals.push(ctx.signal);
+      return new Promise((resolve) => setTimeout(() => resolve([]), ms));
+    },
+  });
+  // Three checks of 30 ms under a 50 ms deadline each: 90 ms in all, none late.
+  const ok = await runPipeline(
+    [stage(sleepy(30), 'enforce', 50), stage(sleepy(30), 'enforce', 50), stage(sleepy(30), 'enforce', 50)],
+    request,
+    session,
+    { onError: 'dunno', rejectAt: 10 },
+    deadlines,
+  );
+  assert.equal(ok.failures.length, 0);
+  const late = await runPipeline(
+    [stage(sleepy(80), 'enforce', 20), stage(sleepy(1), 'enforce', 20)],
+    request,
+    session,
+    { onError: 'dunno', rejectAt: 10 },
+    deadlines,
+  );
+  assert.deepEqual(
+    late.failures.map((f) => f.check),
+    ['sleep80'],
+  );
+  assert.equal(signals.at(-2)?.aborted, true, 'the late check was told');
+  assert.equal(signals.at(-1)?.aborted, false, 'the next check has a fresh signal');
 });
