@@ -14,7 +14,10 @@ export async function checkConfig(argv: string[]): Promise<number> {
   const loaded = loadOrReport(values.config);
   if (!loaded) return EXIT.CONFIG;
   const where = loaded.source.kind === 'file' ? loaded.source.path : 'the embedded default';
-  const registry = new MapRegistry({ env: { baseDir: loaded.baseDir }, watch: false });
+  const registry = new MapRegistry({
+    env: { baseDir: loaded.baseDir, recipientDelimiter: loaded.config.recipient_delimiter },
+    watch: false,
+  });
   const problems: ConfigProblem[] = [];
   for (const { key, ref } of mapRefsOf(loaded.config)) {
     for (const table of registry.openRef(ref, key)) {

@@ -29,7 +29,7 @@ export async function serve(argv: string[]): Promise<number> {
   }
   const metrics = new Metrics();
   const maps: MapRegistry = new MapRegistry({
-    env: { baseDir },
+    env: { baseDir, recipientDelimiter: config.recipient_delimiter },
     onEvent: mapEventSink(logger, metrics),
   });
   metrics.collectFrom('postwarden_map_healthy', (gauge) => {

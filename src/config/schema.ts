@@ -142,6 +142,14 @@ export const configSchema = z
       .describe(
         "This host's name as remote clients know it (Postfix's myhostname); empty = the machine's host name",
       ),
+    recipient_delimiter: z
+      .string()
+      .max(8)
+      .regex(/^[^\s@"]*$/, 'not usable as a delimiter; use characters such as + or -')
+      .default('+')
+      .describe(
+        "Characters that start an address extension, as Postfix's recipient_delimiter: user+tag@ matches user@ entries and owns user@ ('' = none)",
+      ),
     local_domains: mapRefSchema
       .default([])
       .describe(

@@ -25,6 +25,7 @@ import {
   type IpFamily,
   type IpNetwork,
 } from '../util/ip.js';
+import { stripExtension } from '../util/address.js';
 
 export interface SourceEntry {
   readonly key: string;
@@ -260,14 +261,8 @@ export class EntryMatcher {
     return undefined;
   }
 
-  /** Strips the extension at the first delimiter, unless the local part starts with one (nothing would remain). */
   private baseLocal(local: string): string {
-    const delimiters = this.options.recipientDelimiter;
-    if (delimiters === '') return local;
-    for (let i = 1; i < local.length; i++) {
-      if (delimiters.includes(local.charAt(i))) return local.slice(0, i);
-    }
-    return local;
+    return stripExtension(local, this.options.recipientDelimiter);
   }
 
   private lookupAddress(value: string): Entry | undefined {

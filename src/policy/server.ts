@@ -63,15 +63,6 @@ export class PolicyServer {
 
   private listenOne(address: string): Promise<Listener> {
     const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
-    server.maxConnections = this.limits.maxConnections;
-    server.on('drop', (data?: { remoteAddress?: string }) => {
-      this.metrics.get('postwarden_errors_total').inc({ code: 'PW-P007' });
-      this.warn(
-        'PW-P007',
-        { remote: data?.remoteAddress, limit: this.limits.maxConnections },
-        'policy connection refused: too many connections',
-      );
-    });
     this.servers.push(server);
     return new Promise((resolve, reject) => {
       server.once('error', reject);

@@ -57,6 +57,7 @@ export function buildStages(config: Readonly<Config>, open: OpenTables): Pipelin
         policy.sender_ownership,
         locality,
         open(policy.sender_ownership.map, 'policy.sender_ownership.map'),
+        config.recipient_delimiter,
       ),
     limits: () => createLimitsCheck(policy.limits),
     lists: () =>

@@ -151,7 +151,10 @@ for (const file of files) {
     });
     const logger = createLogger('info', sink);
     const metrics = new Metrics({ processMetrics: false });
-    const registry = new MapRegistry({ env: { baseDir: HERE }, watch: false });
+    const registry = new MapRegistry({
+      env: { baseDir: HERE, recipientDelimiter: config.recipient_delimiter },
+      watch: false,
+    });
     registries.push(registry);
     const stages = buildStages(config, (ref, key) => registry.openRef(ref, key));
     const server = new PolicyServer(

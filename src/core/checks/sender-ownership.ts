@@ -9,6 +9,7 @@
  * `alice@<each local domain>`. Unauthenticated requests are not this check's business (see relay).
  */
 import { z } from 'zod';
+import { stripExtension } from '../../util/address.js';
 import { find, type Locality } from '../locality.js';
 import type { PolicyCheck } from '../pipeline.js';
 import type { LookupTable } from '../ports.js';
@@ -26,11 +27,6 @@ export const senderOwnershipSchema = z
       .boolean()
       .default(true)
       .describe('Let authenticated users send with the null sender <>'),
-    extension_delimiter: z
-      .string()
-      .max(4)
-      .default('+')
-      .describe('Address extension delimiter ignored when a login owns its own address ("" disables)'),
   })
   .describe('SASL sender ownership: authenticated users send only as addresses they own');
 
@@ -41,12 +37,6 @@ const CHECK = 'sender_ownership';
 /** States in which `sender` is known (before MAIL FROM it is empty, which is not the null sender). */
 const SENDER_STATES: ReadonlySet<string> = new Set(['MAIL', 'RCPT', 'DATA', 'END-OF-MESSAGE']);
 
-function stripExtension(local: string, delimiter: string): string {
-  if (delimiter === '') return local;
-  const at = local.indexOf(delimiter);
-  return at > 0 ? local.slice(0, at) : local;
-}
-
 function ownsByList(login: string, owners: string): boolean {
   const name = login.toLowerCase();
   return owners
@@ -56,13 +46,14 @@ function ownsByList(login: string, owners: string): boolean {
 }
 
 export function createSenderOwnershipCheck(
-  settings: Pick<SenderOwnershipSettings, 'allow_null_sender' | 'extension_delimiter'>,
+  settings: Pick<SenderOwnershipSettings, 'allow_null_sender'>,
   locality: Locality,
   map: readonly LookupTable[],
+  recipientDelimiter: string,
 ): PolicyCheck {
   async function ownsByDefault(login: string, sender: string): Promise<boolean> {
     const name = login.toLowerCase();
-    const local = stripExtension(localPartOf(sender), settings.extension_delimiter).toLowerCase();
+    const local = stripExtension(localPartOf(sender), recipientDelimiter).toLowerCase();
     const domain = domainOf(sender);
     if (name.includes('@')) return `${local}@${domain}` === name;
     return local === name && (await locality.isLocalDomain(domain));
