@@ -7,14 +7,17 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { renderConfigReference } from '../config/reference.js';
 import { MAP_EVENT_CODES } from '../maps/index.js';
+import { STORE_EVENT_CODES } from '../store/index.js';
 import { EVENT_CODES, type EventCode } from '../observe/codes.js';
 import { renderEventsReference, renderMetricsReference } from '../observe/reference.js';
 import { EXIT } from '../util/sysexits.js';
 import { parse, UsageError } from './args.js';
 
 export function allEventCodes(): EventCode[] {
-  const mapCodes = Object.entries(MAP_EVENT_CODES).map(([code, doc]) => ({ code, ...doc }));
-  return [...EVENT_CODES, ...mapCodes];
+  const layerCodes = [...Object.entries(MAP_EVENT_CODES), ...Object.entries(STORE_EVENT_CODES)].map(
+    ([code, doc]) => ({ code, ...doc }),
+  );
+  return [...EVENT_CODES, ...layerCodes];
 }
 
 export const REFERENCES: Record<string, { file: string; render: () => string }> = {

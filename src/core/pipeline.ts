@@ -63,11 +63,11 @@ export class CheckTimeout extends Error {
   }
 }
 
-/** PW-E002 for a missed deadline, a typed failure's own code (e.g. PW-E003 for a lookup), else PW-E001. */
+/** PW-E002 for a missed deadline, a typed failure's own code (PW-E003 lookup, PW-S001 store), else PW-E001. */
 function failureCode(error: unknown): string {
   if (error instanceof CheckTimeout) return 'PW-E002';
   const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && /^PW-E\d{3}$/.test(code) ? code : 'PW-E001';
+  return typeof code === 'string' && /^PW-[ES]\d{3}$/.test(code) ? code : 'PW-E001';
 }
 
 const STRENGTH: Record<DecisionAction, number> = {

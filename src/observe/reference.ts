@@ -25,7 +25,7 @@ export function renderEventsReference(codes: readonly EventCode[]): string {
   const out = [
     '# Event and error codes',
     '',
-    '<!-- Generated from src/observe/codes.ts and src/maps by `npm run docs:reference`; do not edit by hand. -->',
+    '<!-- Generated from src/observe/codes.ts, src/maps and src/store by `npm run docs:reference`; do not edit by hand. -->',
     '',
     'Every log line that reports trouble carries a `code`. Counted in `postwarden_errors_total{code}`.',
     '',

@@ -156,3 +156,22 @@ test('one CheckDeadlines per connection: each check gets its full deadline, and 
   assert.equal(signals.at(-2)?.aborted, true, 'the late check was told');
   assert.equal(signals.at(-1)?.aborted, false, 'the next check has a fresh signal');
 });
+
+test('a typed failure keeps its own code (a store that cannot answer is PW-S001), untyped ones are PW-E001', async () => {
+  const failing = (name: string, error: Error): PolicyCheck => ({
+    name,
+    run: () => {
+      throw error;
+    },
+  });
+  const storeDown = Object.assign(new Error('redis: connection refused'), { code: 'PW-S001' });
+  const foreign = Object.assign(new Error('boom'), { code: 'ECONNRESET' });
+  const d = await run([stage(failing('greylist', storeDown)), stage(failing('other', foreign))]);
+  assert.deepEqual(
+    d.failures.map((f) => [f.check, f.code]),
+    [
+      ['greylist', 'PW-S001'],
+      ['other', 'PW-E001'],
+    ],
+  );
+});

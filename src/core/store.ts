@@ -1,0 +1,142 @@
+/**
+ * The state port: one key-value interface for everything postwarden keeps — greylist triplets, the
+ * auto-whitelist, rate counters, reputation, later Bayes tokens and the quarantine index. Drivers (src/store:
+ * `sqlite` for one host, `redis` for several MX hosts sharing state) implement it; the core never imports one.
+ *
+ * Contract:
+ * - Keys are strings the callers namespace (`grey:…`, `awl:…`, `rate:…`); any characters are allowed (colons,
+ *   spaces, unicode, IPv6 addresses). Values are strings.
+ * - Every entry may expire: `ttlS` is in seconds (fractions allowed, rounded to the millisecond; absent = no
+ *   expiry). An expired entry is absent to every operation at once, whether or not it has been purged yet.
+ * - Writes that take a `ttlS` replace value and expiry together: `set(k, v)` without a ttl leaves an entry that
+ *   never expires, even if the old one did. Only `increment` keeps the expiry of an entry that exists.
+ * - Every operation is atomic, also across store instances sharing one backend (two MX hosts on one Redis, two
+ *   processes on one SQLite file): `setIfAbsent`, `compareAndSet` and `increment` are the building blocks for
+ *   first sight, read-modify-write (token buckets) and counters.
+ * - Clocks: the SQLite driver reads an injectable `now()` (tests control time); Redis expires entries by its
+ *   own clock, and `expiresAt` is then computed from the local clock plus the remaining TTL Redis reports.
+ *
+ * Failure behaviour: "not found" is a value (`undefined`, `false`); trouble is an exception with a stable code.
+ * When the backend cannot answer in time (down, locked, disk full, failover under way) every operation rejects
+ * with StoreUnavailable (PW-S001) carrying the driver's reason — never a silent "not found". Every operation has a
+ * deadline (the driver's `timeoutMs`) and never hangs. A write that timed out may or may not have been applied.
+ * A stored value that does not suit the operation (increment of a non-integer) rejects with StoreBadValue
+ * (PW-S002). Arguments that are programming errors (a ttl that is not positive, a fractional increment, a scan
+ * limit out of range) reject with RangeError.
+ */
+
+export type StoreDriver = 'sqlite' | 'redis';
+
+export interface StoreEntry {
+  readonly key: string;
+  readonly value: string;
+  /** When the entry expires, in milliseconds since the epoch; absent when it never does. */
+  readonly expiresAt?: number;
+}
+
+/** A snapshot for /readyz: cheap, synchronous, from what the store saw last. */
+export interface StoreHealth {
+  readonly driver: StoreDriver;
+  readonly healthy: boolean;
+  /** Why it is unhealthy. */
+  readonly reason?: string;
+}
+
+/** The most entries one `scan` may return. */
+export const MAX_SCAN_LIMIT = 10_000;
+
+export interface Store {
+  readonly driver: StoreDriver;
+  /** The value, or undefined when the key is absent or expired. */
+  get(key: string): Promise<string | undefined>;
+  /** The value with its expiry, or undefined when the key is absent or expired. */
+  getEntry(key: string): Promise<StoreEntry | undefined>;
+  /** Stores the value; the entry expires after `ttlS` seconds, or never when it is absent. */
+  set(key: string, value: string, ttlS?: number): Promise<void>;
+  /** Stores the value only if the key is absent (or expired); true when it did (first sight). */
+  setIfAbsent(key: string, value: string, ttlS?: number): Promise<boolean>;
+  /**
+   * Replaces the value (and expiry) only if the current value is `expected` — or, with `expected` undefined, only
+   * if the key is absent. True when it did; exactly one of several racing writers wins.
+   */
+  compareAndSet(key: string, expected: string | undefined, value: string, ttlS?: number): Promise<boolean>;
+  /**
+   * Adds `by` (a safe integer, may be negative) to the integer stored at `key` and returns the result. An absent
+   * key starts at 0 and gets `ttlS`; an existing counter keeps its expiry. A non-integer value is StoreBadValue.
+   */
+  increment(key: string, by: number, ttlS?: number): Promise<number>;
+  /** Removes the key; true when it was there (and not expired). */
+  delete(key: string): Promise<boolean>;
+  /** Sets a new expiry on an existing entry; false when the key is absent. */
+  expire(key: string, ttlS: number): Promise<boolean>;
+  /**
+   * Up to `limit` (at most MAX_SCAN_LIMIT) live entries whose keys start with `prefix`, sorted by key (UTF-8
+   * byte order). For admin listings, not the hot path. SQLite returns the first keys in that order; Redis returns
+   * whichever it meets first.
+   */
+  scan(prefix: string, limit: number): Promise<StoreEntry[]>;
+  /** Removes expired entries and returns how many; 0 where the backend expires entries by itself (Redis). */
+  purgeExpired(): Promise<number>;
+  /** Resolves when the backend answers. */
+  ping(): Promise<void>;
+  health(): StoreHealth;
+  /** Releases the connection; later operations reject with StoreUnavailable. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** The backend could not answer (in time): down, locked, full, read-only, closed. */
+export class StoreUnavailable extends Error {
+  readonly code = 'PW-S001';
+  constructor(
+    readonly driver: StoreDriver,
+    readonly operation: string,
+    readonly reason: string,
+  ) {
+    super(`store (${driver}) unavailable in ${operation}: ${reason}`);
+  }
+}
+
+/** The stored value does not suit the operation (e.g. increment of a value that is not an integer). */
+export class StoreBadValue extends Error {
+  readonly code = 'PW-S002';
+  constructor(
+    readonly driver: StoreDriver,
+    readonly operation: string,
+    readonly key: string,
+    readonly reason: string,
+  ) {
+    super(`store (${driver}) ${operation} of ${JSON.stringify(key)}: ${reason}`);
+  }
+}
+
+/** A ttl in seconds as whole milliseconds (at least 1), or undefined for no expiry; RangeError when invalid. */
+export function ttlToMs(ttlS: number | undefined): number | undefined {
+  if (ttlS === undefined) return undefined;
+  if (!Number.isFinite(ttlS) || ttlS <= 0)
+    throw new RangeError(`ttl must be a positive number of seconds: ${ttlS}`);
+  const ms = Math.round(ttlS * 1000);
+  if (!Number.isSafeInteger(ms)) throw new RangeError(`ttl is too large: ${ttlS}`);
+  return Math.max(1, ms);
+}
+
+/** Checks an increment step; RangeError unless it is a safe integer. */
+export function checkStep(by: number): void {
+  if (!Number.isSafeInteger(by)) throw new RangeError(`increment must be a safe integer: ${by}`);
+}
+
+/** Checks a scan limit; RangeError unless it is an integer from 0 to MAX_SCAN_LIMIT. */
+export function checkScanLimit(limit: number): void {
+  if (!Number.isInteger(limit) || limit < 0 || limit > MAX_SCAN_LIMIT) {
+    throw new RangeError(`scan limit must be an integer from 0 to ${MAX_SCAN_LIMIT}: ${limit}`);
+  }
+}
+
+/**
+ * Parses a stored counter: the canonical decimal form of a safe integer (no sign on 0, no `+`, no leading zeros,
+ * no spaces: what Redis's INCRBY accepts), else undefined.
+ */
+export function parseCounter(value: string): number | undefined {
+  if (value.length > 17 || !/^(?:0|-?[1-9]\d*)$/.test(value)) return undefined;
+  const n = Number(value);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
