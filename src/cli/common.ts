@@ -4,6 +4,7 @@ import { type ConfigSource, loadConfig, mapRefsOf } from '../config/load.js';
 import { type ConfigProblem, formatProblem, showValue } from '../config/problems.js';
 import type { Config } from '../config/schema.js';
 import { type MapEvent, validateMapRef } from '../maps/index.js';
+import type { StoreEvent, StoreOptions } from '../store/index.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
 
@@ -61,4 +62,28 @@ export function mapEventSink(logger: Logger, metrics: Metrics) {
     if (LOAD_FAILURES.has(event.code)) reloads.inc({ map: event.map, result: 'failed' });
     if (event.level !== 'info') errors.inc({ code: event.code });
   };
+}
+
+/** Store events → log lines; outages and errors count in postwarden_errors_total. */
+export function storeEventSink(logger: Logger, metrics: Metrics) {
+  const errors = metrics.get('postwarden_errors_total');
+  return (event: StoreEvent): void => {
+    logger[event.level]({ code: event.code, store: event.driver }, event.message);
+    if (event.level !== 'info') errors.inc({ code: event.code });
+  };
+}
+
+/** The store options of a config; a relative sqlite path resolves against the config file's directory. */
+export function storeOptions(config: Readonly<Config>, baseDir: string): StoreOptions {
+  const s = config.store;
+  if (s.driver === 'sqlite') {
+    return { driver: 'sqlite', path: path.resolve(baseDir, s.path), timeoutMs: s.timeout_ms };
+  }
+  const sentinels = s.sentinels.map((hostPort) => {
+    const colon = hostPort.lastIndexOf(':');
+    return { host: hostPort.slice(0, colon), port: Number(hostPort.slice(colon + 1)) };
+  });
+  return sentinels.length > 0
+    ? { driver: 'redis', sentinels, name: s.name, keyPrefix: s.key_prefix, timeoutMs: s.timeout_ms }
+    : { driver: 'redis', url: s.url, keyPrefix: s.key_prefix, timeoutMs: s.timeout_ms };
 }

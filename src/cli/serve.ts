@@ -4,15 +4,17 @@
  * connection; SIGTERM/SIGINT finish what is in flight and exit 0.
  */
 import type { Config } from '../config/schema.js';
+import type { StoreHealth } from '../core/store.js';
 import { buildHttpApp, type ReadinessItem } from '../http/app.js';
 import { MapRegistry } from '../maps/index.js';
 import { createLogger } from '../observe/logger.js';
 import { Metrics } from '../observe/metrics.js';
 import { PolicyServer } from '../policy/server.js';
-import { buildStages, createPolicyHandler } from '../policy/service.js';
+import { buildStages, createPolicyHandler, needsStore } from '../policy/service.js';
+import { openStore } from '../store/index.js';
 import { EXIT } from '../util/sysexits.js';
 import { parse } from './args.js';
-import { loadOrReport, mapEventSink } from './common.js';
+import { loadOrReport, mapEventSink, storeEventSink, storeOptions } from './common.js';
 
 function listenList(listen: string | readonly string[]): string[] {
   return typeof listen === 'string' ? [listen] : [...listen];
@@ -35,7 +37,13 @@ export async function serve(argv: string[]): Promise<number> {
   metrics.collectFrom('postwarden_map_healthy', (gauge) => {
     for (const map of maps.health()) gauge.set({ map: map.name }, map.healthy ? 1 : 0);
   });
-  const stages = buildStages(config, (ref, key) => maps.openRef(ref, key));
+  const store = needsStore(config)
+    ? await openStore(storeOptions(config, baseDir), storeEventSink(logger, metrics))
+    : undefined;
+  const stages = buildStages(config, {
+    open: (ref, key) => maps.openRef(ref, key),
+    ...(store ? { store } : {}),
+  });
   const policy = new PolicyServer(
     createPolicyHandler(config, stages, logger.child({ face: 'policy' }), metrics),
     policyLimits(config),
@@ -45,6 +53,7 @@ export async function serve(argv: string[]): Promise<number> {
   let policyListening = false;
   const readiness = (): ReadinessItem[] => [
     { name: 'policy', ready: policyListening, ...(policyListening ? {} : { reason: 'not listening' }) },
+    ...(store ? [storeReadiness(store.health())] : []),
     ...maps.health().map((m) => ({
       name: `map ${m.name}`,
       ready: m.healthy,
@@ -63,7 +72,7 @@ export async function serve(argv: string[]): Promise<number> {
     );
   } catch (error) {
     logger.fatal({ code: 'PW-C003', err: error }, 'cannot open a listener');
-    await Promise.allSettled([policy.close(0), http.close()]);
+    await Promise.allSettled([policy.close(0), http.close(), store?.close()]);
     maps.close();
     return EXIT.UNAVAILABLE;
   }
@@ -75,7 +84,8 @@ export async function serve(argv: string[]): Promise<number> {
     });
     const stop = (signal: string) => {
       logger.info({ code: 'PW-C006', signal }, 'stopping');
-      void Promise.allSettled([policy.close(), http.close()]).then(() => {
+      void Promise.allSettled([policy.close(), http.close()]).then(async () => {
+        await store?.close();
         maps.close();
         resolve(EXIT.OK);
       });
@@ -83,6 +93,14 @@ export async function serve(argv: string[]): Promise<number> {
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+}
+
+function storeReadiness(health: StoreHealth): ReadinessItem {
+  return {
+    name: `store ${health.driver}`,
+    ready: health.healthy,
+    ...(health.reason !== undefined ? { reason: health.reason } : {}),
+  };
 }
 
 function policyLimits(config: Readonly<Config>) {

@@ -16,6 +16,7 @@ export const SYSTEM_CONFIG_PATH = '/etc/postwarden/postwarden.yml';
 /** What runs when there is no config file: loopback faces, a harmless local domain, state under ./var. */
 export const EMBEDDED_DEFAULT: Readonly<Record<string, unknown>> = Object.freeze({
   local_domains: ['localhost'],
+  store: { driver: 'sqlite', path: './var/state.db' },
 });
 
 export type ConfigSource = { kind: 'file'; path: string } | { kind: 'embedded' };

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import {
+  greylistSchema,
   heloSchema,
   limitsSchema,
   listsSchema,
@@ -114,8 +115,44 @@ export const policySchema = z
     limits: limitsSchema.prefault({}),
     lists: listsSchema.prefault({}),
     helo: heloSchema.prefault({}),
+    greylist: greylistSchema.prefault({}),
   })
   .describe('The policy service (Postfix check_policy_service)');
+
+export const storeSchema = z
+  .strictObject({
+    driver: z
+      .enum(['sqlite', 'redis'])
+      .default('sqlite')
+      .describe(
+        'sqlite: one file, for one host; redis: shared by several postwarden instances (primary and backup MX)',
+      ),
+    path: z
+      .string()
+      .min(1)
+      .default('/var/lib/postwarden/state.db')
+      .describe('sqlite: the database file (its directory is created, mode 0750)'),
+    url: z
+      .string()
+      .regex(/^rediss?:\/\//, 'not a Redis URL; use redis://host:port/db')
+      .default('redis://127.0.0.1:6379/0')
+      .describe('redis: the server, when no sentinels are given'),
+    sentinels: z
+      .array(z.string().regex(/^[^:\s]+:\d{1,5}$/, 'not host:port; use e.g. 127.0.0.1:26379'))
+      .max(16)
+      .default([])
+      .describe('redis: Sentinel addresses (host:port); the client follows the master named by `name`'),
+    name: z.string().min(1).default('mymaster').describe('redis: the Sentinel master name'),
+    key_prefix: z.string().max(64).default('postwarden:').describe('redis: prefix of every key'),
+    timeout_ms: z
+      .number()
+      .int()
+      .min(10)
+      .max(10_000)
+      .default(250)
+      .describe('Deadline of each store operation'),
+  })
+  .describe('Where state is kept: greylist triplets, auto-whitelist, later rates and reputation');
 
 export const httpSchema = z
   .strictObject({
@@ -158,6 +195,7 @@ export const configSchema = z
     local_networks: mapRefSchema
       .default(['127.0.0.0/8', '::1/128'])
       .describe('Client networks trusted to relay (IPs and CIDRs, or a map)'),
+    store: storeSchema.prefault({}),
     policy: policySchema.prefault({}),
     http: httpSchema.prefault({}),
     log: logSchema.prefault({}),

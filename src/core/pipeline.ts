@@ -30,6 +30,8 @@ export interface PolicySession {
 
 export interface PolicyContext {
   readonly session: PolicySession;
+  /** The summed score of the enforcing checks that ran before this one (greylisting's score gate reads it). */
+  readonly score: number;
   /** Aborted when the check's deadline passes; checks that wait on I/O should honour it. */
   readonly signal: AbortSignal;
 }
@@ -146,8 +148,9 @@ async function runWithDeadline(
   request: PolicyRequest,
   session: PolicySession,
   deadlines: CheckDeadlines,
+  score: number,
 ): Promise<readonly Verdict[]> {
-  const pending = stage.check.run(request, { session, signal: deadlines.signal });
+  const pending = stage.check.run(request, { session, score, signal: deadlines.signal });
   if (!(pending instanceof Promise)) return pending;
   return deadlines.race(stage.check.name, stage.timeoutMs, pending);
 }
@@ -184,7 +187,7 @@ export async function runPipeline(
     const started = clock();
     let produced: readonly Verdict[];
     try {
-      produced = await runWithDeadline(stage, request, session, deadlines);
+      produced = await runWithDeadline(stage, request, session, deadlines, score);
     } catch (error) {
       failures.push({
         check: stage.check.name,

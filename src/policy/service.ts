@@ -4,6 +4,7 @@
  * failure answers per `policy.on_error`.
  */
 import {
+  createGreylistCheck,
   createHeloCheck,
   createLimitsCheck,
   createListsCheck,
@@ -23,6 +24,7 @@ import {
 import type { LookupTable } from '../core/ports.js';
 import { type PolicyRequest, toPolicyRequest } from '../core/request.js';
 import type { MapRef } from '../core/schema.js';
+import type { Store } from '../core/store.js';
 import type { Decision } from '../core/verdict.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../observe/logger.js';
@@ -43,8 +45,22 @@ function listTables(targets: Config['policy']['lists']['block'], key: string, op
   };
 }
 
+/** What the checks reach outside the core: the maps and the state store (and a clock, for tests). */
+export interface StageDeps {
+  readonly open: OpenTables;
+  /** Required when a check that keeps state runs (see `needsStore`). */
+  readonly store?: Store;
+  readonly now?: () => number;
+}
+
+/** Whether the configured pipeline keeps state, so `serve` opens the store only when something uses it. */
+export function needsStore(config: Readonly<Config>): boolean {
+  return config.policy.checks.includes('greylist') && config.policy.greylist.mode !== 'off';
+}
+
 /** The pipeline in the order of `policy.checks`, without the checks whose mode is `off`. */
-export function buildStages(config: Readonly<Config>, open: OpenTables): PipelineStage[] {
+export function buildStages(config: Readonly<Config>, deps: StageDeps): PipelineStage[] {
+  const { open, store } = deps;
   const policy = config.policy;
   const locality = new Locality({
     localDomains: open(config.local_domains, 'local_domains'),
@@ -67,6 +83,17 @@ export function buildStages(config: Readonly<Config>, open: OpenTables): Pipelin
         listTables(policy.lists.allow, 'policy.lists.allow', open),
       ),
     helo: () => createHeloCheck(policy.helo, locality, config.hostname),
+    greylist: () => {
+      if (!store) throw new Error('greylist needs a store: open it when needsStore(config) is true');
+      return createGreylistCheck(
+        policy.greylist,
+        locality,
+        open(policy.greylist.allow, 'policy.greylist.allow'),
+        store,
+        config.recipient_delimiter,
+        deps.now,
+      );
+    },
   };
   const stages: PipelineStage[] = [];
   for (const name of policy.checks) {

@@ -4,14 +4,16 @@
  * UPDATE_GOLDEN=1 to rewrite the expected lines from what the server answers now (then read the diff!).
  *
  * Format: cases separated by a line `---`. `#` lines are the case's title; `> name=value` request attributes
- * laid over a full Postfix 3.7 RCPT request (an attribute given empty, `> name=`, is sent empty); `< action`
+ * laid over a full Postfix 3.7 RCPT request (an attribute given empty, `> name=`, is sent empty); `+ wait N`
+ * moves the clock N seconds before the request (state is a fresh SQLite store per file); `< action`
  * the expected action; `= check SYMBOL score action mode | reason` one line per verdict of the decision log,
  * `= failure check CODE mode | reason` one per failed check (paths shortened), then `= decision ACTION score=N`.
  * `@config FILE` on a file's first line picks a config beside it.
  * All requests of a file go over one connection, in order, as Postfix's smtpd would send them.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { after, test } from 'node:test';
@@ -23,6 +25,8 @@ import { Metrics } from '../../src/observe/metrics.js';
 import { PolicyClient } from '../../src/policy/client.js';
 import { PolicyServer } from '../../src/policy/server.js';
 import { buildStages, createPolicyHandler } from '../../src/policy/service.js';
+import { openStore } from '../../src/store/index.js';
+import type { Store } from '../../src/core/store.js';
 
 const HERE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../test/golden');
 const UPDATE = process.env['UPDATE_GOLDEN'] === '1';
@@ -61,6 +65,8 @@ const BASE: Record<string, string> = {
 
 interface Case {
   title: string[];
+  /** Seconds the clock moves before the request (`+ wait N`). */
+  wait: number;
   attributes: Record<string, string>;
   expected: string[];
 }
@@ -70,9 +76,10 @@ function parseTranscript(text: string): { config: string; cases: Case[] } {
   const config = lines[0]?.startsWith('@config ') ? lines.shift()!.slice(8).trim() : 'config.yml';
   const cases: Case[] = [];
   for (const block of lines.join('\n').split(/^---$/m)) {
-    const c: Case = { title: [], attributes: {}, expected: [] };
+    const c: Case = { title: [], wait: 0, attributes: {}, expected: [] };
     for (const line of block.split('\n')) {
       if (line.startsWith('#')) c.title.push(line);
+      else if (line.startsWith('+ wait ')) c.wait = Number(line.slice(7));
       else if (line.startsWith('> ')) {
         const eq = line.indexOf('=');
         c.attributes[line.slice(2, eq)] = line.slice(eq + 1);
@@ -87,7 +94,8 @@ function render(config: string, cases: Case[]): string {
   const head = config === 'config.yml' ? '' : `@config ${config}\n`;
   const body = cases.map((c) => {
     const attrs = Object.entries(c.attributes).map(([k, v]) => `> ${k}=${v}`);
-    return [...c.title, ...attrs, ...c.expected].join('\n');
+    const wait = c.wait > 0 ? [`+ wait ${c.wait}`] : [];
+    return [...c.title, ...wait, ...attrs, ...c.expected].join('\n');
   });
   return `${head}${body.join('\n---\n')}\n`;
 }
@@ -122,11 +130,15 @@ function transcriptLines(action: string, log: DecisionLog): string[] {
   ];
 }
 
+const stateDir = mkdtempSync(path.join(os.tmpdir(), 'pw-golden-'));
+const stores: Store[] = [];
 const servers: PolicyServer[] = [];
 const registries: MapRegistry[] = [];
 after(async () => {
   await Promise.all(servers.map((s) => s.close(0)));
   for (const r of registries) r.close();
+  await Promise.all(stores.map((s) => s.close()));
+  rmSync(stateDir, { recursive: true, force: true });
 });
 
 const files = readdirSync(path.join(HERE, 'transcripts')).filter((f) => f.endsWith('.txt'));
@@ -156,7 +168,12 @@ for (const file of files) {
       watch: false,
     });
     registries.push(registry);
-    const stages = buildStages(config, (ref, key) => registry.openRef(ref, key));
+    // State lives in a fresh SQLite file per transcript, on a clock the transcript moves (`+ wait N`).
+    let clock = Date.parse('2026-11-01T00:00:00Z');
+    const now = () => clock;
+    const store = await openStore({ driver: 'sqlite', path: path.join(stateDir, `${file}.db`), now });
+    stores.push(store);
+    const stages = buildStages(config, { open: (ref, key) => registry.openRef(ref, key), store, now });
     const server = new PolicyServer(
       createPolicyHandler(config, stages, logger, metrics),
       {
@@ -175,6 +192,7 @@ for (const file of files) {
     const client = await PolicyClient.connect(listener!.address);
     try {
       for (const [index, c] of cases.entries()) {
+        clock += c.wait * 1000;
         const before = logLines.length;
         // Each case is its own message unless it names an instance (limits.txt counts recipients per message).
         const instance = `golden.${file}.${index}`;

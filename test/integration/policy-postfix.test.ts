@@ -32,6 +32,7 @@ local_domains: [example.test]
 local_networks: [127.0.0.1/32]
 policy:
   listen: ${POLICY}
+  greylist: { mode: off } # test/integration/greylist-postfix.test.ts greylists through Postfix
   lists:
     block:
       client: [127.0.0.66]

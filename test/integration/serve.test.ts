@@ -62,6 +62,7 @@ before(async () => {
     `local_domains: [example.org]
 policy:
   listen: [${POLICY}, "unix:${SOCKET}"]
+  greylist: { mode: off }
   lists:
     block:
       client: file:block-clients

@@ -2,6 +2,14 @@
  * The policy checks this build knows, by config name, in their default order. The order admins configure in
  * `policy.checks` is the order they run in: it reads like the config.
  */
+export {
+  clientNetwork,
+  createGreylistCheck,
+  greylistSchema,
+  normalizeSender,
+  tripletKey,
+  type GreylistSettings,
+} from './greylist.js';
 export { createHeloCheck, heloSchema, type HeloSettings } from './helo.js';
 export { createLimitsCheck, limitsSchema, type LimitsSettings } from './limits.js';
 export {
@@ -18,5 +26,12 @@ export {
   type SenderOwnershipSettings,
 } from './sender-ownership.js';
 
-export const POLICY_CHECK_NAMES = ['relay', 'sender_ownership', 'limits', 'lists', 'helo'] as const;
+export const POLICY_CHECK_NAMES = [
+  'relay',
+  'sender_ownership',
+  'limits',
+  'lists',
+  'helo',
+  'greylist',
+] as const;
 export type PolicyCheckName = (typeof POLICY_CHECK_NAMES)[number];

@@ -1,0 +1,218 @@
+/**
+ * greylist — triplet greylisting (client network, normalised sender, recipient) on the state port, so every MX
+ * host sharing a store agrees.
+ *
+ *   first sight                      DEFER_IF_PERMIT 4.7.1 "Greylisted, try again in N seconds"  GREYLIST_NEW
+ *   retry before delay_s             the same, with the seconds left                              GREYLIST_TOO_EARLY
+ *   retry after delay_s, in window   pass; the triplet is kept for max_age_s                      GREYLIST_PASSED
+ *   a triplet that passed before     pass, and its max_age_s starts again                         GREYLIST_KNOWN
+ *   network auto-whitelisted         pass (awl_after passes, one counted per network per hour)    GREYLIST_AWL
+ *
+ * It spares what should not wait, each with its own symbol (counted in metrics, named in the decision log):
+ * trusted clients (local_networks, SASL) are not greylisted at all; an `allow` map entry for the client, the
+ * sender or the recipient (GREYLIST_BYPASS_ALLOW); a score of the earlier checks below `min_score`
+ * (GREYLIST_BYPASS_SCORE). Later issues add SPF pass, DNSWL and FCrDNS bypasses.
+ *
+ * Keys are readable (`grey:198.51.100.0/24|sender@x|rcpt@y`) for `greylist list`. A store that cannot answer
+ * throws StoreUnavailable: the pipeline records a failure and `policy.on_error` decides (default: DUNNO).
+ */
+import { z } from 'zod';
+import { stripExtension } from '../../util/address.js';
+import { networkPrefix } from '../../util/ip.js';
+import { find, type Locality } from '../locality.js';
+import type { PolicyCheck } from '../pipeline.js';
+import type { LookupQuery, LookupTable } from '../ports.js';
+import { domainOf, localPartOf, type PolicyRequest } from '../request.js';
+import { mapRefSchema, modeSchema, scoreSchema } from '../schema.js';
+import type { Store } from '../store.js';
+import type { Verdict } from '../verdict.js';
+
+export const greylistSchema = z
+  .strictObject({
+    mode: modeSchema.default('enforce'),
+    delay_s: z.number().int().min(0).max(86_400).default(300).describe('How long a new triplet must wait'),
+    retry_window_s: z
+      .number()
+      .int()
+      .min(60)
+      .max(30 * 86_400)
+      .default(172_800)
+      .describe('How long after first sight a retry may come and still pass'),
+    max_age_s: z
+      .number()
+      .int()
+      .min(3600)
+      .max(366 * 86_400)
+      .default(3_024_000)
+      .describe('How long a passed triplet (and an auto-whitelisted network) is remembered without traffic'),
+    awl_after: z
+      .number()
+      .int()
+      .min(0)
+      .max(1000)
+      .default(5)
+      .describe(
+        'Passed deliveries (at most one counted per hour) after which a client network skips greylisting; 0 = never',
+      ),
+    ipv4_prefix: z.number().int().min(8).max(32).default(24).describe('IPv4 client network size (bits)'),
+    ipv6_prefix: z.number().int().min(16).max(128).default(64).describe('IPv6 client network size (bits)'),
+    allow: mapRefSchema
+      .default([])
+      .describe('Clients (IP, CIDR, host name), senders or recipients (address, domain) never greylisted'),
+    min_score: scoreSchema
+      .min(0)
+      .default(0)
+      .describe('Greylist only when the earlier checks scored at least this; 0 = always'),
+    header: z.boolean().default(false).describe('Add an X-Greylist header (PREPEND) to mail that waited'),
+  })
+  .describe('Greylisting of first-time (client network, sender, recipient) triplets');
+
+export type GreylistSettings = z.infer<typeof greylistSchema>;
+
+const CHECK = 'greylist';
+const HOUR_S = 3600;
+
+/**
+ * The sender as greylisting sees it, so a sender's retries and its per-message variations meet one key:
+ * lower-case; BATV `prvs=tag=` removed; SRS rewrites decoded to the original address; the address extension
+ * stripped; digit runs in the local part (VERP, ticket numbers) made `#`, as postgrey does. `<>` for the null
+ * sender.
+ */
+export function normalizeSender(sender: string, recipientDelimiter: string): string {
+  if (sender === '') return '<>';
+  let address = sender.toLowerCase().replace(/^(?:ms)?prvs\d?=[^=@]+=/, '');
+  const srs0 = /^srs0=[^=]+=[^=]+=([^=@]+)=(.+)@[^@]+$/.exec(address);
+  const srs1 = /^srs1=[^=]+=[^=@]+==[^=]+=[^=]+=([^=@]+)=(.+)@[^@]+$/.exec(address);
+  const original = srs0 ?? srs1;
+  if (original) address = `${original[2]}@${original[1]}`;
+  const domain = domainOf(address);
+  const local = stripExtension(localPartOf(address), recipientDelimiter).replace(/\b\d+\b/g, '#');
+  return domain === '' ? local : `${local}@${domain}`;
+}
+
+/** The client network key: `198.51.100.0/24`, `2001:db8:1:2::/64`; the raw text when it is not an address. */
+export function clientNetwork(address: string, ipv4Prefix: number, ipv6Prefix: number): string {
+  return networkPrefix(address, ipv4Prefix, ipv6Prefix) ?? address.toLowerCase();
+}
+
+export function tripletKey(network: string, sender: string, recipient: string): string {
+  return `grey:${network}|${sender}|${recipient.toLowerCase()}`;
+}
+
+/** A stored triplet: `W<first seen ms>` while it waits, `P<first seen ms>` once it passed. */
+function parseTriplet(value: string): { passed: boolean; firstSeen: number } | undefined {
+  const firstSeen = Number(value.slice(1));
+  if (!Number.isFinite(firstSeen) || (value[0] !== 'W' && value[0] !== 'P')) return undefined;
+  return { passed: value[0] === 'P', firstSeen };
+}
+
+export function createGreylistCheck(
+  settings: Omit<GreylistSettings, 'mode' | 'allow'>,
+  locality: Locality,
+  allow: readonly LookupTable[],
+  store: Store,
+  recipientDelimiter: string,
+  now: () => number = Date.now,
+): PolicyCheck {
+  const info = (symbol: string, reason: string, header?: string): Verdict[] => [
+    {
+      check: CHECK,
+      symbol,
+      score: 0,
+      reason,
+      ...(header !== undefined ? { action: 'prepend' as const, header } : {}),
+    },
+  ];
+  const defer = (symbol: string, seconds: number, reason: string): Verdict[] => {
+    const text = `Greylisted, please try again in ${seconds} seconds`;
+    return [
+      {
+        check: CHECK,
+        symbol,
+        score: 0,
+        action: 'defer_if_permit',
+        reason: `${reason}; ${text}`,
+        reply: { code: 450, dsn: '4.7.1', text },
+      },
+    ];
+  };
+
+  async function allowedBy(request: PolicyRequest): Promise<string | undefined> {
+    if (allow.length === 0) return undefined;
+    const queries: LookupQuery[] = [
+      { kind: 'ip', value: request.clientAddress },
+      { kind: 'hostname', value: request.clientName },
+      { kind: 'address', value: request.sender },
+      { kind: 'address', value: request.recipient },
+    ];
+    for (const query of queries) {
+      if (query.value === '' || query.value === 'unknown') continue;
+      const result = await find(allow, query);
+      if (result.status === 'found') return result.key;
+    }
+    return undefined;
+  }
+
+  /** One pass per network per hour counts towards the auto-whitelist (postgrey's rule). */
+  async function countPass(network: string): Promise<void> {
+    if (settings.awl_after === 0) return;
+    if (await store.setIfAbsent(`awlh:${network}`, '1', HOUR_S)) {
+      await store.increment(`awl:${network}`, 1, settings.max_age_s);
+    }
+  }
+
+  return {
+    name: CHECK,
+    async run(request, ctx) {
+      if (request.protocolState !== 'RCPT' || request.recipient === '') return [];
+      if (await locality.isTrustedClient(request)) return [];
+      const allowedKey = await allowedBy(request);
+      if (allowedKey !== undefined)
+        return info('GREYLIST_BYPASS_ALLOW', `greylist.allow entry ${allowedKey}`);
+      if (settings.min_score > 0 && ctx.score < settings.min_score) {
+        return info(
+          'GREYLIST_BYPASS_SCORE',
+          `score ${ctx.score} below greylist.min_score ${settings.min_score}`,
+        );
+      }
+      const network = clientNetwork(request.clientAddress, settings.ipv4_prefix, settings.ipv6_prefix);
+      if (settings.awl_after > 0) {
+        const passes = Number((await store.get(`awl:${network}`)) ?? '0');
+        if (passes >= settings.awl_after) {
+          return info('GREYLIST_AWL', `network ${network} auto-whitelisted after ${passes} passes`);
+        }
+      }
+      const sender = normalizeSender(request.sender, recipientDelimiter);
+      const key = tripletKey(network, sender, request.recipient);
+      const at = now();
+      const stored = await store.get(key);
+      const triplet = stored === undefined ? undefined : parseTriplet(stored);
+      if (!triplet) {
+        // First sight (or an unreadable entry, replaced): one of several racing instances records it.
+        if (stored === undefined) await store.setIfAbsent(key, `W${at}`, settings.retry_window_s);
+        else await store.set(key, `W${at}`, settings.retry_window_s);
+        return defer(
+          'GREYLIST_NEW',
+          settings.delay_s,
+          `new triplet ${network} ${sender} ${request.recipient}`,
+        );
+      }
+      const waited = Math.floor((at - triplet.firstSeen) / 1000);
+      if (triplet.passed) {
+        await store.expire(key, settings.max_age_s);
+        await countPass(network);
+        return info('GREYLIST_KNOWN', `triplet passed before (first seen ${waited} s ago)`);
+      }
+      if (waited < settings.delay_s) {
+        const left = settings.delay_s - waited;
+        return defer('GREYLIST_TOO_EARLY', left, `retry after ${waited} s of ${settings.delay_s}`);
+      }
+      await store.set(key, `P${triplet.firstSeen}`, settings.max_age_s);
+      await countPass(network);
+      const header = settings.header
+        ? `X-Greylist: delayed ${waited} seconds by postwarden; client ${request.clientAddress}`
+        : undefined;
+      return info('GREYLIST_PASSED', `retry after ${waited} s: passed`, header);
+    },
+  };
+}
