@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -112,6 +112,7 @@ before(async () => {
 after(async () => {
   await harness?.stop();
   await stopPostwarden();
+  rmSync(work, { recursive: true, force: true });
 });
 
 test('an outside client may send to a local user: postwarden answers DUNNO and the mail is delivered', async () => {

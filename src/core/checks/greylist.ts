@@ -124,7 +124,8 @@ export function createGreylistCheck(
     },
   ];
   const defer = (symbol: string, seconds: number, reason: string): Verdict[] => {
-    const text = `Greylisted, please try again in ${seconds} seconds`;
+    const text =
+      seconds > 0 ? `Greylisted, please try again in ${seconds} seconds` : 'Greylisted, please try again';
     return [
       {
         check: CHECK,
@@ -153,11 +154,13 @@ export function createGreylistCheck(
     return undefined;
   }
 
-  /** One pass per network per hour counts towards the auto-whitelist (postgrey's rule). */
+  /** One pass per network per hour counts towards the auto-whitelist (postgrey's rule); each counted pass
+   * restarts the network's memory (`increment` alone keeps an existing expiry). */
   async function countPass(network: string): Promise<void> {
     if (settings.awl_after === 0) return;
     if (await store.setIfAbsent(`awlh:${network}`, '1', HOUR_S)) {
       await store.increment(`awl:${network}`, 1, settings.max_age_s);
+      await store.expire(`awl:${network}`, settings.max_age_s);
     }
   }
 
@@ -177,8 +180,12 @@ export function createGreylistCheck(
       }
       const network = clientNetwork(request.clientAddress, settings.ipv4_prefix, settings.ipv6_prefix);
       if (settings.awl_after > 0) {
-        const passes = Number((await store.get(`awl:${network}`)) ?? '0');
-        if (passes >= settings.awl_after) {
+        const awl = await store.getEntry(`awl:${network}`);
+        const passes = Number(awl?.value ?? '0');
+        if (awl && passes >= settings.awl_after) {
+          // A network that keeps sending stays whitelisted: its memory restarts, at most once per half max_age_s.
+          const left = awl.expiresAt === undefined ? Infinity : awl.expiresAt - now();
+          if (left < (settings.max_age_s * 1000) / 2) await store.expire(awl.key, settings.max_age_s);
           return info('GREYLIST_AWL', `network ${network} auto-whitelisted after ${passes} passes`);
         }
       }
