@@ -12,6 +12,8 @@ commands:
   check-config [--config FILE]               validate the config and its maps; exit 0 or 78
   policy-query [--server ADDR] [--config FILE] name=value ...
                                              send one policy request, print the action
+  greylist list|delete|allow [--config FILE] [options]
+                                             inspect and edit greylisting state (greylist help)
   reference config|metrics|events [--out FILE] | all [--root DIR]
                                              print (or write) a generated reference (docs/)
   help                                       this text
@@ -23,6 +25,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   serve: async () => (await import('./serve.js')).serve,
   'check-config': async () => (await import('./check-config.js')).checkConfig,
   'policy-query': async () => (await import('./policy-query.js')).policyQuery,
+  greylist: async () => (await import('./greylist.js')).greylist,
   reference: async () => (await import('./reference.js')).reference,
 };
 

@@ -15,6 +15,7 @@ import { openStore } from '../store/index.js';
 import { EXIT } from '../util/sysexits.js';
 import { parse } from './args.js';
 import { loadOrReport, mapEventSink, storeEventSink, storeOptions } from './common.js';
+import { startJobs } from './jobs.js';
 
 function listenList(listen: string | readonly string[]): string[] {
   return typeof listen === 'string' ? [listen] : [...listen];
@@ -77,6 +78,8 @@ export async function serve(argv: string[]): Promise<number> {
     return EXIT.UNAVAILABLE;
   }
 
+  const stopJobs = startJobs(config, store, logger, metrics);
+
   return new Promise<number>((resolve) => {
     process.on('SIGHUP', () => {
       logger.info({ code: 'PW-C004' }, 'reload requested');
@@ -84,7 +87,7 @@ export async function serve(argv: string[]): Promise<number> {
     });
     const stop = (signal: string) => {
       logger.info({ code: 'PW-C006', signal }, 'stopping');
-      void Promise.allSettled([policy.close(), http.close()]).then(async () => {
+      void Promise.allSettled([policy.close(), http.close(), stopJobs()]).then(async () => {
         await store?.close();
         maps.close();
         resolve(EXIT.OK);

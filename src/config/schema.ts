@@ -3,6 +3,7 @@
  * fragments; this file composes them. docs/config-reference.md is generated from it (`npm run docs:config`), and
  * a test fails when that file is stale.
  */
+import { validate as validCron } from 'node-cron';
 import { z } from 'zod';
 import {
   greylistSchema,
@@ -154,6 +155,24 @@ export const storeSchema = z
   })
   .describe('Where state is kept: greylist triplets, auto-whitelist, later rates and reputation');
 
+const cronSchema = z.string().refine((expression) => validCron(expression), {
+  message: 'not a cron expression; use five fields, e.g. "*/10 * * * *" (every ten minutes)',
+});
+
+export const jobsSchema = z
+  .strictObject({
+    purge: cronSchema
+      .default('*/10 * * * *')
+      .describe('When expired state is removed (SQLite; Redis expires by itself)'),
+    compact: cronSchema
+      .default('30 3 * * *')
+      .describe('When the store gives back space (SQLite WAL checkpoint)'),
+    summary: cronSchema
+      .default('0 0 * * *')
+      .describe('When a summary of the decisions since the last one is logged'),
+  })
+  .describe('Periodic jobs (cron expressions, local time); each reports its last run in the metrics');
+
 export const httpSchema = z
   .strictObject({
     listen: listenAddressSchema.default('127.0.0.1:10063').describe('Metrics, health and (later) admin API'),
@@ -196,6 +215,7 @@ export const configSchema = z
       .default(['127.0.0.0/8', '::1/128'])
       .describe('Client networks trusted to relay (IPs and CIDRs, or a map)'),
     store: storeSchema.prefault({}),
+    jobs: jobsSchema.prefault({}),
     policy: policySchema.prefault({}),
     http: httpSchema.prefault({}),
     log: logSchema.prefault({}),

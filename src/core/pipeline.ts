@@ -32,6 +32,8 @@ export interface PolicyContext {
   readonly session: PolicySession;
   /** The summed score of the enforcing checks that ran before this one (greylisting's score gate reads it). */
   readonly score: number;
+  /** The verdicts of the checks that ran before this one (greylisting's bypass symbols read them). */
+  readonly earlier: readonly RecordedVerdict[];
   /** Aborted when the check's deadline passes; checks that wait on I/O should honour it. */
   readonly signal: AbortSignal;
 }
@@ -149,8 +151,9 @@ async function runWithDeadline(
   session: PolicySession,
   deadlines: CheckDeadlines,
   score: number,
+  earlier: readonly RecordedVerdict[],
 ): Promise<readonly Verdict[]> {
-  const pending = stage.check.run(request, { session, score, signal: deadlines.signal });
+  const pending = stage.check.run(request, { session, score, earlier, signal: deadlines.signal });
   if (!(pending instanceof Promise)) return pending;
   return deadlines.race(stage.check.name, stage.timeoutMs, pending);
 }
@@ -187,7 +190,7 @@ export async function runPipeline(
     const started = clock();
     let produced: readonly Verdict[];
     try {
-      produced = await runWithDeadline(stage, request, session, deadlines, score);
+      produced = await runWithDeadline(stage, request, session, deadlines, score, verdicts);
     } catch (error) {
       failures.push({
         check: stage.check.name,

@@ -77,6 +77,9 @@ export interface Store {
   scan(prefix: string, limit: number): Promise<StoreEntry[]>;
   /** Removes expired entries and returns how many; 0 where the backend expires entries by itself (Redis). */
   purgeExpired(): Promise<number>;
+  /** Gives back space the backend no longer needs (SQLite: a WAL checkpoint and `PRAGMA optimize`); a no-op
+   * where the backend manages its own memory (Redis). */
+  compact(): Promise<void>;
   /** Resolves when the backend answers. */
   ping(): Promise<void>;
   health(): StoreHealth;

@@ -123,6 +123,20 @@ const table = [
     summary: 'A lookup table could not answer; policy.on_error decided',
     fix: 'See the map event (PW-M010/PW-M011) for that table and repair the file or service.',
   },
+  // Jobs
+  {
+    code: 'PW-J001',
+    level: 'info',
+    summary:
+      'A periodic job ran, with what it did and how long it took; the summary job carries the decisions and symbols counted since its last run',
+    fix: 'None: informational.',
+  },
+  {
+    code: 'PW-J002',
+    level: 'error',
+    summary: 'A periodic job failed; it runs again at its next time',
+    fix: 'Read the reason; a store job failing usually means the store is unavailable (see PW-S001).',
+  },
   // HTTP
   {
     code: 'PW-H001',

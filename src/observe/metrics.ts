@@ -64,6 +64,24 @@ export const METRIC_DEFINITIONS = [
     help: 'Lookup table (re)loads, by table and result (ok, failed)',
     labels: ['map', 'result'],
   },
+  {
+    name: 'postwarden_job_runs_total',
+    type: 'counter',
+    help: 'Periodic job runs, by job and result (ok, failed)',
+    labels: ['job', 'result'],
+  },
+  {
+    name: 'postwarden_job_last_run_timestamp_seconds',
+    type: 'gauge',
+    help: 'When each periodic job last finished (Unix time)',
+    labels: ['job'],
+  },
+  {
+    name: 'postwarden_job_last_duration_seconds',
+    type: 'gauge',
+    help: 'How long each periodic job took the last time',
+    labels: ['job'],
+  },
 ] as const satisfies readonly MetricDefinition[];
 
 type Defs = (typeof METRIC_DEFINITIONS)[number];

@@ -4,6 +4,7 @@
  * failure answers per `policy.on_error`.
  */
 import {
+  BIG_SENDER_CLIENT_DOMAINS,
   createGreylistCheck,
   createHeloCheck,
   createLimitsCheck,
@@ -89,6 +90,9 @@ export function buildStages(config: Readonly<Config>, deps: StageDeps): Pipeline
         policy.greylist,
         locality,
         open(policy.greylist.allow, 'policy.greylist.allow'),
+        policy.greylist.default_allow
+          ? open([...BIG_SENDER_CLIENT_DOMAINS], 'policy.greylist.default_allow')
+          : [],
         store,
         config.recipient_delimiter,
         deps.now,

@@ -304,6 +304,10 @@ export class RedisStore implements Store {
     return this.run('purgeExpired', '', () => Promise.resolve(0));
   }
 
+  compact(): Promise<void> {
+    return this.run('compact', '', () => Promise.resolve());
+  }
+
   ping(): Promise<void> {
     return this.run('ping', '', async (c) => {
       await c.ping();

@@ -269,6 +269,14 @@ export class SqliteStore implements Store {
     }
   }
 
+  compact(): Promise<void> {
+    return this.run('compact', (s) => {
+      // TRUNCATE shrinks the -wal file back to zero once every reader has moved past it.
+      s.db.pragma('wal_checkpoint(TRUNCATE)');
+      s.db.pragma('optimize');
+    });
+  }
+
   ping(): Promise<void> {
     return this.run('ping', (s) => {
       s.ping.get();

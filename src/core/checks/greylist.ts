@@ -10,8 +10,9 @@
  *
  * It spares what should not wait, each with its own symbol (counted in metrics, named in the decision log):
  * trusted clients (local_networks, SASL) are not greylisted at all; an `allow` map entry for the client, the
- * sender or the recipient (GREYLIST_BYPASS_ALLOW); a score of the earlier checks below `min_score`
- * (GREYLIST_BYPASS_SCORE). Later issues add SPF pass, DNSWL and FCrDNS bypasses.
+ * sender or the recipient, or a big sender's verified client name (GREYLIST_BYPASS_ALLOW); a verdict of an
+ * earlier check named in `bypass_symbols`, e.g. SPF_PASS (GREYLIST_BYPASS_SYMBOL: the hook the SPF and DNSWL
+ * checks fill); a score of the earlier checks below `min_score` (GREYLIST_BYPASS_SCORE).
  *
  * Keys are readable (`grey:198.51.100.0/24|sender@x|rcpt@y`) for `greylist list`. A store that cannot answer
  * throws StoreUnavailable: the pipeline records a failure and `policy.on_error` decides (default: DUNNO).
@@ -64,12 +65,66 @@ export const greylistSchema = z
       .default(0)
       .describe('Greylist only when the earlier checks scored at least this; 0 = always'),
     header: z.boolean().default(false).describe('Add an X-Greylist header (PREPEND) to mail that waited'),
+    default_allow: z
+      .boolean()
+      .default(true)
+      .describe(
+        "Spare the big senders' outbound networks (built-in list, matched on Postfix's verified client name), as postgrey does",
+      ),
+    bypass_symbols: z
+      .array(z.string().regex(/^[A-Z][A-Z0-9_]*$/, 'not a symbol; use upper-case names such as SPF_PASS'))
+      .max(64)
+      .default(['SPF_PASS', 'DNSWL_LOW', 'DNSWL_MEDIUM', 'DNSWL_HIGH'])
+      .describe(
+        'Symbols of earlier checks that spare a message from greylisting (the SPF and DNSWL checks emit these)',
+      ),
   })
   .describe('Greylisting of first-time (client network, sender, recipient) triplets');
 
 export type GreylistSettings = z.infer<typeof greylistSchema>;
 
 const CHECK = 'greylist';
+
+/**
+ * The big senders' outbound host domains (`default_allow`): their mail comes from large pools that retry from
+ * other addresses, so greylisting only delays it (field notes C1). Matched against Postfix's `client_name`,
+ * which Postfix sets only when reverse and forward DNS agree, never against the forgeable sender.
+ */
+export const BIG_SENDER_CLIENT_DOMAINS: readonly string[] = [
+  'google.com',
+  'outlook.com',
+  'protection.outlook.com',
+  'protection.outlook.de',
+  'hotmail.com',
+  'yahoo.com',
+  'yahoodns.net',
+  'amazonses.com',
+  'apple.com',
+  'icloud.com',
+  'facebook.com',
+  'facebookmail.com',
+  'linkedin.com',
+  'mailgun.net',
+  'mailgun.org',
+  'sendgrid.net',
+  'mcsv.net',
+  'mandrillapp.com',
+  'sparkpostmail.com',
+  'mtasv.net',
+  'messagingengine.com',
+  'zoho.com',
+  'zoho.eu',
+  'gmx.net',
+  'web.de',
+  't-online.de',
+  'orange.fr',
+  'free.fr',
+  'yandex.net',
+  'mail.ru',
+  'salesforce.com',
+  'exacttarget.com',
+  'github.net',
+];
 const HOUR_S = 3600;
 
 /**
@@ -107,9 +162,11 @@ function parseTriplet(value: string): { passed: boolean; firstSeen: number } | u
 }
 
 export function createGreylistCheck(
-  settings: Omit<GreylistSettings, 'mode' | 'allow'>,
+  settings: Omit<GreylistSettings, 'mode' | 'allow' | 'default_allow'>,
   locality: Locality,
   allow: readonly LookupTable[],
+  /** The tables of `default_allow` (the big senders), asked about the verified client name only. */
+  bigSenders: readonly LookupTable[],
   store: Store,
   recipientDelimiter: string,
   now: () => number = Date.now,
@@ -139,6 +196,10 @@ export function createGreylistCheck(
   };
 
   async function allowedBy(request: PolicyRequest): Promise<string | undefined> {
+    if (bigSenders.length > 0 && request.clientName !== '' && request.clientName !== 'unknown') {
+      const result = await find(bigSenders, { kind: 'hostname', value: request.clientName });
+      if (result.status === 'found') return `greylist.default_allow entry ${result.key}`;
+    }
     if (allow.length === 0) return undefined;
     const queries: LookupQuery[] = [
       { kind: 'ip', value: request.clientAddress },
@@ -149,7 +210,7 @@ export function createGreylistCheck(
     for (const query of queries) {
       if (query.value === '' || query.value === 'unknown') continue;
       const result = await find(allow, query);
-      if (result.status === 'found') return result.key;
+      if (result.status === 'found') return `greylist.allow entry ${result.key}`;
     }
     return undefined;
   }
@@ -169,9 +230,12 @@ export function createGreylistCheck(
     async run(request, ctx) {
       if (request.protocolState !== 'RCPT' || request.recipient === '') return [];
       if (await locality.isTrustedClient(request)) return [];
+      const bypass = ctx.earlier.find(
+        (v) => v.mode === 'enforce' && settings.bypass_symbols.includes(v.symbol),
+      );
+      if (bypass) return info('GREYLIST_BYPASS_SYMBOL', `${bypass.symbol} from ${bypass.check}`);
       const allowedKey = await allowedBy(request);
-      if (allowedKey !== undefined)
-        return info('GREYLIST_BYPASS_ALLOW', `greylist.allow entry ${allowedKey}`);
+      if (allowedKey !== undefined) return info('GREYLIST_BYPASS_ALLOW', allowedKey);
       if (settings.min_score > 0 && ctx.score < settings.min_score) {
         return info(
           'GREYLIST_BYPASS_SCORE',

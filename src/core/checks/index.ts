@@ -3,6 +3,7 @@
  * `policy.checks` is the order they run in: it reads like the config.
  */
 export {
+  BIG_SENDER_CLIENT_DOMAINS,
   clientNetwork,
   createGreylistCheck,
   greylistSchema,
