@@ -90,6 +90,7 @@ export function buildStages(config: Readonly<Config>, deps: StageDeps): Pipeline
         policy.greylist,
         locality,
         open(policy.greylist.allow, 'policy.greylist.allow'),
+        open(policy.greylist.only_recipients, 'policy.greylist.only_recipients'),
         policy.greylist.default_allow
           ? open([...BIG_SENDER_CLIENT_DOMAINS], 'policy.greylist.default_allow')
           : [],

@@ -60,6 +60,11 @@ export const greylistSchema = z
     allow: mapRefSchema
       .default([])
       .describe('Clients (IP, CIDR, host name), senders or recipients (address, domain) never greylisted'),
+    only_recipients: mapRefSchema
+      .default([])
+      .describe(
+        'When not empty, greylist only mail to these recipients or domains (scope per recipient domain)',
+      ),
     min_score: scoreSchema
       .min(0)
       .default(0)
@@ -162,9 +167,11 @@ function parseTriplet(value: string): { passed: boolean; firstSeen: number } | u
 }
 
 export function createGreylistCheck(
-  settings: Omit<GreylistSettings, 'mode' | 'allow' | 'default_allow'>,
+  settings: Omit<GreylistSettings, 'mode' | 'allow' | 'default_allow' | 'only_recipients'>,
   locality: Locality,
   allow: readonly LookupTable[],
+  /** `only_recipients`: when not empty, the recipients greylisting applies to. */
+  onlyRecipients: readonly LookupTable[],
   /** The tables of `default_allow` (the big senders), asked about the verified client name only. */
   bigSenders: readonly LookupTable[],
   store: Store,
@@ -230,6 +237,12 @@ export function createGreylistCheck(
     async run(request, ctx) {
       if (request.protocolState !== 'RCPT' || request.recipient === '') return [];
       if (await locality.isTrustedClient(request)) return [];
+      if (onlyRecipients.length > 0) {
+        const scoped = await find(onlyRecipients, { kind: 'address', value: request.recipient });
+        if (scoped.status !== 'found') {
+          return info('GREYLIST_OUT_OF_SCOPE', 'recipient not in greylist.only_recipients');
+        }
+      }
       const bypass = ctx.earlier.find(
         (v) => v.mode === 'enforce' && settings.bypass_symbols.includes(v.symbol),
       );
