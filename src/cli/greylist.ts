@@ -26,7 +26,12 @@
  */
 import {
   clientNetwork,
+  awlHourKey,
+  awlKey,
+  GREYLIST_KEY_PREFIX,
   normalizeSender,
+  readTripletValue,
+  splitTripletKey,
   tripletKey,
   type GreylistSettings,
 } from '../core/checks/greylist.js';
@@ -61,9 +66,8 @@ export const GREYLIST_USAGE = `usage: postwarden greylist <action> [--config FIL
 `;
 
 const DEFAULT_LIMIT = 1000;
-const GREY = 'grey:';
-const AWL = 'awl:';
-const AWL_HOUR = 'awlh:';
+const GREY = GREYLIST_KEY_PREFIX.triplet;
+const AWL = GREYLIST_KEY_PREFIX.awl;
 /** Rounds of scan-and-delete at most (each up to MAX_SCAN_LIMIT entries): ends a delete racing new traffic. */
 const MAX_DELETE_ROUNDS = 1000;
 
@@ -207,22 +211,15 @@ export function parseTriplet(text: string, settings: GreylistAdminSettings): str
   return [...senders].map((sender) => tripletKey(network.network, sender, recipient));
 }
 
-/** Splits a triplet key: the network ends at the first `|`, the recipient starts after the last one. */
+/** A stored triplet as the admin sees it (the key scheme lives with the check). */
 export function tripletOf(entry: StoreEntry): TripletInfo | undefined {
-  if (!entry.key.startsWith(GREY)) return undefined;
-  const body = entry.key.slice(GREY.length);
-  const first = body.indexOf('|');
-  const last = body.lastIndexOf('|');
-  if (first < 0 || first === last) return undefined;
-  const firstSeen = Number(entry.value.slice(1));
-  const tag = entry.value[0];
-  const readable = (tag === 'W' || tag === 'P') && entry.value.length > 1 && Number.isFinite(firstSeen);
+  const parts = splitTripletKey(entry.key);
+  if (!parts) return undefined;
+  const value = readTripletValue(entry.value);
   return {
-    network: body.slice(0, first),
-    sender: body.slice(first + 1, last),
-    recipient: body.slice(last + 1),
-    state: readable ? (tag === 'P' ? 'passed' : 'waiting') : 'invalid',
-    ...(readable ? { firstSeen } : {}),
+    ...parts,
+    state: value ? (value.passed ? 'passed' : 'waiting') : 'invalid',
+    ...(value ? { firstSeen: value.firstSeen } : {}),
     ...(entry.expiresAt !== undefined ? { expiresAt: entry.expiresAt } : {}),
   };
 }
@@ -321,7 +318,7 @@ export async function listAwl(
 ): Promise<Listing<AwlInfo>> {
   if (network?.kind === 'exact') {
     checkLimit(limit);
-    const entry = await store.getEntry(`${AWL}${network.network}`);
+    const entry = await store.getEntry(awlKey(network.network));
     return { items: entry ? [awlOf(entry, settings)] : [], cut: undefined };
   }
   return listUnder(store, AWL, limit, network !== undefined, (entry) => {
@@ -376,8 +373,8 @@ async function deleteUnder(
 /** Removes the auto-whitelist entries (and hourly markers) of a network, or of every network inside a CIDR. */
 export async function deleteAwl(store: Store, network: NetworkMatch): Promise<Removal> {
   if (network.kind === 'exact') {
-    const removed = (await store.delete(`${AWL}${network.network}`)) ? 1 : 0;
-    await store.delete(`${AWL_HOUR}${network.network}`);
+    const removed = (await store.delete(awlKey(network.network))) ? 1 : 0;
+    await store.delete(awlHourKey(network.network));
     return { removed, incomplete: false };
   }
   return deleteUnder(
@@ -385,7 +382,7 @@ export async function deleteAwl(store: Store, network: NetworkMatch): Promise<Re
     AWL,
     (entry) => networkMatches(entry.key.slice(AWL.length), network),
     async (entry) => {
-      await store.delete(`${AWL_HOUR}${entry.key.slice(AWL.length)}`);
+      await store.delete(awlHourKey(entry.key.slice(AWL.length)));
     },
   );
 }
@@ -413,7 +410,7 @@ export async function allowNetwork(
   settings: GreylistAdminSettings,
 ): Promise<AwlInfo> {
   const network = checkAllow(text, settings);
-  const key = `${AWL}${network}`;
+  const key = awlKey(network);
   const current = await store.get(key);
   const passes = Math.max(parseCounter(current ?? '') ?? 0, settings.greylist.awl_after);
   await store.set(key, String(passes), settings.greylist.max_age_s);
@@ -521,59 +518,57 @@ async function list(argv: string[]): Promise<number> {
   return withStore(loaded, async (store) => {
     if (values.awl) {
       const { items, cut } = await listAwl(store, filter.network, limit, settings);
-      if (values.json) {
-        for (const a of items) {
-          const line = {
-            network: a.network,
-            passes: a.passes,
-            whitelisted: a.whitelisted,
-            expires: iso(a.expiresAt),
-          };
-          process.stdout.write(`${JSON.stringify(line)}\n`);
-        }
-      } else if (items.length === 0) {
-        process.stdout.write('no auto-whitelist entries\n');
-      } else {
-        const rows = items.map((a) => [
-          a.network,
-          String(a.passes),
-          a.whitelisted ? 'yes' : 'no',
-          iso(a.expiresAt) ?? 'never',
-        ]);
-        process.stdout.write(table(['NETWORK', 'PASSES', 'WHITELISTED', 'EXPIRES'], rows));
-      }
+      const rows = items.map((a) => ({
+        network: a.network,
+        passes: a.passes,
+        whitelisted: a.whitelisted,
+        expires: iso(a.expiresAt),
+      }));
+      print(rows, values.json, 'no auto-whitelist entries');
       reportCut(cut, limit, 'networks');
       return EXIT.OK;
     }
     const { items, cut } = await listGreylist(store, filter, limit);
-    if (values.json) {
-      for (const t of items) {
-        const line = {
-          network: t.network,
-          sender: t.sender,
-          recipient: t.recipient,
-          state: t.state,
-          first_seen: iso(t.firstSeen),
-          expires: iso(t.expiresAt),
-        };
-        process.stdout.write(`${JSON.stringify(line)}\n`);
-      }
-    } else if (items.length === 0) {
-      process.stdout.write('no triplets\n');
-    } else {
-      const rows = items.map((t) => [
-        t.network,
-        t.sender,
-        t.recipient,
-        t.state,
-        iso(t.firstSeen) ?? '-',
-        iso(t.expiresAt) ?? 'never',
-      ]);
-      process.stdout.write(table(['NETWORK', 'SENDER', 'RECIPIENT', 'STATE', 'FIRST SEEN', 'EXPIRES'], rows));
-    }
+    const rows = items.map((t) => ({
+      network: t.network,
+      sender: t.sender,
+      recipient: t.recipient,
+      state: t.state,
+      first_seen: iso(t.firstSeen),
+      expires: iso(t.expiresAt),
+    }));
+    print(rows, values.json, 'no triplets');
     reportCut(cut, limit, 'triplets');
     return EXIT.OK;
   });
+}
+
+type Row = Record<string, string | number | boolean | null | undefined>;
+
+/** One JSON line per row, or an aligned table whose headers are the field names (`first_seen` → FIRST SEEN). */
+function print(rows: readonly Row[], json: boolean, empty: string): void {
+  if (json) {
+    for (const row of rows) process.stdout.write(`${JSON.stringify(row)}\n`);
+    return;
+  }
+  const first = rows[0];
+  if (!first) {
+    process.stdout.write(`${empty}\n`);
+    return;
+  }
+  const fields = Object.keys(first);
+  const cell = (value: Row[string], field: string): string => {
+    if (value === undefined || value === null) return field === 'expires' ? 'never' : '-';
+    if (typeof value === 'boolean') return value ? 'yes' : 'no';
+    return String(value);
+  };
+  const header = fields.map((f) => f.replace(/_/g, ' ').toUpperCase());
+  process.stdout.write(
+    table(
+      header,
+      rows.map((row) => fields.map((f) => cell(row[f], f))),
+    ),
+  );
 }
 
 async function remove(argv: string[]): Promise<number> {

@@ -155,12 +155,39 @@ export function clientNetwork(address: string, ipv4Prefix: number, ipv6Prefix: n
   return networkPrefix(address, ipv4Prefix, ipv6Prefix) ?? address.toLowerCase();
 }
 
+/**
+ * The store keys greylisting keeps: the one place that knows them (the check, and the admin command that lists
+ * and edits them). `grey:<network>|<sender>|<recipient>` a triplet, `awl:<network>` a network's counted passes,
+ * `awlh:<network>` the marker that lets one pass per hour count.
+ */
+export const GREYLIST_KEY_PREFIX = { triplet: 'grey:', awl: 'awl:', awlHour: 'awlh:' } as const;
+
+// A quoted local part may hold `|` (and so `%`): escaped, a key splits back into exactly three parts.
+const escapePart = (part: string): string => part.replace(/[%|]/g, (c) => (c === '%' ? '%25' : '%7C'));
+const unescapePart = (part: string): string =>
+  part.replace(/%(25|7C)/g, (_m, code: string) => (code === '25' ? '%' : '|'));
+
 export function tripletKey(network: string, sender: string, recipient: string): string {
-  return `grey:${network}|${sender}|${recipient.toLowerCase()}`;
+  return `${GREYLIST_KEY_PREFIX.triplet}${network}|${escapePart(sender)}|${escapePart(recipient.toLowerCase())}`;
 }
 
+/** The parts of a triplet key; undefined for any other key. */
+export function splitTripletKey(
+  key: string,
+): { network: string; sender: string; recipient: string } | undefined {
+  if (!key.startsWith(GREYLIST_KEY_PREFIX.triplet)) return undefined;
+  const parts = key.slice(GREYLIST_KEY_PREFIX.triplet.length).split('|');
+  if (parts.length !== 3) return undefined;
+  const [network = '', sender = '', recipient = ''] = parts;
+  return { network, sender: unescapePart(sender), recipient: unescapePart(recipient) };
+}
+
+export const awlKey = (network: string): string => `${GREYLIST_KEY_PREFIX.awl}${network}`;
+export const awlHourKey = (network: string): string => `${GREYLIST_KEY_PREFIX.awlHour}${network}`;
+
 /** A stored triplet: `W<first seen ms>` while it waits, `P<first seen ms>` once it passed. */
-function parseTriplet(value: string): { passed: boolean; firstSeen: number } | undefined {
+export function readTripletValue(value: string): { passed: boolean; firstSeen: number } | undefined {
+  if (value.length < 2) return undefined;
   const firstSeen = Number(value.slice(1));
   if (!Number.isFinite(firstSeen) || (value[0] !== 'W' && value[0] !== 'P')) return undefined;
   return { passed: value[0] === 'P', firstSeen };
@@ -226,9 +253,9 @@ export function createGreylistCheck(
    * restarts the network's memory (`increment` alone keeps an existing expiry). */
   async function countPass(network: string): Promise<void> {
     if (settings.awl_after === 0) return;
-    if (await store.setIfAbsent(`awlh:${network}`, '1', HOUR_S)) {
-      await store.increment(`awl:${network}`, 1, settings.max_age_s);
-      await store.expire(`awl:${network}`, settings.max_age_s);
+    if (await store.setIfAbsent(awlHourKey(network), '1', HOUR_S)) {
+      await store.increment(awlKey(network), 1, settings.max_age_s);
+      await store.expire(awlKey(network), settings.max_age_s);
     }
   }
 
@@ -257,7 +284,7 @@ export function createGreylistCheck(
       }
       const network = clientNetwork(request.clientAddress, settings.ipv4_prefix, settings.ipv6_prefix);
       if (settings.awl_after > 0) {
-        const awl = await store.getEntry(`awl:${network}`);
+        const awl = await store.getEntry(awlKey(network));
         const passes = Number(awl?.value ?? '0');
         if (awl && passes >= settings.awl_after) {
           // A network that keeps sending stays whitelisted: its memory restarts, at most once per half max_age_s.
@@ -270,7 +297,7 @@ export function createGreylistCheck(
       const key = tripletKey(network, sender, request.recipient);
       const at = now();
       const stored = await store.get(key);
-      const triplet = stored === undefined ? undefined : parseTriplet(stored);
+      const triplet = stored === undefined ? undefined : readTripletValue(stored);
       if (!triplet) {
         // First sight (or an unreadable entry, replaced): one of several racing instances records it.
         if (stored === undefined) await store.setIfAbsent(key, `W${at}`, settings.retry_window_s);
