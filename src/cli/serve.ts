@@ -10,11 +10,12 @@ import { MapRegistry } from '../maps/index.js';
 import { createLogger } from '../observe/logger.js';
 import { Metrics } from '../observe/metrics.js';
 import { PolicyServer } from '../policy/server.js';
-import { buildStages, createPolicyHandler, needsStore } from '../policy/service.js';
+import { buildStages, createPolicyHandler, needsDns, needsStore } from '../policy/service.js';
 import { openStore } from '../store/index.js';
 import { EXIT } from '../util/sysexits.js';
 import { parse } from './args.js';
 import { loadOrReport, mapEventSink, storeEventSink, storeOptions } from './common.js';
+import { dnsblRuntime, meteredDnsClient } from './dns.js';
 import { startJobs } from './jobs.js';
 
 function listenList(listen: string | readonly string[]): string[] {
@@ -41,9 +42,13 @@ export async function serve(argv: string[]): Promise<number> {
   const store = needsStore(config)
     ? await openStore(storeOptions(config, baseDir), storeEventSink(logger, metrics))
     : undefined;
+  const dnsbl = needsDns(config)
+    ? dnsblRuntime(config, meteredDnsClient(config, metrics), logger.child({ face: 'policy' }), metrics)
+    : undefined;
   const stages = buildStages(config, {
     open: (ref, key) => maps.openRef(ref, key),
     ...(store ? { store } : {}),
+    ...(dnsbl ? { dnsbl } : {}),
   });
   const policy = new PolicyServer(
     createPolicyHandler(config, stages, logger.child({ face: 'policy' }), metrics),
@@ -55,6 +60,13 @@ export async function serve(argv: string[]): Promise<number> {
   const readiness = (): ReadinessItem[] => [
     { name: 'policy', ready: policyListening, ...(policyListening ? {} : { reason: 'not listening' }) },
     ...(store ? [storeReadiness(store.health())] : []),
+    // A failing DNS list is reported, not fatal: its hits stop counting and mail still flows.
+    ...(dnsbl?.health.snapshot() ?? []).map((h) => ({
+      name: `dnsbl ${h.list} ipv${h.family}`,
+      ready: h.healthy,
+      critical: false,
+      ...(h.reason !== undefined && !h.healthy ? { reason: `${h.reason}; ${h.fix ?? ''}` } : {}),
+    })),
     ...maps.health().map((m) => ({
       name: `map ${m.name}`,
       ready: m.healthy,
@@ -78,7 +90,12 @@ export async function serve(argv: string[]): Promise<number> {
     return EXIT.UNAVAILABLE;
   }
 
-  const stopJobs = startJobs(config, store, logger, metrics);
+  const stopJobs = startJobs(
+    config,
+    { ...(store ? { store } : {}), ...(dnsbl ? { dnsblSelfTest: () => dnsbl.selfTestAll() } : {}) },
+    logger,
+    metrics,
+  );
 
   return new Promise<number>((resolve) => {
     process.on('SIGHUP', () => {

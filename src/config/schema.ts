@@ -6,6 +6,7 @@
 import { validate as validCron } from 'node-cron';
 import { z } from 'zod';
 import {
+  dnsblSchema,
   greylistSchema,
   heloSchema,
   limitsSchema,
@@ -116,6 +117,7 @@ export const policySchema = z
     limits: limitsSchema.prefault({}),
     lists: listsSchema.prefault({}),
     helo: heloSchema.prefault({}),
+    dnsbl: dnsblSchema.prefault({}),
     greylist: greylistSchema.prefault({}),
   })
   .describe('The policy service (Postfix check_policy_service)');
@@ -155,6 +157,84 @@ export const storeSchema = z
   })
   .describe('Where state is kept: greylist triplets, auto-whitelist, later rates and reputation');
 
+/** A resolver address: `host`, `host:port` or `[v6]:port` (Resolver.setServers). Loopback is the sane choice. */
+const dnsServerSchema = z
+  .string()
+  .regex(
+    /^(?:\[[0-9a-fA-F:.]+\](?::\d{1,5})?|[0-9a-fA-F:]*:[0-9a-fA-F:.]*|\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?)$/,
+    'not a resolver address; use an IP, IP:port or [v6]:port, e.g. 127.0.0.1 or 127.0.0.1:5353',
+  );
+
+export const dnsSchema = z
+  .strictObject({
+    servers: z
+      .array(dnsServerSchema)
+      .min(1)
+      .max(8)
+      .default(['127.0.0.1'])
+      .describe(
+        'Resolvers to ask, in order: a local recursive resolver (unbound); never a public one, whose queries DNS lists refuse',
+      ),
+    timeout_ms: z
+      .number()
+      .int()
+      .min(50)
+      .max(30_000)
+      .default(1000)
+      .describe('Deadline of one query, retries included (a local resolver answers in milliseconds)'),
+    tries: z.number().int().min(1).max(5).default(2).describe('Attempts per server within the deadline'),
+    max_in_flight: z
+      .number()
+      .int()
+      .min(1)
+      .max(100_000)
+      .default(2000)
+      .describe('Queries waiting for an answer at most; more fail at once (counted)'),
+    cache: z
+      .strictObject({
+        max_entries: z
+          .number()
+          .int()
+          .min(0)
+          .max(10_000_000)
+          .default(100_000)
+          .describe('Answers kept at most (LRU)'),
+        max_ttl_s: z
+          .number()
+          .int()
+          .min(0)
+          .max(86_400)
+          .default(3600)
+          .describe('Longest time an answer is kept'),
+        default_ttl_s: z
+          .number()
+          .int()
+          .min(0)
+          .max(86_400)
+          .default(300)
+          .describe('Time kept for TXT, MX and PTR answers (Node reports TTLs for A and AAAA only)'),
+        negative_ttl_s: z
+          .number()
+          .int()
+          .min(0)
+          .max(86_400)
+          .default(120)
+          .describe('Time kept for NXDOMAIN and NODATA (e.g. "not listed")'),
+        error_ttl_s: z
+          .number()
+          .int()
+          .min(0)
+          .max(3600)
+          .default(5)
+          .describe(
+            'Time kept for SERVFAIL and refusals, so a failing server is not hammered; timeouts are not kept',
+          ),
+      })
+      .prefault({})
+      .describe('The answer cache'),
+  })
+  .describe('DNS: every check that looks something up asks these resolvers, never the system’s');
+
 const cronSchema = z.string().refine((expression) => validCron(expression), {
   message: 'not a cron expression; use five fields, e.g. "*/10 * * * *" (every ten minutes)',
 });
@@ -167,6 +247,9 @@ export const jobsSchema = z
     compact: cronSchema
       .default('30 3 * * *')
       .describe('When the store gives back space (SQLite WAL checkpoint)'),
+    dnsbl_selftest: cronSchema
+      .default('*/5 * * * *')
+      .describe('When every DNS list is self-tested (also at start); a failing list stops counting'),
     summary: cronSchema
       .default('0 0 * * *')
       .describe('When a summary of the decisions since the last one is logged'),
@@ -214,6 +297,7 @@ export const configSchema = z
     local_networks: mapRefSchema
       .default(['127.0.0.0/8', '::1/128'])
       .describe('Client networks trusted to relay (IPs and CIDRs, or a map)'),
+    dns: dnsSchema.prefault({}),
     store: storeSchema.prefault({}),
     jobs: jobsSchema.prefault({}),
     policy: policySchema.prefault({}),

@@ -1,7 +1,7 @@
 /**
  * The HTTP face (fastify), built without listening so tests use `inject()`: Prometheus `/metrics`, `/healthz`
  * (the process answers) and `/readyz` (every face listens and every dependency answers; 503 with the reasons
- * otherwise). Later issues add the admin API, the quarantine page and Dovecot's auth-policy endpoint here.
+ * otherwise; `degraded` with 200 when only a non-critical part fails, such as one DNS list). Later issues add the admin API, the quarantine page and Dovecot's auth-policy endpoint here.
  */
 import Fastify, {
   type FastifyBaseLogger,
@@ -16,6 +16,8 @@ export interface ReadinessItem {
   readonly name: string;
   readonly ready: boolean;
   readonly reason?: string;
+  /** false: reported (status `degraded`) without making the service unready, e.g. one failing DNS list. */
+  readonly critical?: boolean;
 }
 
 export interface HttpDeps {
@@ -54,8 +56,9 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
 
   app.get('/readyz', async (_request, reply) => {
     const items = deps.readiness();
-    const ready = items.every((item) => item.ready);
-    return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', checks: items });
+    const ready = items.every((item) => item.ready || item.critical === false);
+    const status = !ready ? 'not ready' : items.every((item) => item.ready) ? 'ready' : 'degraded';
+    return reply.status(ready ? 200 : 503).send({ status, checks: items });
   });
 
   return app;

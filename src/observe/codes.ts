@@ -123,6 +123,20 @@ const table = [
     summary: 'A lookup table could not answer; policy.on_error decided',
     fix: 'See the map event (PW-M010/PW-M011) for that table and repair the file or service.',
   },
+  // DNS lists
+  {
+    code: 'PW-D001',
+    level: 'error',
+    summary:
+      'A DNS list failed its self-test (does not list its test point, lists 127.0.0.1, answers error codes, or stopped answering): its hits no longer count',
+    fix: 'Read the reason and fix in the line: usually query through a local recursive resolver (unbound) rather than a public one, use the list’s data-query key, or correct the zone name; the list counts again by itself once its self-test passes.',
+  },
+  {
+    code: 'PW-D002',
+    level: 'info',
+    summary: 'A DNS list passes its self-test again; its hits count again',
+    fix: 'None: informational.',
+  },
   // Jobs
   {
     code: 'PW-J001',

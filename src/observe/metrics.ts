@@ -82,6 +82,31 @@ export const METRIC_DEFINITIONS = [
     help: 'How long each periodic job took the last time',
     labels: ['job'],
   },
+  {
+    name: 'postwarden_dns_queries_total',
+    type: 'counter',
+    help: 'DNS queries, by record type, result (answer, nxdomain, nodata, timeout, servfail, refused, error) and cache (hit, shared, miss)',
+    labels: ['type', 'result', 'cache'],
+  },
+  {
+    name: 'postwarden_dns_query_duration_seconds',
+    type: 'histogram',
+    help: 'Time DNS queries that went to the network took to answer or fail',
+    labels: ['type'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+  },
+  {
+    name: 'postwarden_dns_cache_entries',
+    type: 'gauge',
+    help: 'Answers in the DNS cache (bounded by dns.cache.max_entries)',
+    labels: [],
+  },
+  {
+    name: 'postwarden_dnsbl_list_healthy',
+    type: 'gauge',
+    help: '1 when a DNS list passes its self-test and its answers count, 0 when it is skipped; by list and IP family',
+    labels: ['list', 'family'],
+  },
 ] as const satisfies readonly MetricDefinition[];
 
 type Defs = (typeof METRIC_DEFINITIONS)[number];

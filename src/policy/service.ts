@@ -5,7 +5,10 @@
  */
 import {
   BIG_SENDER_CLIENT_DOMAINS,
+  createDnsblCheck,
   createGreylistCheck,
+  type DnsList,
+  type DnsListHealth,
   createHeloCheck,
   createLimitsCheck,
   createListsCheck,
@@ -22,6 +25,7 @@ import {
   type PolicySession,
   runPipeline,
 } from '../core/pipeline.js';
+import type { DnsResolver } from '../core/dns.js';
 import type { LookupTable } from '../core/ports.js';
 import { type PolicyRequest, toPolicyRequest } from '../core/request.js';
 import type { MapRef } from '../core/schema.js';
@@ -51,12 +55,31 @@ export interface StageDeps {
   readonly open: OpenTables;
   /** Required when a check that keeps state runs (see `needsStore`). */
   readonly store?: Store;
+  /** Required when DNS lists are configured (see `needsDns`). */
+  readonly dnsbl?: DnsblDeps;
   readonly now?: () => number;
+}
+
+/** The DNS lists of `policy.dnsbl`, their health (the self-test job keeps it) and the resolver they are asked through. */
+export interface DnsblDeps {
+  readonly resolver: DnsResolver;
+  readonly lists: readonly DnsList[];
+  readonly health: DnsListHealth;
 }
 
 /** Whether the configured pipeline keeps state, so `serve` opens the store only when something uses it. */
 export function needsStore(config: Readonly<Config>): boolean {
   return config.policy.checks.includes('greylist') && config.policy.greylist.mode !== 'off';
+}
+
+/** Whether a configured check queries DNS, so `serve` builds the resolver and the list self-tests only then. */
+export function needsDns(config: Readonly<Config>): boolean {
+  const dnsbl = config.policy.dnsbl;
+  return (
+    config.policy.checks.includes('dnsbl') &&
+    dnsbl.mode !== 'off' &&
+    dnsbl.lists.length + dnsbl.dnswl.length > 0
+  );
 }
 
 /** The pipeline in the order of `policy.checks`, without the checks whose mode is `off`. */
@@ -84,6 +107,11 @@ export function buildStages(config: Readonly<Config>, deps: StageDeps): Pipeline
         listTables(policy.lists.allow, 'policy.lists.allow', open),
       ),
     helo: () => createHeloCheck(policy.helo, locality, config.hostname),
+    dnsbl: () => {
+      const dns = deps.dnsbl;
+      if (!dns) throw new Error('dnsbl needs a resolver: build it when needsDns(config) is true');
+      return createDnsblCheck(policy.dnsbl, dns.lists, dns.health, locality, dns.resolver);
+    },
     greylist: () => {
       if (!store) throw new Error('greylist needs a store: open it when needsStore(config) is true');
       return createGreylistCheck(
@@ -103,6 +131,7 @@ export function buildStages(config: Readonly<Config>, deps: StageDeps): Pipeline
   const stages: PipelineStage[] = [];
   for (const name of policy.checks) {
     const mode = policy[name].mode;
+    if (name === 'dnsbl' && !needsDns(config)) continue; // no list configured: nothing to ask
     if (mode !== 'off') stages.push({ check: factories[name](), mode, timeoutMs: policy.check_timeout_ms });
   }
   return stages;
@@ -198,7 +227,9 @@ export function createPolicyHandler(
         errors.inc({ code: f.code });
       }
       latency.observe(ms / 1000);
-      logger.info(decisionLog(request, decision, action, ms), 'policy decision');
+      // Built only when written: at log level warn the line would be thrown away (≈ 3% of a request).
+      if (logger.isLevelEnabled('info'))
+        logger.info(decisionLog(request, decision, action, ms), 'policy decision');
       return action;
     } catch (error) {
       errors.inc({ code: 'PW-P009' });

@@ -207,3 +207,8 @@ export function networkPrefix(text: string, v4Prefix = 24, v6Prefix = 64): strin
   const ip = parseIp(text);
   return ip && networkOf(ip, ip.family === 4 ? v4Prefix : v6Prefix)?.text;
 }
+
+/** ipaddr.js's name for the range an address is in: `unicast`, `private`, `loopback`, `linkLocal`, … */
+export function rangeOf(ip: IpAddress): string {
+  return ipaddr.parse(ip.text).range();
+}

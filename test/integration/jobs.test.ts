@@ -102,7 +102,7 @@ test('startJobs runs the jobs on their schedules and stops them', async () => {
   assert.ok(loaded.ok);
   const store = await openStore({ driver: 'sqlite', path: path.join(dir, 'scheduled.db') });
   const { lines, logger } = logCapture();
-  const stop = startJobs(loaded.config, store, logger, new Metrics({ processMetrics: false }));
+  const stop = startJobs(loaded.config, { store }, logger, new Metrics({ processMetrics: false }));
   const deadline = Date.now() + 5000;
   const ran = () => new Set(lines.filter((l) => l['code'] === 'PW-J001').map((l) => l['job']));
   while (ran().size < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));

@@ -11,6 +11,16 @@ export {
   tripletKey,
   type GreylistSettings,
 } from './greylist.js';
+export {
+  createDnsblCheck,
+  DnsListHealth,
+  dnsblSchema,
+  dnsLists,
+  selfTest,
+  type DnsblSettings,
+  type DnsList,
+  type ListHealth,
+} from './dnsbl.js';
 export { createHeloCheck, heloSchema, type HeloSettings } from './helo.js';
 export { createLimitsCheck, limitsSchema, type LimitsSettings } from './limits.js';
 export {
@@ -33,6 +43,7 @@ export const POLICY_CHECK_NAMES = [
   'limits',
   'lists',
   'helo',
+  'dnsbl',
   'greylist',
 ] as const;
 export type PolicyCheckName = (typeof POLICY_CHECK_NAMES)[number];
