@@ -182,8 +182,13 @@ export class DnsClient implements DnsResolver {
         const ttl = rows.reduce((min, row) => Math.min(min, row.ttl), Number.POSITIVE_INFINITY);
         return { records: rows.map((row) => row.address), ttl: Number.isFinite(ttl) ? ttl : 0 };
       }
-      case 'TXT':
-        return { records: await this.resolver.resolveTxt(name) };
+      case 'TXT': {
+        // c-ares hands TXT bytes over as latin1, one character per byte (nodejs/node#39398): read them as UTF-8.
+        const records = await this.resolver.resolveTxt(name);
+        return {
+          records: records.map((strings) => strings.map((s) => Buffer.from(s, 'latin1').toString('utf8'))),
+        };
+      }
       case 'MX':
         return { records: await this.resolver.resolveMx(name) };
       case 'PTR':

@@ -10,7 +10,15 @@ import { MapRegistry } from '../maps/index.js';
 import { createLogger } from '../observe/logger.js';
 import { Metrics } from '../observe/metrics.js';
 import { PolicyServer } from '../policy/server.js';
-import { buildStages, createPolicyHandler, needsDns, needsStore } from '../policy/service.js';
+import { MailauthSpf } from '../adapters/spf.js';
+import {
+  buildStages,
+  createPolicyHandler,
+  needsDns,
+  needsDnsLists,
+  needsStore,
+  receiverName,
+} from '../policy/service.js';
 import { openStore } from '../store/index.js';
 import { EXIT } from '../util/sysexits.js';
 import { parse } from './args.js';
@@ -42,13 +50,16 @@ export async function serve(argv: string[]): Promise<number> {
   const store = needsStore(config)
     ? await openStore(storeOptions(config, baseDir), storeEventSink(logger, metrics))
     : undefined;
-  const dnsbl = needsDns(config)
-    ? dnsblRuntime(config, meteredDnsClient(config, metrics), logger.child({ face: 'policy' }), metrics)
-    : undefined;
+  const resolver = needsDns(config) ? meteredDnsClient(config, metrics) : undefined;
+  const dnsbl =
+    resolver && needsDnsLists(config)
+      ? dnsblRuntime(config, resolver, logger.child({ face: 'policy' }), metrics)
+      : undefined;
   const stages = buildStages(config, {
     open: (ref, key) => maps.openRef(ref, key),
     ...(store ? { store } : {}),
     ...(dnsbl ? { dnsbl } : {}),
+    ...(resolver ? { spf: new MailauthSpf(resolver, receiverName(config)) } : {}),
   });
   const policy = new PolicyServer(
     createPolicyHandler(config, stages, logger.child({ face: 'policy' }), metrics),

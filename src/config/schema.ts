@@ -14,6 +14,7 @@ import {
   POLICY_CHECK_NAMES,
   relaySchema,
   senderOwnershipSchema,
+  spfSchema,
 } from '../core/checks/index.js';
 import { mapRefSchema } from '../core/schema.js';
 
@@ -118,6 +119,7 @@ export const policySchema = z
     lists: listsSchema.prefault({}),
     helo: heloSchema.prefault({}),
     dnsbl: dnsblSchema.prefault({}),
+    spf: spfSchema.prefault({}),
     greylist: greylistSchema.prefault({}),
   })
   .describe('The policy service (Postfix check_policy_service)');

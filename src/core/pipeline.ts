@@ -26,6 +26,25 @@ import type {
 export interface PolicySession {
   /** RCPT requests seen so far for this message on this connection, this one included. */
   readonly rcptCount: number;
+  /**
+   * Names of the headers already prepended to this message. Postfix applies a PREPEND for every recipient that
+   * gets it, so each header goes out once per message; one reply carries one header, so a second one waits for
+   * the next recipient.
+   */
+  readonly headersSent: ReadonlySet<string>;
+  /** Per-message memo for checks whose answer does not change between recipients (SPF), keyed by check. */
+  readonly memo: Map<string, unknown>;
+}
+
+/** A fresh per-message session (the policy face keeps one per connection and message). */
+export function newSession(): PolicySession & { rcptCount: number; headersSent: Set<string> } {
+  return { rcptCount: 0, headersSent: new Set(), memo: new Map() };
+}
+
+/** `Received-SPF: pass …` → `received-spf`. */
+export function headerName(header: string): string {
+  const colon = header.indexOf(':');
+  return (colon < 0 ? header : header.slice(0, colon)).trim().toLowerCase();
 }
 
 export interface PolicyContext {
@@ -218,7 +237,8 @@ export async function runPipeline(
           if (!decided) decided = recorded;
           break;
         case 'prepend':
-          header ??= verdict.header;
+          if (verdict.header && !session.headersSent.has(headerName(verdict.header)))
+            header ??= verdict.header;
           break;
         case undefined:
           break;

@@ -4,20 +4,22 @@
  * - never `OK`: postwarden is one restriction among several, so "no objection" is `DUNNO`;
  * - code and enhanced status code agree in class, and are 4xx or 5xx;
  * - with soft_bounce, every 5xx becomes 4xx (a trial period that bounces nothing);
- * - text is one line of printable ASCII, at most MAX_TEXT characters, and never carries secrets (verdict texts
+ * - text is one line of printable ASCII, at most MAX_TEXT characters (a header MAX_HEADER), and never carries secrets (verdict texts
  *   are written by checks from request data; this strips what could break the protocol or the log).
  */
 import type { OnError } from '../core/pipeline.js';
 import type { Decision, ReplySpec } from '../core/verdict.js';
 
 export const MAX_TEXT = 200;
+/** A prepended header stays well inside RFC 5322's 998 characters per line (Postfix does not fold it). */
+export const MAX_HEADER = 900;
 
-export function sanitizeText(text: string): string {
+export function sanitizeText(text: string, max = MAX_TEXT): string {
   const flat = text
     .replace(/[^\x20-\x7e]/g, (c) => (c === '\u2019' ? "'" : c <= '\x1f' || c === '\x7f' ? ' ' : '?'))
     .replace(/\s+/g, ' ')
     .trim();
-  return flat.length > MAX_TEXT ? `${flat.slice(0, MAX_TEXT - 3)}...` : flat;
+  return flat.length > max ? `${flat.slice(0, max - 3)}...` : flat;
 }
 
 interface Options {
@@ -41,7 +43,7 @@ export function policyAction(decision: Decision, options: Options): string {
     case 'dunno':
       return 'DUNNO';
     case 'prepend':
-      return decision.header ? `PREPEND ${sanitizeText(decision.header)}` : 'DUNNO';
+      return decision.header ? `PREPEND ${sanitizeText(decision.header, MAX_HEADER)}` : 'DUNNO';
     case 'reject':
       if (reply) return numeric(reply, 5, options.softBounce);
       return `${options.softBounce ? 'DEFER' : 'REJECT'} ${sanitizeText(decision.decidedBy?.reason ?? 'Access denied')}`;

@@ -3,6 +3,7 @@
  * session, pipeline, reply chokepoint — with one decision log line and its metrics. It never throws: an internal
  * failure answers per `policy.on_error`.
  */
+import { hostname } from 'node:os';
 import {
   BIG_SENDER_CLIENT_DOMAINS,
   createDnsblCheck,
@@ -14,15 +15,18 @@ import {
   createListsCheck,
   createRelayCheck,
   createSenderOwnershipCheck,
+  createSpfCheck,
+  type SpfEvaluator,
   type ListTables,
   type PolicyCheckName,
 } from '../core/checks/index.js';
 import { Locality } from '../core/locality.js';
 import {
   CheckDeadlines,
+  headerName,
+  newSession,
   type PipelineStage,
   type PolicyCheck,
-  type PolicySession,
   runPipeline,
 } from '../core/pipeline.js';
 import type { DnsResolver } from '../core/dns.js';
@@ -57,6 +61,8 @@ export interface StageDeps {
   readonly store?: Store;
   /** Required when DNS lists are configured (see `needsDns`). */
   readonly dnsbl?: DnsblDeps;
+  /** Required when the SPF check runs (see `needsDns`). */
+  readonly spf?: SpfEvaluator;
   readonly now?: () => number;
 }
 
@@ -69,17 +75,22 @@ export interface DnsblDeps {
 
 /** Whether the configured pipeline keeps state, so `serve` opens the store only when something uses it. */
 export function needsStore(config: Readonly<Config>): boolean {
-  return config.policy.checks.includes('greylist') && config.policy.greylist.mode !== 'off';
+  return runs(config, 'greylist');
 }
 
-/** Whether a configured check queries DNS, so `serve` builds the resolver and the list self-tests only then. */
-export function needsDns(config: Readonly<Config>): boolean {
+function runs(config: Readonly<Config>, name: PolicyCheckName): boolean {
+  return config.policy.checks.includes(name) && config.policy[name].mode !== 'off';
+}
+
+/** Whether the DNS lists are configured and run, so `serve` builds them and their self-tests only then. */
+export function needsDnsLists(config: Readonly<Config>): boolean {
   const dnsbl = config.policy.dnsbl;
-  return (
-    config.policy.checks.includes('dnsbl') &&
-    dnsbl.mode !== 'off' &&
-    dnsbl.lists.length + dnsbl.dnswl.length > 0
-  );
+  return runs(config, 'dnsbl') && dnsbl.lists.length + dnsbl.dnswl.length > 0;
+}
+
+/** Whether a configured check queries DNS, so `serve` builds the resolver only then. */
+export function needsDns(config: Readonly<Config>): boolean {
+  return needsDnsLists(config) || runs(config, 'spf');
 }
 
 /** The pipeline in the order of `policy.checks`, without the checks whose mode is `off`. */
@@ -109,8 +120,12 @@ export function buildStages(config: Readonly<Config>, deps: StageDeps): Pipeline
     helo: () => createHeloCheck(policy.helo, locality, config.hostname),
     dnsbl: () => {
       const dns = deps.dnsbl;
-      if (!dns) throw new Error('dnsbl needs a resolver: build it when needsDns(config) is true');
+      if (!dns) throw new Error('dnsbl needs its lists: build them when needsDnsLists(config) is true');
       return createDnsblCheck(policy.dnsbl, dns.lists, dns.health, locality, dns.resolver);
+    },
+    spf: () => {
+      if (!deps.spf) throw new Error('spf needs an evaluator: build it when needsDns(config) is true');
+      return createSpfCheck(policy.spf, receiverName(config), locality, deps.spf);
     },
     greylist: () => {
       if (!store) throw new Error('greylist needs a store: open it when needsStore(config) is true');
@@ -131,34 +146,39 @@ export function buildStages(config: Readonly<Config>, deps: StageDeps): Pipeline
   const stages: PipelineStage[] = [];
   for (const name of policy.checks) {
     const mode = policy[name].mode;
-    if (name === 'dnsbl' && !needsDns(config)) continue; // no list configured: nothing to ask
+    if (name === 'dnsbl' && !needsDnsLists(config)) continue; // no list configured: nothing to ask
     if (mode !== 'off') stages.push({ check: factories[name](), mode, timeoutMs: policy.check_timeout_ms });
   }
   return stages;
 }
 
+/** This host's name in SPF headers: `policy.spf.authserv_id`, else `hostname`, else the machine's name. */
+export function receiverName(config: Readonly<Config>): string {
+  return config.policy.spf.authserv_id || config.hostname || hostname();
+}
+
 interface SessionState {
   instance: string;
-  rcptCount: number;
   readonly deadlines: CheckDeadlines;
+  session: ReturnType<typeof newSession>;
 }
 
 /** Postfix's `instance` changes when a new message starts on the connection: that resets per-message state. */
 function sessionState(connection: Connection): SessionState {
   return (connection.state['session'] ??= {
     instance: '',
-    rcptCount: 0,
     deadlines: new CheckDeadlines(),
+    session: newSession(),
   }) as SessionState;
 }
 
-function advanceSession(state: SessionState, request: PolicyRequest): PolicySession {
+function advanceSession(state: SessionState, request: PolicyRequest): ReturnType<typeof newSession> {
   if (state.instance !== request.instance) {
     state.instance = request.instance;
-    state.rcptCount = 0;
+    state.session = newSession();
   }
-  if (request.protocolState === 'RCPT') state.rcptCount += 1;
-  return { rcptCount: state.rcptCount };
+  if (request.protocolState === 'RCPT') state.session.rcptCount += 1;
+  return state.session;
 }
 
 function decisionLog(request: PolicyRequest, decision: Decision, action: string, ms: number) {
@@ -218,6 +238,8 @@ export function createPolicyHandler(
       const session = advanceSession(state, request);
       const decision = await runPipeline(stages, request, session, options, state.deadlines);
       const action = policyAction(decision, { softBounce: policy.soft_bounce });
+      if (decision.action === 'prepend' && decision.header)
+        session.headersSent.add(headerName(decision.header));
       const ms = performance.now() - started;
       requests.inc({ protocol_state: request.protocolState });
       decisions.inc({ action: decision.action });

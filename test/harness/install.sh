@@ -3,7 +3,9 @@
 #
 # Needed: postfix (postfix, postconf, smtp-sink), dovecot-core (dovecot, doveadm), dovecot-imapd,
 # dovecot-lmtpd, swaks, redis-server (redis-server, redis-cli: the store suite starts its own server on
-# loopback, test/harness/redis.ts). Idempotent: prints nothing and exits 0 when all of them are present.
+# loopback, test/harness/redis.ts), dnsmasq-base (dnsmasq: just /usr/sbin/dnsmasq, with no init script or
+# service unlike the `dnsmasq` package; test/harness/dns.ts starts its own DNS server on loopback).
+# Idempotent: prints nothing and exits 0 when all of them are present.
 # Otherwise, as in the harness recipe (harness.md §0): preseed debconf ("No configuration", so no system-wide
 # /etc/postfix/main.cf), put a temporary /usr/sbin/policy-rc.d (exit 101) in place so that no
 # maintainer script starts a system-wide daemon (removed again only if this script created it),
@@ -14,7 +16,7 @@
 set -euo pipefail
 
 PATH="$PATH:/usr/sbin:/sbin"
-PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd swaks redis-server)
+PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd swaks redis-server dnsmasq-base)
 
 die() {
   echo "install.sh: $*" >&2
@@ -24,7 +26,7 @@ die() {
 # Prints the missing pieces, one per line (commands, or the dovecot protocol binaries).
 missing() {
   local c
-  for c in postfix postconf smtp-sink dovecot doveadm swaks redis-server redis-cli; do
+  for c in postfix postconf smtp-sink dovecot doveadm swaks redis-server redis-cli dnsmasq; do
     command -v "$c" >/dev/null 2>&1 || echo "$c"
   done
   [ -x /usr/lib/dovecot/imap ] || echo "dovecot-imapd (/usr/lib/dovecot/imap)"

@@ -78,6 +78,7 @@ store:
   driver: redis
   url: ${redisUrl}/0
 policy:
+  spf: { mode: off } # needs DNS: test/integration/dns-postfix.test.ts
   listen: ${this.policy}
   greylist:
     delay_s: ${DELAY_S}

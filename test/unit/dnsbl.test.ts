@@ -25,7 +25,7 @@ import {
   parseCodePattern,
 } from '../../src/core/dns.js';
 import { Locality } from '../../src/core/locality.js';
-import { CheckDeadlines } from '../../src/core/pipeline.js';
+import { CheckDeadlines, newSession } from '../../src/core/pipeline.js';
 import { toPolicyRequest } from '../../src/core/request.js';
 
 describe('query names', () => {
@@ -212,7 +212,7 @@ describe('the check', () => {
       client_address: client,
       ...extra,
     });
-  const ctx = { session: { rcptCount: 1 }, score: 0, earlier: [], signal: new CheckDeadlines().signal };
+  const ctx = { session: { ...newSession(), rcptCount: 1 }, score: 0, earlier: [], signal: new CheckDeadlines().signal };
   const settings = { reject_at: 10 };
   /** The check over the given lists (all healthy at first), asking an in-memory resolver. */
   const checkOf = (

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
   CheckDeadlines,
+  newSession,
   type PipelineStage,
   type PolicyCheck,
   runPipeline,
@@ -10,7 +11,7 @@ import { toPolicyRequest } from '../../src/core/request.js';
 import type { Verdict } from '../../src/core/verdict.js';
 
 const request = toPolicyRequest({ request: 'smtpd_access_policy', protocol_state: 'RCPT' });
-const session = { rcptCount: 1 };
+const session = { ...newSession(), rcptCount: 1 };
 
 function check(name: string, ...verdicts: Partial<Verdict>[]): PolicyCheck {
   return {

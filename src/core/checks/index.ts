@@ -30,6 +30,7 @@ export {
   type ListTables,
   type ListTarget,
 } from './lists.js';
+export { createSpfCheck, spfSchema, type SpfEvaluator, type SpfSettings } from './spf.js';
 export { createRelayCheck, relaySchema, type RelaySettings } from './relay.js';
 export {
   createSenderOwnershipCheck,
@@ -44,6 +45,7 @@ export const POLICY_CHECK_NAMES = [
   'lists',
   'helo',
   'dnsbl',
+  'spf',
   'greylist',
 ] as const;
 export type PolicyCheckName = (typeof POLICY_CHECK_NAMES)[number];
