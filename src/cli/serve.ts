@@ -59,7 +59,7 @@ export async function serve(argv: string[]): Promise<number> {
     open: (ref, key) => maps.openRef(ref, key),
     ...(store ? { store } : {}),
     ...(dnsbl ? { dnsbl } : {}),
-    ...(resolver ? { spf: new MailauthSpf(resolver, receiverName(config)) } : {}),
+    ...(resolver ? { resolver, spf: new MailauthSpf(resolver, receiverName(config)) } : {}),
   });
   const policy = new PolicyServer(
     createPolicyHandler(config, stages, logger.child({ face: 'policy' }), metrics),

@@ -7,6 +7,7 @@ import { validate as validCron } from 'node-cron';
 import { z } from 'zod';
 import {
   dnsblSchema,
+  dnsSanitySchema,
   greylistSchema,
   heloSchema,
   limitsSchema,
@@ -118,6 +119,7 @@ export const policySchema = z
     limits: limitsSchema.prefault({}),
     lists: listsSchema.prefault({}),
     helo: heloSchema.prefault({}),
+    dns_sanity: dnsSanitySchema.prefault({}),
     dnsbl: dnsblSchema.prefault({}),
     spf: spfSchema.prefault({}),
     greylist: greylistSchema.prefault({}),

@@ -7,6 +7,7 @@ import { hostname } from 'node:os';
 import {
   BIG_SENDER_CLIENT_DOMAINS,
   createDnsblCheck,
+  createDnsSanityCheck,
   createGreylistCheck,
   type DnsList,
   type DnsListHealth,
@@ -63,6 +64,8 @@ export interface StageDeps {
   readonly dnsbl?: DnsblDeps;
   /** Required when the SPF check runs (see `needsDns`). */
   readonly spf?: SpfEvaluator;
+  /** Required when dns_sanity runs (see `needsDns`). */
+  readonly resolver?: DnsResolver;
   readonly now?: () => number;
 }
 
@@ -90,7 +93,7 @@ export function needsDnsLists(config: Readonly<Config>): boolean {
 
 /** Whether a configured check queries DNS, so `serve` builds the resolver only then. */
 export function needsDns(config: Readonly<Config>): boolean {
-  return needsDnsLists(config) || runs(config, 'spf');
+  return needsDnsLists(config) || runs(config, 'spf') || runs(config, 'dns_sanity');
 }
 
 /** The pipeline in the order of `policy.checks`, without the checks whose mode is `off`. */
@@ -122,6 +125,11 @@ export function buildStages(config: Readonly<Config>, deps: StageDeps): Pipeline
       const dns = deps.dnsbl;
       if (!dns) throw new Error('dnsbl needs its lists: build them when needsDnsLists(config) is true');
       return createDnsblCheck(policy.dnsbl, dns.lists, dns.health, locality, dns.resolver);
+    },
+    dns_sanity: () => {
+      if (!deps.resolver)
+        throw new Error('dns_sanity needs a resolver: build it when needsDns(config) is true');
+      return createDnsSanityCheck(policy.dns_sanity, locality, deps.resolver);
     },
     spf: () => {
       if (!deps.spf) throw new Error('spf needs an evaluator: build it when needsDns(config) is true');

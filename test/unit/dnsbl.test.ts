@@ -212,7 +212,12 @@ describe('the check', () => {
       client_address: client,
       ...extra,
     });
-  const ctx = { session: { ...newSession(), rcptCount: 1 }, score: 0, earlier: [], signal: new CheckDeadlines().signal };
+  const ctx = {
+    session: { ...newSession(), rcptCount: 1 },
+    score: 0,
+    earlier: [],
+    signal: new CheckDeadlines().signal,
+  };
   const settings = { reject_at: 10 };
   /** The check over the given lists (all healthy at first), asking an in-memory resolver. */
   const checkOf = (

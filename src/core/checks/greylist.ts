@@ -216,7 +216,9 @@ export function createGreylistCheck(
   ];
   const defer = (symbol: string, seconds: number, reason: string): Verdict[] => {
     const text =
-      seconds > 0 ? `Greylisted, please try again in ${seconds} seconds` : 'Greylisted, please try again';
+      seconds > 0
+        ? `Greylisted, please try again in ${seconds} second${seconds === 1 ? '' : 's'}`
+        : 'Greylisted, please try again';
     return [
       {
         check: CHECK,

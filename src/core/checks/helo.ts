@@ -46,7 +46,8 @@ export type HeloSettings = z.infer<typeof heloSchema>;
 const CHECK = 'helo';
 const LABEL = /^(?!-)[a-z0-9_-]{1,63}(?<!-)$/i;
 
-function isHostname(name: string): boolean {
+/** A syntactically valid host name (not an address, not junk); a trailing dot is allowed. */
+export function isHostname(name: string): boolean {
   const bare = name.endsWith('.') ? name.slice(0, -1) : name;
   if (bare.length === 0 || bare.length > 253) return false;
   const labels = bare.split('.');

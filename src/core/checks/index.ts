@@ -21,6 +21,7 @@ export {
   type DnsList,
   type ListHealth,
 } from './dnsbl.js';
+export { createDnsSanityCheck, dnsSanitySchema, type DnsSanitySettings } from './dns-sanity.js';
 export { createHeloCheck, heloSchema, type HeloSettings } from './helo.js';
 export { createLimitsCheck, limitsSchema, type LimitsSettings } from './limits.js';
 export {
@@ -44,6 +45,7 @@ export const POLICY_CHECK_NAMES = [
   'limits',
   'lists',
   'helo',
+  'dns_sanity',
   'dnsbl',
   'spf',
   'greylist',
