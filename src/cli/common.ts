@@ -1,10 +1,11 @@
 /** What the subcommands share: loading config with problems printed, and turning map events into logs. */
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { type ConfigSource, loadConfig, mapRefsOf } from '../config/load.js';
 import { type ConfigProblem, formatProblem, showValue } from '../config/problems.js';
 import type { Config } from '../config/schema.js';
 import { type MapEvent, validateMapRef } from '../maps/index.js';
-import type { StoreEvent, StoreOptions } from '../store/index.js';
+import { type StoreEvent, type StoreOptions, StoreOptionsError } from '../store/index.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
 
@@ -73,17 +74,49 @@ export function storeEventSink(logger: Logger, metrics: Metrics) {
   };
 }
 
+/** The first line of a secret file; StoreOptionsError (PW-S003) naming the key and the fix when unreadable. */
+function readSecret(key: string, file: string, baseDir: string): string {
+  if (file === '') return '';
+  try {
+    return (readFileSync(path.resolve(baseDir, file), 'utf8').split('\n')[0] ?? '').trim();
+  } catch (error) {
+    throw new StoreOptionsError(
+      `${key}: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'}); create it, readable by postwarden`,
+    );
+  }
+}
+
 /** The store options of a config; a relative sqlite path resolves against the config file's directory. */
 export function storeOptions(config: Readonly<Config>, baseDir: string): StoreOptions {
   const s = config.store;
   if (s.driver === 'sqlite') {
-    return { driver: 'sqlite', path: path.resolve(baseDir, s.path), timeoutMs: s.timeout_ms };
+    return {
+      driver: 'sqlite',
+      path: path.resolve(baseDir, s.path),
+      timeoutMs: s.timeout_ms,
+      ...(s.max_bytes > 0 ? { maxBytes: s.max_bytes } : {}),
+    };
   }
+  const password = readSecret('store.password_file', s.password_file, baseDir);
+  const sentinelPassword = readSecret('store.sentinel_password_file', s.sentinel_password_file, baseDir);
+  const auth = {
+    ...(s.username !== '' ? { username: s.username } : {}),
+    ...(password !== '' ? { password } : {}),
+  };
   const sentinels = s.sentinels.map((hostPort) => {
     const colon = hostPort.lastIndexOf(':');
     return { host: hostPort.slice(0, colon), port: Number(hostPort.slice(colon + 1)) };
   });
   return sentinels.length > 0
-    ? { driver: 'redis', sentinels, name: s.name, keyPrefix: s.key_prefix, timeoutMs: s.timeout_ms }
-    : { driver: 'redis', url: s.url, keyPrefix: s.key_prefix, timeoutMs: s.timeout_ms };
+    ? {
+        driver: 'redis',
+        sentinels,
+        name: s.name,
+        db: s.db,
+        keyPrefix: s.key_prefix,
+        timeoutMs: s.timeout_ms,
+        ...auth,
+        ...(sentinelPassword !== '' ? { sentinelPassword } : {}),
+      }
+    : { driver: 'redis', url: s.url, keyPrefix: s.key_prefix, timeoutMs: s.timeout_ms, ...auth };
 }

@@ -4,7 +4,7 @@
  * connection; SIGTERM/SIGINT finish what is in flight and exit 0.
  */
 import type { Config } from '../config/schema.js';
-import type { StoreHealth } from '../core/store.js';
+import type { Store, StoreHealth } from '../core/store.js';
 import { buildHttpApp, type ReadinessItem } from '../http/app.js';
 import { MapRegistry } from '../maps/index.js';
 import { createLogger } from '../observe/logger.js';
@@ -19,7 +19,7 @@ import {
   needsStore,
   receiverName,
 } from '../policy/service.js';
-import { openStore } from '../store/index.js';
+import { openStore, StoreOptionsError } from '../store/index.js';
 import { EXIT } from '../util/sysexits.js';
 import { parse } from './args.js';
 import { loadOrReport, mapEventSink, storeEventSink, storeOptions } from './common.js';
@@ -47,9 +47,17 @@ export async function serve(argv: string[]): Promise<number> {
   metrics.collectFrom('postwarden_map_healthy', (gauge) => {
     for (const map of maps.health()) gauge.set({ map: map.name }, map.healthy ? 1 : 0);
   });
-  const store = needsStore(config)
-    ? await openStore(storeOptions(config, baseDir), storeEventSink(logger, metrics))
-    : undefined;
+  let store: Store | undefined;
+  try {
+    store = needsStore(config)
+      ? await openStore(storeOptions(config, baseDir), storeEventSink(logger, metrics))
+      : undefined;
+  } catch (error) {
+    if (!(error instanceof StoreOptionsError)) throw error;
+    logger.fatal({ code: 'PW-S003', reason: error.message }, 'cannot open the store');
+    maps.close();
+    return EXIT.CONFIG;
+  }
   const resolver = needsDns(config) ? meteredDnsClient(config, metrics) : undefined;
   const dnsbl =
     resolver && needsDnsLists(config)

@@ -151,6 +151,26 @@ export const storeSchema = z
       .describe('redis: Sentinel addresses (host:port); the client follows the master named by `name`'),
     name: z.string().min(1).default('mymaster').describe('redis: the Sentinel master name'),
     key_prefix: z.string().max(64).default('postwarden:').describe('redis: prefix of every key'),
+    username: z.string().max(128).default('').describe('redis: ACL user name (empty = the default user)'),
+    password_file: z
+      .string()
+      .default('')
+      .describe(
+        'redis: a file holding the password (first line), readable by postwarden only; kept out of the config and the logs',
+      ),
+    sentinel_password_file: z
+      .string()
+      .default('')
+      .describe('redis: a file holding the Sentinels’ own password, when they require one'),
+    db: z.number().int().min(0).max(255).default(0).describe('redis with sentinels: the database number'),
+    max_bytes: z
+      .number()
+      .int()
+      .min(0)
+      .default(2_147_483_648)
+      .describe(
+        'sqlite: largest the file may grow; writes beyond fail as the store being unavailable (0 = no cap)',
+      ),
     timeout_ms: z
       .number()
       .int()
