@@ -237,8 +237,14 @@ export async function runPipeline(
           if (!decided) decided = recorded;
           break;
         case 'prepend':
-          if (verdict.header && !session.headersSent.has(headerName(verdict.header)))
+          // Postfix refuses PREPEND in smtpd_end_of_data_restrictions ("must be used before").
+          if (
+            request.protocolState !== 'END-OF-MESSAGE' &&
+            verdict.header &&
+            !session.headersSent.has(headerName(verdict.header))
+          ) {
             header ??= verdict.header;
+          }
           break;
         case undefined:
           break;

@@ -165,28 +165,54 @@ export function receiverName(config: Readonly<Config>): string {
   return config.policy.spf.authserv_id || config.hostname || hostname();
 }
 
-interface SessionState {
-  instance: string;
+interface ConnectionState {
   readonly deadlines: CheckDeadlines;
-  session: ReturnType<typeof newSession>;
+  /** The message session of a connection whose requests carry no `instance` (hand-made queries). */
+  local?: MessageSession;
 }
 
-/** Postfix's `instance` changes when a new message starts on the connection: that resets per-message state. */
-function sessionState(connection: Connection): SessionState {
-  return (connection.state['session'] ??= {
-    instance: '',
-    deadlines: new CheckDeadlines(),
-    session: newSession(),
-  }) as SessionState;
+type MessageSession = ReturnType<typeof newSession> & { readonly recipients: Set<string> };
+
+function connectionState(connection: Connection): ConnectionState {
+  return (connection.state['policy'] ??= { deadlines: new CheckDeadlines() }) as ConnectionState;
 }
 
-function advanceSession(state: SessionState, request: PolicyRequest): ReturnType<typeof newSession> {
-  if (state.instance !== request.instance) {
-    state.instance = request.instance;
-    state.session = newSession();
+/** Messages remembered at once; Postfix's `instance` of a message is not reused, so old ones just age out. */
+const MAX_MESSAGES = 20_000;
+
+/**
+ * Per-message state keyed by Postfix's `instance`, shared by every policy connection: Postfix opens one
+ * connection per distinct `check_policy_service` spelling, and a recipient may be asked about twice (relay and
+ * recipient restrictions), so "header already added" and the recipient count must not live in a connection.
+ * A bounded LRU (Map order).
+ */
+export class MessageSessions {
+  private readonly byInstance = new Map<string, MessageSession>();
+
+  constructor(private readonly max = MAX_MESSAGES) {}
+
+  /** The session of the request's message; its recipient count includes this request's recipient. */
+  advance(request: PolicyRequest, connection: ConnectionState): MessageSession {
+    let session: MessageSession | undefined;
+    if (request.instance === '') {
+      session = connection.local ??= { ...newSession(), recipients: new Set() };
+    } else {
+      session = this.byInstance.get(request.instance);
+      if (session) this.byInstance.delete(request.instance);
+      else session = { ...newSession(), recipients: new Set() };
+      this.byInstance.set(request.instance, session);
+      if (this.byInstance.size > this.max) {
+        const oldest = this.byInstance.keys().next();
+        if (!oldest.done) this.byInstance.delete(oldest.value);
+      }
+    }
+    // Distinct recipients: the same RCPT asked about from two restriction lists counts once.
+    if (request.protocolState === 'RCPT' && request.recipient !== '') {
+      session.recipients.add(request.recipient.toLowerCase());
+      session.rcptCount = session.recipients.size;
+    }
+    return session;
   }
-  if (request.protocolState === 'RCPT') state.session.rcptCount += 1;
-  return state.session;
 }
 
 function decisionLog(request: PolicyRequest, decision: Decision, action: string, ms: number) {
@@ -237,13 +263,14 @@ export function createPolicyHandler(
   const failures = metrics.get('postwarden_policy_check_failures_total');
   const errors = metrics.get('postwarden_errors_total');
   const latency = metrics.get('postwarden_policy_request_duration_seconds');
+  const messages = new MessageSessions();
 
   return async (attributes: Attributes, connection: Connection): Promise<string> => {
     const started = performance.now();
     try {
       const request = toPolicyRequest(attributes);
-      const state = sessionState(connection);
-      const session = advanceSession(state, request);
+      const state = connectionState(connection);
+      const session = messages.advance(request, state);
       const decision = await runPipeline(stages, request, session, options, state.deadlines);
       const action = policyAction(decision, { softBounce: policy.soft_bounce });
       if (decision.action === 'prepend' && decision.header)
