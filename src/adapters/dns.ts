@@ -12,6 +12,7 @@
  * exposed); SERVFAIL and refusals for `errorTtlS`, so a failing list is not hammered. Timeouts are not cached.
  */
 import { Resolver } from 'node:dns/promises';
+import { withDeadline } from '../util/deadline.js';
 import type { DnsAnswer, DnsErrorKind, DnsRecordsOf, DnsResolver, DnsType } from '../core/dns.js';
 
 export interface DnsClientOptions {
@@ -30,8 +31,18 @@ export interface DnsClientOptions {
   /** Queries waiting for the network at most; beyond it a query fails at once (kind `error`). */
   readonly maxInFlight: number;
   readonly onQuery?: (event: DnsQueryEvent) => void;
+  /** Called when the resolvers stop answering (FAILURES_UNHEALTHY network failures in a row) and again when they answer. */
+  readonly onHealth?: (health: ResolverHealth) => void;
   readonly now?: () => number;
 }
+
+export interface ResolverHealth {
+  readonly healthy: boolean;
+  readonly reason?: string;
+}
+
+/** Network failures in a row (timeouts, refusals, no connection) that make the resolvers count as down. */
+const FAILURES_UNHEALTHY = 5;
 
 export type DnsResultLabel = 'answer' | 'nxdomain' | 'nodata' | DnsErrorKind;
 
@@ -64,6 +75,8 @@ export class DnsClient implements DnsResolver {
   private readonly cache = new Map<string, CacheEntry>();
   private readonly inFlight = new Map<string, Promise<DnsAnswer<DnsType>>>();
   private readonly now: () => number;
+  private failuresInARow = 0;
+  private lastFailure = '';
 
   constructor(private readonly options: DnsClientOptions) {
     if (options.servers.length === 0) throw new Error('dns: no servers given; name the resolvers to use');
@@ -74,6 +87,16 @@ export class DnsClient implements DnsResolver {
     });
     this.resolver.setServers([...options.servers]);
     this.now = options.now ?? Date.now;
+  }
+
+  /** Down after several network failures in a row: every DNS check then fails, and dns_sanity defers mail. */
+  health(): ResolverHealth {
+    return this.failuresInARow >= FAILURES_UNHEALTHY
+      ? {
+          healthy: false,
+          reason: `${this.failuresInARow} queries in a row got no answer from ${this.options.servers.join(', ')} (last: ${this.lastFailure})`,
+        }
+      : { healthy: true };
   }
 
   get cacheSize(): number {
@@ -93,7 +116,9 @@ export class DnsClient implements DnsResolver {
     }
     let pending = this.inFlight.get(key);
     if (pending) {
-      this.options.onQuery?.({ type, result: 'answer', cache: 'shared', ms: 0 });
+      void pending.then((answer) =>
+        this.options.onQuery?.({ type, result: labelOf(answer), cache: 'shared', ms: 0 }),
+      );
     } else if (this.inFlight.size >= this.options.maxInFlight) {
       const answer: DnsAnswer<T> = {
         status: 'error',
@@ -145,7 +170,13 @@ export class DnsClient implements DnsResolver {
     let answer: DnsAnswer<DnsType>;
     let ttl = 0;
     try {
-      const result = await withDeadline(this.ask(name, type), this.options.timeoutMs);
+      // c-ares backs off between tries, so its own timeout is not a deadline: this is.
+      const ms = this.options.timeoutMs;
+      const result = await withDeadline(
+        this.ask(name, type),
+        ms,
+        () => new DeadlinePassed(`no answer within ${ms} ms`),
+      );
       answer = { status: 'ok', records: result.records };
       ttl = Math.min(result.ttl ?? cache.defaultTtlS, cache.maxTtlS);
     } catch (error) {
@@ -162,6 +193,7 @@ export class DnsClient implements DnsResolver {
       this.inFlight.delete(key);
     }
     this.store(key, answer, ttl);
+    this.track(answer);
     this.options.onQuery?.({
       type,
       result: labelOf(answer),
@@ -169,6 +201,19 @@ export class DnsClient implements DnsResolver {
       ms: performance.now() - started,
     });
     return answer;
+  }
+
+  /** A SERVFAIL is one zone's trouble; timeouts and refusals are the resolvers'. */
+  private track(answer: DnsAnswer<DnsType>): void {
+    const before = this.health().healthy;
+    if (answer.status === 'error' && answer.kind !== 'servfail') {
+      this.failuresInARow += 1;
+      this.lastFailure = answer.kind;
+    } else {
+      this.failuresInARow = 0;
+    }
+    const after = this.health();
+    if (after.healthy !== before) this.options.onHealth?.(after);
   }
 
   private async ask(name: string, type: DnsType): Promise<{ records: DnsRecordsOf[DnsType]; ttl?: number }> {
@@ -199,23 +244,6 @@ export class DnsClient implements DnsResolver {
 
 class DeadlinePassed extends Error {
   readonly code = 'ETIMEOUT';
-}
-
-/** c-ares backs off between tries, so its own timeout is not a deadline: this is. */
-function withDeadline<T>(pending: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new DeadlinePassed(`no answer within ${ms} ms`)), ms);
-    pending.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error instanceof Error ? error : new Error(String(error)));
-      },
-    );
-  });
 }
 
 /** Stops waiting when the check's deadline passes; the shared query itself runs on for the others. */

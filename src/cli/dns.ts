@@ -27,8 +27,8 @@ export function dnsClientOptions(config: Readonly<Config>): DnsClientOptions {
   };
 }
 
-/** A resolver that reports every query to the metrics. */
-export function meteredDnsClient(config: Readonly<Config>, metrics: Metrics): DnsClient {
+/** A resolver that reports every query to the metrics, and logs when the resolvers stop answering (PW-D010). */
+export function meteredDnsClient(config: Readonly<Config>, metrics: Metrics, logger: Logger): DnsClient {
   const queries = metrics.get('postwarden_dns_queries_total');
   const duration = metrics.get('postwarden_dns_query_duration_seconds');
   const client = new DnsClient({
@@ -36,6 +36,17 @@ export function meteredDnsClient(config: Readonly<Config>, metrics: Metrics): Dn
     onQuery: (event) => {
       queries.inc({ type: event.type, result: event.result, cache: event.cache });
       if (event.cache === 'miss') duration.observe({ type: event.type }, event.ms / 1000);
+    },
+    onHealth: (health) => {
+      if (health.healthy) {
+        logger.info({ code: 'PW-D011', servers: config.dns.servers }, 'the DNS resolvers answer again');
+        return;
+      }
+      metrics.get('postwarden_errors_total').inc({ code: 'PW-D010' });
+      logger.error(
+        { code: 'PW-D010', servers: config.dns.servers, reason: health.reason },
+        'the DNS resolvers do not answer: DNS checks fail and dns_sanity defers mail; start a local resolver (unbound) or correct dns.servers',
+      );
     },
   });
   metrics.collectFrom('postwarden_dns_cache_entries', (gauge) => gauge.set(client.cacheSize));

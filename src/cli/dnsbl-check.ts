@@ -88,8 +88,8 @@ async function describe(
     return { text: `no answer: ${answer.reason}`, score: 0, counted: false, failed: true };
   if (answer.status !== 'ok') return { text: 'not listed', score: 0, counted: false, failed: false };
   const reading = readListAnswer(list, answer.records);
-  const txt = await resolver.query(name, 'TXT');
-  const reason = txt.status === 'ok' ? ` "${txtText(txt.records).join(' ').slice(0, 120)}"` : '';
+  const txt = list.txt ? await resolver.query(name, 'TXT') : undefined;
+  const reason = txt?.status === 'ok' ? ` "${txtText(txt.records).join(' ').slice(0, 120)}"` : '';
   const refused = reading.refused.length > 0 ? `; never counted: ${reading.refused.join('; ')}` : '';
   const what =
     reading.symbol === '' ? 'answered, no counting code' : `${reading.symbol} score ${reading.score}`;

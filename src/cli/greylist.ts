@@ -47,6 +47,7 @@ import { cidrContains, parseCidr, parseIp, type IpNetwork } from '../util/ip.js'
 import { EXIT } from '../util/sysexits.js';
 import { parse, UsageError } from './args.js';
 import { loadOrReport, storeOptions, type Loaded } from './common.js';
+import { print } from './render.js';
 
 export const GREYLIST_USAGE = `usage: postwarden greylist <action> [--config FILE] [options]
 
@@ -458,17 +459,6 @@ async function withStore(loaded: Loaded, fn: (store: Store) => Promise<number>):
 
 const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
 
-/** Columns padded to the widest cell; the last column is not padded. */
-function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)));
-  const line = (cells: readonly string[]) =>
-    cells
-      .map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
-      .join('  ')
-      .trimEnd();
-  return [header, ...rows].map((cells) => `${line(cells)}\n`).join('');
-}
-
 function reportCut(cut: Cut, limit: number, what: string): void {
   if (cut === 'limit') {
     process.stderr.write(
@@ -541,34 +531,6 @@ async function list(argv: string[]): Promise<number> {
     reportCut(cut, limit, 'triplets');
     return EXIT.OK;
   });
-}
-
-type Row = Record<string, string | number | boolean | null | undefined>;
-
-/** One JSON line per row, or an aligned table whose headers are the field names (`first_seen` → FIRST SEEN). */
-function print(rows: readonly Row[], json: boolean, empty: string): void {
-  if (json) {
-    for (const row of rows) process.stdout.write(`${JSON.stringify(row)}\n`);
-    return;
-  }
-  const first = rows[0];
-  if (!first) {
-    process.stdout.write(`${empty}\n`);
-    return;
-  }
-  const fields = Object.keys(first);
-  const cell = (value: Row[string], field: string): string => {
-    if (value === undefined || value === null) return field === 'expires' ? 'never' : '-';
-    if (typeof value === 'boolean') return value ? 'yes' : 'no';
-    return String(value);
-  };
-  const header = fields.map((f) => f.replace(/_/g, ' ').toUpperCase());
-  process.stdout.write(
-    table(
-      header,
-      rows.map((row) => fields.map((f) => cell(row[f], f))),
-    ),
-  );
 }
 
 async function remove(argv: string[]): Promise<number> {

@@ -1,6 +1,7 @@
 /**
  * The periodic jobs `serve` runs (node-cron, `jobs.*` schedules): `purge` removes expired state, `compact` gives
- * space back, `dnsbl_selftest` tests every DNS list (at start too), `summary` logs what was decided since the last summary. Each run is logged (PW-J001, or PW-J002
+ * space back, `dnsbl_selftest` tests every DNS list (at start too), `quarantine` removes held messages past their
+ * retention, `summary` logs what was decided since the last summary. Each run is logged (PW-J001, or PW-J002
  * when it fails: it simply runs again at its next time) and reported in the metrics; a run never overlaps the
  * previous one, and nothing here keeps the process alive on its own.
  */
@@ -10,13 +11,15 @@ import type { Store } from '../core/store.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
 
-export type JobName = 'purge' | 'compact' | 'dnsbl_selftest' | 'summary';
+export type JobName = 'purge' | 'compact' | 'dnsbl_selftest' | 'quarantine' | 'summary';
 
 /** What the jobs work on; each is absent when nothing configured uses it. */
 export interface JobTargets {
   readonly store?: Store;
   /** Self-tests every DNS list (policy.dnsbl); also run once at start. */
   readonly dnsblSelfTest?: () => Promise<Record<string, unknown>>;
+  /** Removes held messages past their retention (filter.quarantine.retention_days). */
+  readonly quarantineExpiry?: () => Promise<number>;
 }
 
 /** Runs one job body with its log line and metrics; resolves whatever happened. */
@@ -74,7 +77,7 @@ export function summaryCounter(metrics: Metrics): () => Promise<Record<string, u
 
 /** Schedules the jobs; returns a function that stops them. */
 export function startJobs(config: Readonly<Config>, targets: JobTargets, logger: Logger, metrics: Metrics) {
-  const { store, dnsblSelfTest } = targets;
+  const { store, dnsblSelfTest, quarantineExpiry } = targets;
   const tasks: ScheduledTask[] = [];
   const every = (name: JobName, expression: string, body: () => Promise<Record<string, unknown>>) => {
     const task = cron.schedule(expression, () => runJob(name, body, logger, metrics), {
@@ -94,6 +97,9 @@ export function startJobs(config: Readonly<Config>, targets: JobTargets, logger:
   if (dnsblSelfTest) {
     every('dnsbl_selftest', config.jobs.dnsbl_selftest, dnsblSelfTest);
     void runJob('dnsbl_selftest', dnsblSelfTest, logger, metrics);
+  }
+  if (quarantineExpiry) {
+    every('quarantine', config.jobs.quarantine, async () => ({ removed: await quarantineExpiry() }));
   }
   every('summary', config.jobs.summary, summaryCounter(metrics));
   return async (): Promise<void> => {

@@ -14,6 +14,8 @@ commands:
                                              send one policy request, print the action
   greylist list|delete|allow [--config FILE] [options]
                                              inspect and edit greylisting state (greylist help)
+  quarantine list|show|release|delete [--config FILE] [options]
+                                             held messages of the content filter (quarantine help)
   dnsbl-check [--config FILE] IP             what every configured DNS list says about IP, and
                                              whether each list passes its self-test
   reference config|metrics|events [--out FILE] | all [--root DIR]
@@ -28,6 +30,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   'check-config': async () => (await import('./check-config.js')).checkConfig,
   'policy-query': async () => (await import('./policy-query.js')).policyQuery,
   greylist: async () => (await import('./greylist.js')).greylist,
+  quarantine: async () => (await import('./quarantine.js')).quarantine,
   'dnsbl-check': async () => (await import('./dnsbl-check.js')).dnsblCheck,
   reference: async () => (await import('./reference.js')).reference,
 };

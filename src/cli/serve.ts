@@ -3,14 +3,20 @@
  * runs the enabled faces: the policy server and the HTTP face. SIGHUP re-reads the maps without dropping a
  * connection; SIGTERM/SIGINT finish what is in flight and exit 0.
  */
+import { hostname } from 'node:os';
 import type { Config } from '../config/schema.js';
 import type { Store, StoreHealth } from '../core/store.js';
 import { buildHttpApp, type ReadinessItem } from '../http/app.js';
 import { MapRegistry } from '../maps/index.js';
-import { createLogger } from '../observe/logger.js';
+import { createLogger, type Logger } from '../observe/logger.js';
 import { Metrics } from '../observe/metrics.js';
 import { PolicyServer } from '../policy/server.js';
+import type { ResolverHealth } from '../adapters/dns.js';
+import { ClamdScanner } from '../adapters/clamd.js';
 import { MailauthSpf } from '../adapters/spf.js';
+import type { Quarantine } from '../filter/quarantine.js';
+import { FilterServer } from '../filter/server.js';
+import { buildFilterService, buildScannerStages } from '../filter/stages.js';
 import {
   buildStages,
   createPolicyHandler,
@@ -58,7 +64,7 @@ export async function serve(argv: string[]): Promise<number> {
     maps.close();
     return EXIT.CONFIG;
   }
-  const resolver = needsDns(config) ? meteredDnsClient(config, metrics) : undefined;
+  const resolver = needsDns(config) ? meteredDnsClient(config, metrics, logger) : undefined;
   const dnsbl =
     resolver && needsDnsLists(config)
       ? dnsblRuntime(config, resolver, logger.child({ face: 'policy' }), metrics)
@@ -79,6 +85,7 @@ export async function serve(argv: string[]): Promise<number> {
   const readiness = (): ReadinessItem[] => [
     { name: 'policy', ready: policyListening, ...(policyListening ? {} : { reason: 'not listening' }) },
     ...(store ? [storeReadiness(store.health())] : []),
+    ...(resolver ? [resolverReadiness(resolver.health())] : []),
     // A failing DNS list is reported, not fatal: its hits stop counting and mail still flows.
     ...(dnsbl?.health.snapshot() ?? []).map((h) => ({
       name: `dnsbl ${h.list} ipv${h.family}`,
@@ -92,26 +99,46 @@ export async function serve(argv: string[]): Promise<number> {
       ...(m.reason !== undefined ? { reason: m.reason } : {}),
     })),
   ];
-  const http = buildHttpApp({ metrics, logger, readiness });
+  const filter = config.filter.enabled ? buildFilter(config, baseDir, logger, metrics, store) : undefined;
+  let filterListening = false;
+  const readinessWithFilter = (): ReadinessItem[] => [
+    ...readiness(),
+    ...(filter
+      ? [{ name: 'filter', ready: filterListening, ...(filterListening ? {} : { reason: 'not listening' }) }]
+      : []),
+  ];
+  const http = buildHttpApp({ metrics, logger, readiness: readinessWithFilter });
 
   try {
     const bound = await policy.listen(listenList(config.policy.listen));
     policyListening = true;
+    const filterAddress = filter ? await filter.server.listen(config.filter.listen) : undefined;
+    filterListening = filter !== undefined;
     const httpAddress = await listenHttp(http, config.http.listen);
     logger.info(
-      { code: 'PW-C005', policy: bound.map((b) => b.address), http: httpAddress, config: source },
+      {
+        code: 'PW-C005',
+        policy: bound.map((b) => b.address),
+        ...(filterAddress ? { filter: filterAddress } : {}),
+        http: httpAddress,
+        config: source,
+      },
       'postwarden started',
     );
   } catch (error) {
     logger.fatal({ code: 'PW-C003', err: error }, 'cannot open a listener');
-    await Promise.allSettled([policy.close(0), http.close(), store?.close()]);
+    await Promise.allSettled([policy.close(0), filter?.server.close(), http.close(), store?.close()]);
     maps.close();
     return EXIT.UNAVAILABLE;
   }
 
   const stopJobs = startJobs(
     config,
-    { ...(store ? { store } : {}), ...(dnsbl ? { dnsblSelfTest: () => dnsbl.selfTestAll() } : {}) },
+    {
+      ...(store ? { store } : {}),
+      ...(dnsbl ? { dnsblSelfTest: () => dnsbl.selfTestAll() } : {}),
+      ...(filter ? { quarantineExpiry: () => filter.quarantine.expire() } : {}),
+    },
     logger,
     metrics,
   );
@@ -123,15 +150,60 @@ export async function serve(argv: string[]): Promise<number> {
     });
     const stop = (signal: string) => {
       logger.info({ code: 'PW-C006', signal }, 'stopping');
-      void Promise.allSettled([policy.close(), http.close(), stopJobs()]).then(async () => {
-        await store?.close();
-        maps.close();
-        resolve(EXIT.OK);
-      });
+      void Promise.allSettled([policy.close(), filter?.server.close(), http.close(), stopJobs()]).then(
+        async () => {
+          await store?.close();
+          maps.close();
+          resolve(EXIT.OK);
+        },
+      );
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+}
+
+/** The content filter face: scanners, spool and quarantine ready, not yet listening. */
+function buildFilter(
+  config: Readonly<Config>,
+  baseDir: string,
+  logger: Logger,
+  metrics: Metrics,
+  store: Store | undefined,
+): { server: FilterServer; quarantine: Quarantine } {
+  const filterLogger = logger.child({ face: 'filter' });
+  const stages = buildScannerStages(config, { virusScanner: new ClamdScanner(config.filter.antivirus) });
+  const { service, spool, quarantine } = buildFilterService(
+    config,
+    baseDir,
+    stages,
+    filterLogger,
+    metrics,
+    store,
+  );
+  const swept = spool.prepare();
+  if (swept > 0)
+    filterLogger.warn({ code: 'PW-F005', removed: swept }, 'removed spool files an earlier run left');
+  quarantine.prepare();
+  const server = new FilterServer(
+    service,
+    {
+      name: config.hostname || hostname(),
+      maxMessageBytes: config.filter.max_message_bytes,
+      maxConnections: config.filter.max_connections,
+    },
+    filterLogger,
+    metrics,
+  );
+  return { server, quarantine };
+}
+
+function resolverReadiness(health: ResolverHealth): ReadinessItem {
+  return {
+    name: 'dns resolvers',
+    ready: health.healthy,
+    ...(health.reason ? { reason: health.reason } : {}),
+  };
 }
 
 function storeReadiness(health: StoreHealth): ReadinessItem {

@@ -17,6 +17,7 @@ export const SYSTEM_CONFIG_PATH = '/etc/postwarden/postwarden.yml';
 export const EMBEDDED_DEFAULT: Readonly<Record<string, unknown>> = Object.freeze({
   local_domains: ['localhost'],
   store: { driver: 'sqlite', path: './var/state.db' },
+  filter: { enabled: true, spool_dir: './var/spool', quarantine: { dir: './var/quarantine' } },
 });
 
 export type ConfigSource = { kind: 'file'; path: string } | { kind: 'embedded' };

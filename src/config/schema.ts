@@ -17,6 +17,10 @@ import {
   senderOwnershipSchema,
   spfSchema,
 } from '../core/checks/index.js';
+import { antivirusSchema } from '../core/scanners/antivirus.js';
+import { bannedSchema } from '../core/scanners/banned.js';
+import { loopSchema } from '../core/scanners/loop.js';
+import { sanitySchema } from '../core/scanners/sanity.js';
 import { mapRefSchema } from '../core/schema.js';
 
 const HOST_PORT = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+|localhost)):(\d{1,5})$/;
@@ -274,11 +278,122 @@ export const jobsSchema = z
     dnsbl_selftest: cronSchema
       .default('*/5 * * * *')
       .describe('When every DNS list is self-tested (also at start); a failing list stops counting'),
+    quarantine: cronSchema
+      .default('15 4 * * *')
+      .describe('When held messages older than filter.quarantine.retention_days are removed'),
     summary: cronSchema
       .default('0 0 * * *')
       .describe('When a summary of the decisions since the last one is logged'),
   })
   .describe('Periodic jobs (cron expressions, local time); each reports its last run in the metrics');
+
+export const FILTER_SCANNER_NAMES = ['loop', 'sanity', 'banned', 'antivirus'] as const;
+
+export const filterSchema = z
+  .strictObject({
+    enabled: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Run the content filter face (Postfix reaches it through content_filter); the generator turns it on',
+      ),
+    listen: listenAddressSchema
+      .default('127.0.0.1:10061')
+      .describe('Where Postfix hands messages to the filter'),
+    reinject: z
+      .string()
+      .regex(/^[^:\s]+:\d{1,5}$/, 'not host:port; use e.g. 127.0.0.1:10062')
+      .default('127.0.0.1:10062')
+      .describe('Postfix’s re-injection smtpd (content_filter= cleared there, or mail loops)'),
+    max_message_bytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(2_147_483_647)
+      .default(52_428_800)
+      .describe('Largest message; keep it at or above Postfix’s message_size_limit (larger gets 552 5.3.4)'),
+    max_connections: z
+      .number()
+      .int()
+      .min(1)
+      .max(1000)
+      .default(20)
+      .describe('Connections at once; match the maxproc of the filter transport in master.cf (10)'),
+    message_timeout_ms: z
+      .number()
+      .int()
+      .min(1000)
+      .max(3_600_000)
+      .default(300_000)
+      .describe(
+        'Deadline of one message, scan and re-injection included; keep it under smtp_data_done_timeout',
+      ),
+    spool_dir: z
+      .string()
+      .min(1)
+      .default('/var/lib/postwarden/spool')
+      .describe('Where messages wait while they are scanned (mode 0700)'),
+    scanners: z
+      .array(z.enum(FILTER_SCANNER_NAMES))
+      .max(FILTER_SCANNER_NAMES.length)
+      .default([...FILTER_SCANNER_NAMES])
+      .refine((names) => new Set(names).size === names.length, {
+        message: 'a scanner is listed twice; list each once',
+      })
+      .describe('The scanners to run, in order; each also has its own mode'),
+    parse: z
+      .strictObject({
+        max_depth: z.number().int().min(1).max(100).default(20).describe('MIME nesting described at most'),
+        max_parts: z
+          .number()
+          .int()
+          .min(1)
+          .max(100_000)
+          .default(1000)
+          .describe('MIME parts described at most'),
+        keep_bytes: z
+          .number()
+          .int()
+          .min(0)
+          .max(104_857_600)
+          .default(52_428_800)
+          .describe(
+            'Decoded bytes kept per attachment for type and archive inspection (a zip’s directory is at its end: keep whole archives)',
+          ),
+      })
+      .prefault({})
+      .describe('Bounds of the MIME parse'),
+    loop: loopSchema.prefault({}),
+    sanity: sanitySchema.prefault({}),
+    banned: bannedSchema.prefault({}),
+    antivirus: antivirusSchema.prefault({}),
+    quarantine: z
+      .strictObject({
+        dir: z
+          .string()
+          .min(1)
+          .default('/var/lib/postwarden/quarantine')
+          .describe('Where held messages are kept, compressed (mode 0700)'),
+        retention_days: z.number().int().min(1).max(3650).default(30).describe('Days a held message is kept'),
+        notify: z
+          .boolean()
+          .default(true)
+          .describe(
+            'Tell the recipients (the postmaster, for loops) that a message was held, why, and how to get it',
+          ),
+        postmaster: z
+          .string()
+          .min(1)
+          .max(254)
+          .default('postmaster')
+          .describe(
+            'Who gets loop notices and is named in notices as the one to ask (a bare name gets $myorigin)',
+          ),
+      })
+      .prefault({})
+      .describe('Quarantine of held messages'),
+  })
+  .describe('The content filter (Postfix content_filter, after the queue)');
 
 export const httpSchema = z
   .strictObject({
@@ -325,6 +440,7 @@ export const configSchema = z
     store: storeSchema.prefault({}),
     jobs: jobsSchema.prefault({}),
     policy: policySchema.prefault({}),
+    filter: filterSchema.prefault({}),
     http: httpSchema.prefault({}),
     log: logSchema.prefault({}),
   })

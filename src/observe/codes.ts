@@ -123,6 +123,47 @@ const table = [
     summary: 'A lookup table could not answer; policy.on_error decided',
     fix: 'See the map event (PW-M010/PW-M011) for that table and repair the file or service.',
   },
+  // Content filter
+  {
+    code: 'PW-F001',
+    level: 'error',
+    summary:
+      'The content filter failed on a message (spool write, parse, quarantine write); answered 451, Postfix keeps the message and retries',
+    fix: 'Read the reason: usually disk space or permissions under filter.spool_dir or filter.quarantine.dir.',
+  },
+  {
+    code: 'PW-F002',
+    level: 'warn',
+    summary:
+      'A content scanner failed or missed its deadline; its on_failure decided (defer: 451, pass: delivered unscanned by it)',
+    fix: 'Look at the scanner named in the decision log (clamd down: `systemctl status clamav-daemon`).',
+  },
+  {
+    code: 'PW-F003',
+    level: 'error',
+    summary: 'A message was not finished within filter.message_timeout_ms; answered 451, Postfix retries',
+    fix: 'Look at what was slow (scanner or re-injection times in the metrics); raise the timeout only if all is healthy, and keep it under Postfix’s smtp_data_done_timeout.',
+  },
+  {
+    code: 'PW-F004',
+    level: 'error',
+    summary: 'Postfix’s re-injection smtpd did not take a filtered message; answered 451, Postfix retries',
+    fix: 'Check the re-injection listener in master.cf (filter.reinject, content_filter= cleared there) and that it is running: `postconf -M`.',
+  },
+  {
+    code: 'PW-F005',
+    level: 'warn',
+    summary:
+      'At start, the filter removed spool files a previous run left (it stopped mid-message); Postfix still has those messages queued and sends them again',
+    fix: 'None if rare. Often: find why postwarden was stopped hard (OOM killer, SIGKILL) in the system journal.',
+  },
+  {
+    code: 'PW-F006',
+    level: 'warn',
+    summary:
+      'A notice that a message was held could not be sent to some recipients (the message itself is safe in quarantine)',
+    fix: 'Check the re-injection smtpd (filter.reinject) and the recipient addresses named in the decision log.',
+  },
   // DNS lists
   {
     code: 'PW-D001',
@@ -135,6 +176,19 @@ const table = [
     code: 'PW-D002',
     level: 'info',
     summary: 'A DNS list passes its self-test again; its hits count again',
+    fix: 'None: informational.',
+  },
+  {
+    code: 'PW-D010',
+    level: 'error',
+    summary:
+      'The resolvers in dns.servers stopped answering (several queries in a row timed out or were refused): DNS lists and SPF give no result, dns_sanity defers mail with 450 4.1.8; /readyz is 503',
+    fix: 'Start or repair the local resolver (`apt install unbound`; `systemctl status unbound`), or point dns.servers at one that answers; test with `dig @127.0.0.1 example.org`.',
+  },
+  {
+    code: 'PW-D011',
+    level: 'info',
+    summary: 'The resolvers in dns.servers answer again',
     fix: 'None: informational.',
   },
   // Jobs

@@ -16,7 +16,8 @@
 # Env (defaults): HARNESS_DIR (/tmp/pw-it; keep short, unix sockets < 108 bytes), SMTP_PORT (2525),
 #   SINK_PORT (2526), LMTP_PORT (2424), IMAP_PORT (1143), DOVECOT_AUTH_PORT (12345),
 #   HARNESS_POLICY (inet:127.0.0.1:20060 | off), HARNESS_POLICY_DEFAULT_ACTION
-#   (451 4.3.5 policy service unavailable), HARNESS_FILTER (off; nothing else yet),
+#   (451 4.3.5 policy service unavailable), HARNESS_FILTER (off, or scan:[127.0.0.1]:PORT: Postfix's
+#   content_filter, with the re-injection smtpd on 127.0.0.1:REINJECT_PORT (2527), harness.md §4),
 #   HARNESS_POSTFIX_EXTRA (raw `name = value` main.cf lines, newline-separated, applied last with
 #   postconf -e so they replace the defaults above), HARNESS_WAIT_S (15, readiness bound per port).
 #
@@ -38,6 +39,7 @@ DOVECOT_AUTH_PORT="${DOVECOT_AUTH_PORT:-12345}"
 HARNESS_POLICY="${HARNESS_POLICY:-inet:127.0.0.1:20060}"
 HARNESS_POLICY_DEFAULT_ACTION="${HARNESS_POLICY_DEFAULT_ACTION:-451 4.3.5 policy service unavailable}"
 HARNESS_FILTER="${HARNESS_FILTER:-off}"
+REINJECT_PORT="${REINJECT_PORT:-2527}"
 HARNESS_POSTFIX_EXTRA="${HARNESS_POSTFIX_EXTRA:-}"
 HARNESS_WAIT_S="${HARNESS_WAIT_S:-15}"
 
@@ -216,7 +218,9 @@ fail_with_log() { # message logfile
 
 check_env() {
   local name port seen=" "
-  for name in SMTP_PORT SINK_PORT LMTP_PORT IMAP_PORT DOVECOT_AUTH_PORT; do
+  local names=(SMTP_PORT SINK_PORT LMTP_PORT IMAP_PORT DOVECOT_AUTH_PORT)
+  [ "$HARNESS_FILTER" = off ] || names+=(REINJECT_PORT)
+  for name in "${names[@]}"; do
     port="${!name}"
     [[ "$port" =~ ^[0-9]+$ ]] && [ "$port" -ge 1 ] && [ "$port" -le 65535 ] || die "$name='$port' is not a port"
     [[ "$seen" != *" $port "* ]] || die "$name=$port is used twice"
@@ -227,15 +231,19 @@ check_env() {
     inet:127.*:[0-9]* | unix:/*) ;;
     *) die "HARNESS_POLICY='$HARNESS_POLICY': expected off, inet:127.0.0.1:PORT or unix:/path" ;;
   esac
-  [ "$HARNESS_FILTER" = off ] ||
-    die "HARNESS_FILTER='$HARNESS_FILTER': no content filter in this harness version (only 'off')"
+  case "$HARNESS_FILTER" in
+    off | 'scan:[127.'*']:'[0-9]*) ;;
+    *) die "HARNESS_FILTER='$HARNESS_FILTER': expected off or scan:[127.0.0.1]:PORT" ;;
+  esac
   [ "${#D}" -le 60 ] || die "HARNESS_DIR is ${#D} chars long; keep it short (unix sockets < 108 bytes)"
   case "$D" in /*) ;; *) die "HARNESS_DIR must be an absolute path" ;; esac
 }
 
 check_ports_free() {
   local name
-  for name in SMTP_PORT SINK_PORT LMTP_PORT IMAP_PORT DOVECOT_AUTH_PORT; do
+  local names=(SMTP_PORT SINK_PORT LMTP_PORT IMAP_PORT DOVECOT_AUTH_PORT)
+  [ "$HARNESS_FILTER" = off ] || names+=(REINJECT_PORT)
+  for name in "${names[@]}"; do
     if port_open "${!name}"; then
       die "$name=${!name}: 127.0.0.1:${!name} is already in use by another program (not this harness); stop it or set $name"
     fi
@@ -251,11 +259,37 @@ ensure_vmail() {
   VGID="$(id -g vmail)"
 }
 
-# Content filter hook, for a later version (HARNESS_FILTER=scan:[127.0.0.1]:10025 per the recipe §4):
-# main.cf content_filter + receive_override_options, master.cf "scan" smtp client and the
-# re-injection smtpd. Today HARNESS_FILTER must be off, so both print nothing.
-postfix_filter_main_cf() { :; }
-postfix_filter_master_cf() { :; }
+# Content filter (HARNESS_FILTER=scan:[127.0.0.1]:PORT, harness.md §4): main.cf content_filter +
+# receive_override_options, master.cf "scan" smtp client and the re-injection smtpd on REINJECT_PORT.
+postfix_filter_main_cf() {
+  [ "$HARNESS_FILTER" = off ] && return
+  echo "content_filter = $HARNESS_FILTER"
+  echo "receive_override_options = no_address_mappings"
+}
+postfix_filter_master_cf() {
+  [ "$HARNESS_FILTER" = off ] && return
+  cat <<EOT
+scan      unix  -       -       n       -       10      smtp
+  -o syslog_name=postfix/scan
+  -o smtp_send_xforward_command=yes
+  -o disable_mime_output_conversion=yes
+  -o smtp_generic_maps=
+  -o smtp_data_done_timeout=1200
+127.0.0.1:$REINJECT_PORT inet n  -       n       -       10      smtpd
+  -o syslog_name=postfix/reinject
+  -o content_filter=
+  -o receive_override_options=no_unknown_recipient_checks,no_header_body_checks,no_milters
+  -o smtpd_helo_restrictions=
+  -o smtpd_client_restrictions=
+  -o smtpd_sender_restrictions=
+  -o smtpd_relay_restrictions=
+  -o smtpd_recipient_restrictions=permit_mynetworks,reject
+  -o smtpd_data_restrictions=
+  -o smtpd_end_of_data_restrictions=
+  -o mynetworks=127.0.0.0/8
+  -o smtpd_authorized_xforward_hosts=127.0.0.0/8
+EOT
+}
 
 postfix_policy_main_cf() {
   if [ "$HARNESS_POLICY" = off ]; then
@@ -446,6 +480,7 @@ IMAP_PORT=$IMAP_PORT
 DOVECOT_AUTH_PORT=$DOVECOT_AUTH_PORT
 HARNESS_POLICY=$HARNESS_POLICY
 HARNESS_FILTER=$HARNESS_FILTER
+REINJECT_PORT=$REINJECT_PORT
 POSTFIX_CONF=$PF
 DOVECOT_CONF=$DC
 POSTFIX_LOG=$D/log/postfix.log
@@ -504,13 +539,15 @@ cmd_up() {
   wait_ready "dovecot auth" "$DOVECOT_AUTH_PORT" 'VERSION*' "$D/log/dovecot.log" "$pid"
   pid="$(awk '$1=="postfix-master"{print $2}' "$PIDS")"
   wait_ready "postfix smtpd" "$SMTP_PORT" '220 *' "$D/log/postfix.log" "$pid"
+  [ "$HARNESS_FILTER" = off ] ||
+    wait_ready "postfix reinject" "$REINJECT_PORT" '220 *' "$D/log/postfix.log" "$pid"
 
   cat <<EOF
 harness up in $((SECONDS - t0))s: dir $D
   smtp    127.0.0.1:$SMTP_PORT   (postfix -c $PF; log $D/log/postfix.log)
   sink    127.0.0.1:$SINK_PORT   (smtp-sink, files in $D/sink)
   lmtp    127.0.0.1:$LMTP_PORT   imap 127.0.0.1:$IMAP_PORT   auth 127.0.0.1:$DOVECOT_AUTH_PORT   (dovecot -c $DC)
-  policy  $HARNESS_POLICY   filter $HARNESS_FILTER
+  policy  $HARNESS_POLICY   filter $HARNESS_FILTER (re-injection 127.0.0.1:$REINJECT_PORT)
 EOF
 }
 
@@ -530,7 +567,9 @@ cmd_status() {
   done <"$PIDS"
   # shellcheck disable=SC1091
   [ -f "$D/harness.env" ] && . "$D/harness.env"
-  for name in SMTP_PORT SINK_PORT LMTP_PORT IMAP_PORT DOVECOT_AUTH_PORT; do
+  local names=(SMTP_PORT SINK_PORT LMTP_PORT IMAP_PORT DOVECOT_AUTH_PORT)
+  [ "$HARNESS_FILTER" = off ] || names+=(REINJECT_PORT)
+  for name in "${names[@]}"; do
     if port_open "${!name}"; then echo "$name ${!name}: answers"; else
       echo "$name ${!name}: closed"
       ok=1

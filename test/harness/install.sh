@@ -4,7 +4,13 @@
 # Needed: postfix (postfix, postconf, smtp-sink), dovecot-core (dovecot, doveadm), dovecot-imapd,
 # dovecot-lmtpd, swaks, redis-server (redis-server, redis-cli: the store suite starts its own server on
 # loopback, test/harness/redis.ts), dnsmasq-base (dnsmasq: just /usr/sbin/dnsmasq, with no init script or
-# service unlike the `dnsmasq` package; test/harness/dns.ts starts its own DNS server on loopback).
+# service unlike the `dnsmasq` package; test/harness/dns.ts starts its own DNS server on loopback),
+# clamav-daemon (/usr/sbin/clamd) and clamdscan (/usr/bin/clamdscan): test/harness/clamd.ts starts its own clamd
+# on loopback with a two-signature EICAR database it writes itself. clamav-daemon pulls in clamav-freshclam,
+# which never runs: debconf is preseeded to its "manual" mode (no daemon, no cron, no if-up hook; its postinst
+# then only tries `invoke-rc.d clamav-freshclam no-daemon`, a one-shot download that the guard below refuses),
+# and after the install clamav-daemon's init links and systemd units, which its postinst enables whatever debconf
+# says, are disabled again, then checked: nothing of clamav is enabled at boot. Nothing downloads signatures.
 # Idempotent: prints nothing and exits 0 when all of them are present.
 # Otherwise, as in the harness recipe (harness.md §0): preseed debconf ("No configuration", so no system-wide
 # /etc/postfix/main.cf), put a temporary /usr/sbin/policy-rc.d (exit 101) in place so that no
@@ -16,7 +22,7 @@
 set -euo pipefail
 
 PATH="$PATH:/usr/sbin:/sbin"
-PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd swaks redis-server dnsmasq-base)
+PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd swaks redis-server dnsmasq-base clamav-daemon clamdscan)
 
 die() {
   echo "install.sh: $*" >&2
@@ -26,7 +32,7 @@ die() {
 # Prints the missing pieces, one per line (commands, or the dovecot protocol binaries).
 missing() {
   local c
-  for c in postfix postconf smtp-sink dovecot doveadm swaks redis-server redis-cli dnsmasq; do
+  for c in postfix postconf smtp-sink dovecot doveadm swaks redis-server redis-cli dnsmasq clamd clamdscan; do
     command -v "$c" >/dev/null 2>&1 || echo "$c"
   done
   [ -x /usr/lib/dovecot/imap ] || echo "dovecot-imapd (/usr/lib/dovecot/imap)"
@@ -43,6 +49,7 @@ command -v apt-get >/dev/null 2>&1 || die "apt-get not found: this harness expec
 debconf-set-selections <<'EOF' || die "debconf-set-selections failed"
 postfix postfix/main_mailer_type select No configuration
 postfix postfix/mailname string mx.example.test
+clamav-freshclam clamav-freshclam/autoupdate_freshclam select manual
 EOF
 
 # Guard: keep maintainer scripts from starting the system-wide services. Remove it only if we made it.
@@ -64,6 +71,16 @@ apt-get install -y -q --no-install-recommends \
   -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
   "${PACKAGES[@]}" >>"$log" 2>&1 ||
   { tail -n 20 "$log" >&2; die "apt-get install ${PACKAGES[*]} failed (full output: $log)"; }
+
+# No system-wide clamd or freshclam, now or at a later boot. policy-rc.d only refused the starts: clamav-daemon's
+# postinst still enables its init script and its systemd service and socket. `update-rc.d disable` undoes both (it
+# runs `systemctl disable`, whose Also= takes the socket along; deb-systemd-helper refuses to run outside dpkg).
+# clamav-freshclam, preseeded to "manual", is left with no links at all by its own postinst. Then make sure.
+if [ -e /etc/init.d/clamav-daemon ]; then
+  update-rc.d clamav-daemon disable >>"$log" 2>&1 || die "update-rc.d clamav-daemon disable failed (output: $log)"
+fi
+enabled="$(compgen -G '/etc/rc[2-5].d/S*clamav-*'; compgen -G '/etc/systemd/system/*.wants/clamav-*')" || true
+[ -z "$enabled" ] || die "clamav services still enabled at boot: $(echo "$enabled" | tr '\n' ' ')(apt output: $log)"
 
 todo="$(missing)"
 [ -z "$todo" ] || die "still missing after install: $(echo "$todo" | tr '\n' ' ')(apt output: $log)"

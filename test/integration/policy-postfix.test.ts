@@ -203,7 +203,7 @@ test('an authenticated client may not send as an address it does not own', async
   assert.equal(r.code, 24, r.transcript);
   assert.equal(
     r.lastReply,
-    '553 5.7.1 <z@remote.test>: Recipient address rejected: Sender address rejected: not owned by user alice@example.test',
+    '553 5.7.1 <z@remote.test>: Recipient address rejected: Sender address not owned by user alice@example.test',
   );
 });
 

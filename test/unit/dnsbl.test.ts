@@ -212,12 +212,9 @@ describe('the check', () => {
       client_address: client,
       ...extra,
     });
-  const ctx = {
-    session: { ...newSession(), rcptCount: 1 },
-    score: 0,
-    earlier: [],
-    signal: new CheckDeadlines().signal,
-  };
+  const signal = new CheckDeadlines().signal;
+  /** A fresh message each time: the check remembers its answer per message. */
+  const ctx = () => ({ session: { ...newSession(), rcptCount: 1 }, score: 0, earlier: [], signal });
   const settings = { reject_at: 10 };
   /** The check over the given lists (all healthy at first), asking an in-memory resolver. */
   const checkOf = (
@@ -233,7 +230,7 @@ describe('the check', () => {
       'A 9.2.0.192.plain.bl.test': ok('127.0.0.2'),
     });
     const check = checkOf(resolver);
-    const verdicts = await check.run(request('192.0.2.9'), ctx);
+    const verdicts = await check.run(request('192.0.2.9'), ctx());
     const listed = verdicts.filter((v) => v.symbol === 'DNSBL_LISTED');
     assert.deepEqual(
       listed.map((v) => v.score),
@@ -252,7 +249,7 @@ describe('the check', () => {
       'A 9.2.0.192.wl.test': ok('127.0.15.3'),
     });
     const check = checkOf(resolver);
-    const verdicts = await check.run(request('192.0.2.9'), ctx);
+    const verdicts = await check.run(request('192.0.2.9'), ctx());
     assert.equal(
       verdicts.some((v) => v.action === 'reject'),
       false,
@@ -268,9 +265,9 @@ describe('the check', () => {
     const resolver = resolverOf({ 'A 9.2.0.192.zen.bl.test': ok('127.255.255.254') });
     const health = new DnsListHealth([ZEN]);
     const check = checkOf(resolver, [ZEN], health);
-    assert.deepEqual(await check.run(request('192.0.2.9'), ctx), []);
+    assert.deepEqual(await check.run(request('192.0.2.9'), ctx()), []);
     assert.equal(health.usable(ZEN, 4), false);
-    const again = await check.run(request('192.0.2.9'), ctx);
+    const again = await check.run(request('192.0.2.9'), ctx());
     assert.deepEqual(
       again.map((v) => v.symbol),
       ['DNSBL_UNHEALTHY'],
@@ -280,11 +277,21 @@ describe('the check', () => {
   test('a list that does not answer yields a zero-score DNSBL_ERROR, never a listing', async () => {
     const resolver = resolverOf({ 'A 9.2.0.192.zen.bl.test': timeout });
     const check = checkOf(resolver, [ZEN]);
-    const verdicts = await check.run(request('192.0.2.9'), ctx);
+    const verdicts = await check.run(request('192.0.2.9'), ctx());
     assert.deepEqual(
       verdicts.map((v) => [v.symbol, v.score]),
       [['DNSBL_ERROR', 0]],
     );
+  });
+
+  test('one message asks the lists once, whatever its recipients', async () => {
+    const resolver = resolverOf({ 'A 9.2.0.192.zen.bl.test': ok('127.0.0.2') });
+    const check = checkOf(resolver, [ZEN]);
+    const message = ctx();
+    const first = await check.run(request('192.0.2.9'), message);
+    const second = await check.run(request('192.0.2.9', { recipient: 'other@example.org' }), message);
+    assert.deepEqual(second, first);
+    assert.equal(resolver.asked.filter((q) => q.startsWith('A ')).length, 1);
   });
 
   test('trusted, private and loopback clients are not queried; IPv6 clients are, as nibbles', async () => {
@@ -300,11 +307,11 @@ describe('the check', () => {
       'unknown',
       '',
     ]) {
-      await check.run(request(client), ctx);
+      await check.run(request(client), ctx());
     }
-    await check.run(request('192.0.2.9', { sasl_username: 'alice' }), ctx);
+    await check.run(request('192.0.2.9', { sasl_username: 'alice' }), ctx());
     assert.deepEqual(resolver.asked, []);
-    await check.run(request('2001:db8::1'), ctx);
+    await check.run(request('2001:db8::1'), ctx());
     assert.equal(resolver.asked.length, 1);
     assert.match(resolver.asked[0] ?? '', /^A 1\.0\.0\.0\..*\.8\.b\.d\.0\.1\.0\.0\.2\.zen\.bl\.test$/);
   });

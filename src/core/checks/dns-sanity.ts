@@ -105,6 +105,15 @@ function senderVerdict(
 ): Verdict | undefined {
   if (existence === 'exists') return undefined;
   if (typeof existence === 'object') {
+    // Only a sender-domain rule that rejects defers when DNS cannot tell; a scoring one just notes it.
+    if (settings.sender_domain !== 'reject') {
+      return {
+        check: CHECK,
+        symbol: 'SENDER_DOMAIN_TEMPFAIL',
+        score: 0,
+        reason: `sender domain ${domain}: DNS gave no answer (${existence.failed})`,
+      };
+    }
     return {
       check: CHECK,
       symbol: 'SENDER_DOMAIN_TEMPFAIL',
@@ -114,7 +123,7 @@ function senderVerdict(
       reply: {
         code: 450,
         dsn: '4.1.8',
-        text: `Sender address rejected: Domain ${domain} not found, try again later`,
+        text: `Sender domain ${domain} not found, try again later`,
       },
     };
   }
@@ -130,9 +139,9 @@ function senderVerdict(
     ? {
         code: 550,
         dsn: '5.7.27',
-        text: `Sender address rejected: Domain ${domain} does not accept mail (null MX)`,
+        text: `Sender domain ${domain} does not accept mail (null MX)`,
       }
-    : { code: 550, dsn: '5.1.8', text: `Sender address rejected: Domain ${domain} not found` };
+    : { code: 550, dsn: '5.1.8', text: `Sender domain ${domain} not found` };
   return { check: CHECK, symbol, score: 0, action: 'reject', reason, reply };
 }
 

@@ -300,7 +300,7 @@ function noAnswer(list: DnsList, what: string, answer: DnsAnswer<'A'>): SelfTest
   return {
     ok: false,
     transient: true,
-    reason: `${list.name} gave no answer for ${what}: ${answer.reason}`,
+    reason: `${list.name} gave no answer for ${what} (${answer.kind})`, // never the zone: it may hold a key
     fix:
       answer.kind === 'refused'
         ? FIX_RESOLVER
@@ -333,7 +333,7 @@ export async function selfTest(
       ok: false,
       transient: false,
       reason: `${list.name} does not list its test point ${point}`,
-      fix: `check the zone name (${list.zone}); a list that was shut down answers nothing`,
+      fix: `check the zone of list ${list.name}; a list that was shut down answers nothing`,
     };
   }
   const reading = readListAnswer(list, positive.records);
@@ -393,7 +393,7 @@ export function createDnsblCheck(
         check: CHECK,
         symbol: 'DNSBL_ERROR',
         score: 0,
-        reason: `${list.name} gave no answer: ${answer.reason}`,
+        reason: `${list.name} gave no answer (${answer.kind})`,
       };
       return { list, verdict };
     }
@@ -425,42 +425,53 @@ export function createDnsblCheck(
       if (lists.length === 0) return [];
       const family = isListable(request.clientAddress);
       if (family === undefined || (await locality.isTrustedClient(request))) return [];
-      const verdicts: Verdict[] = [];
-      const pending: Promise<ListOutcome>[] = [];
-      for (const list of lists) {
-        if (family === 6 && !list.ipv6) continue;
-        if (!health.usable(list, family)) {
-          verdicts.push({
-            check: CHECK,
-            symbol: 'DNSBL_UNHEALTHY',
-            score: 0,
-            reason: `${list.name} skipped: its self-test fails`,
-          });
-          continue;
-        }
-        const name = listQueryName(request.clientAddress, list.zone);
-        if (name) pending.push(ask(list, name, family, ctx.signal));
-      }
-      const outcomes = await Promise.all(pending);
-      let sum = 0;
-      for (const outcome of outcomes) {
-        if (!outcome.verdict) continue;
-        verdicts.push(outcome.verdict);
-        sum += outcome.verdict.score;
-      }
-      if (settings.reject_at > 0 && sum >= settings.reject_at) {
-        const listed = outcomes.filter((o) => o.list.kind === 'block' && (o.verdict?.score ?? 0) > 0);
-        const text = replyText(request.clientAddress, listed);
-        verdicts.push({
-          check: CHECK,
-          symbol: 'DNSBL_REJECT',
-          score: 0,
-          action: 'reject',
-          reason: `DNS lists scored ${sum} (reject_at ${settings.reject_at}): ${text}`,
-          reply: { code: 554, dsn: '5.7.1', text },
-        });
-      }
-      return verdicts;
+      // The client is the same for every recipient of a message: ask the lists once per message.
+      const key = `${CHECK} ${request.clientAddress}`;
+      const known = ctx.session.memo.get(key) as Promise<Verdict[]> | undefined;
+      if (known) return known;
+      const pending = judge(request.clientAddress, family, ctx.signal);
+      ctx.session.memo.set(key, pending);
+      pending.catch(() => ctx.session.memo.delete(key));
+      return pending;
     },
   };
+
+  async function judge(client: string, family: IpFamily, signal: AbortSignal): Promise<Verdict[]> {
+    const verdicts: Verdict[] = [];
+    const pending: Promise<ListOutcome>[] = [];
+    for (const list of lists) {
+      if (family === 6 && !list.ipv6) continue;
+      if (!health.usable(list, family)) {
+        verdicts.push({
+          check: CHECK,
+          symbol: 'DNSBL_UNHEALTHY',
+          score: 0,
+          reason: `${list.name} skipped: its self-test fails`,
+        });
+        continue;
+      }
+      const name = listQueryName(client, list.zone);
+      if (name) pending.push(ask(list, name, family, signal));
+    }
+    const outcomes = await Promise.all(pending);
+    let sum = 0;
+    for (const outcome of outcomes) {
+      if (!outcome.verdict) continue;
+      verdicts.push(outcome.verdict);
+      sum += outcome.verdict.score;
+    }
+    if (settings.reject_at > 0 && sum >= settings.reject_at) {
+      const listed = outcomes.filter((o) => o.list.kind === 'block' && (o.verdict?.score ?? 0) > 0);
+      const text = replyText(client, listed);
+      verdicts.push({
+        check: CHECK,
+        symbol: 'DNSBL_REJECT',
+        score: 0,
+        action: 'reject',
+        reason: `DNS lists scored ${sum} (reject_at ${settings.reject_at}): ${text}`,
+        reply: { code: 554, dsn: '5.7.1', text },
+      });
+    }
+    return verdicts;
+  }
 }

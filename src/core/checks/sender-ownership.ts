@@ -66,7 +66,8 @@ export function createSenderOwnershipCheck(
       if (login === '' || !SENDER_STATES.has(request.protocolState)) return [];
       const sender = request.sender;
       const notOwned = (why: string): Verdict[] => {
-        const text = `Sender address rejected: not owned by user ${login}`;
+        // Postfix prefixes "<rcpt>: Recipient address rejected:" to a policy reply at RCPT.
+        const text = `Sender address not owned by user ${login}`;
         return [
           {
             check: CHECK,

@@ -1,0 +1,174 @@
+/**
+ * The content filter's pure core: what the scanners see of a message, what they say, and how their verdicts
+ * combine into one outcome. The face (src/filter) spools and parses the message and acts on the outcome; the
+ * scanners (src/core/scanners) judge; adapters (clamd, archives) come in through the ports below.
+ *
+ * Outcomes, strongest first: `defer` (an internal failure: 451, Postfix keeps the message and retries),
+ * `quarantine` (held, not delivered, with a notice), `deliver` (with the filter's headers, tagged or not). There
+ * is no reject: after the queue, a 5xx would bounce to a sender who is probably forged (FILTER_README).
+ */
+import { withDeadline } from '../util/deadline.js';
+
+export interface Envelope {
+  /** MAIL FROM; '' for the null sender. */
+  readonly sender: string;
+  readonly recipients: readonly string[];
+}
+
+/** One MIME part, as the parser found it (bounded: see MessageFacts.limitsHit). */
+export interface MessagePart {
+  /** Position in the MIME tree, `1`, `1.2`, … */
+  readonly path: string;
+  /** Nesting depth, 0 for the top level. */
+  readonly depth: number;
+  /** Declared content type, lower-case, without parameters. */
+  readonly contentType: string;
+  /** The file name it declares (Content-Disposition or Content-Type name), decoded. */
+  readonly filename?: string;
+  /** Decoded size in bytes. */
+  readonly size: number;
+  /** The decoded content (its first `filter.parse.keep_bytes`), for archive and type inspection. */
+  readonly content?: Uint8Array;
+}
+
+export interface HeaderField {
+  /** As written, e.g. `Received`. */
+  readonly name: string;
+  /** Unfolded value. */
+  readonly value: string;
+}
+
+export interface MessageFacts {
+  readonly envelope: Envelope;
+  /** Size of the message as received, bytes. */
+  readonly size: number;
+  /** The top-level header fields, in order. */
+  readonly headers: readonly HeaderField[];
+  readonly parts: readonly MessagePart[];
+  /** What the parser found wrong (broken MIME, bad encodings); tolerated, scored by the sanity scanner. */
+  readonly problems: readonly string[];
+  /** True when a parse bound (depth, parts, bytes kept) stopped the parser early. */
+  readonly limitsHit: boolean;
+}
+
+/** The raw message, readable again from the spool as often as a scanner needs (clamd streams it whole). */
+export interface MessageSource {
+  readonly size: number;
+  chunks(): AsyncIterable<Uint8Array>;
+}
+
+export type ScanAction = 'quarantine';
+
+/** Who may release a quarantined message: viruses only the admin; banned files and loops on request. */
+export type ReleasableBy = 'admin' | 'recipient';
+
+export interface ScanVerdict {
+  /** The scanner's config name, e.g. `antivirus`. */
+  readonly scanner: string;
+  /** What fired, upper-case and stable: metric label and log key. */
+  readonly symbol: string;
+  /** Added to the message's spam score (tagging); 0 for hard verdicts. */
+  readonly score: number;
+  readonly action?: ScanAction;
+  /** Why, fit for a log line and for the notice to the recipient. No secrets. */
+  readonly reason: string;
+  /** For quarantine: who gets a notice (the postmaster for loops, which are nobody's mail). */
+  readonly notify?: 'recipients' | 'postmaster';
+  readonly releasableBy?: ReleasableBy;
+}
+
+export interface ScanContext {
+  readonly source: MessageSource;
+  /** Aborted at the scanner's deadline. */
+  readonly signal: AbortSignal;
+}
+
+export interface ContentScanner {
+  readonly name: string;
+  scan(message: MessageFacts, ctx: ScanContext): Promise<readonly ScanVerdict[]> | readonly ScanVerdict[];
+}
+
+/** What a scanner that failed (error, deadline) makes of the message: hold it back (451) or let it pass. */
+export type ScannerFailure = 'defer' | 'pass';
+
+export interface ScannerStage {
+  readonly scanner: ContentScanner;
+  readonly mode: 'observe' | 'enforce';
+  readonly timeoutMs: number;
+  readonly onFailure: ScannerFailure;
+}
+
+export interface RecordedScanVerdict extends ScanVerdict {
+  readonly mode: 'observe' | 'enforce';
+  readonly ms: number;
+}
+
+export interface ScanFailure {
+  readonly scanner: string;
+  readonly reason: string;
+  readonly onFailure: ScannerFailure;
+  readonly mode: 'observe' | 'enforce';
+  readonly ms: number;
+}
+
+export type ContentOutcome =
+  | { readonly kind: 'deliver' }
+  | { readonly kind: 'quarantine'; readonly by: RecordedScanVerdict }
+  | { readonly kind: 'defer'; readonly reason: string };
+
+export interface ContentDecision {
+  readonly outcome: ContentOutcome;
+  readonly score: number;
+  readonly verdicts: readonly RecordedScanVerdict[];
+  readonly failures: readonly ScanFailure[];
+}
+
+class ScanTimeout extends Error {}
+
+/**
+ * Runs every scanner (all of them: a message held for a virus is also reported banned, so the log tells the
+ * whole story), each under its deadline, and combines: an enforcing failure with `onFailure: defer` defers the
+ * message; else the first enforcing quarantine verdict holds it; else it is delivered with the summed score.
+ * Observe mode records and changes nothing.
+ */
+export async function scanMessage(
+  stages: readonly ScannerStage[],
+  message: MessageFacts,
+  source: MessageSource,
+  clock: () => number = performance.now.bind(performance),
+): Promise<ContentDecision> {
+  const verdicts: RecordedScanVerdict[] = [];
+  const failures: ScanFailure[] = [];
+  for (const stage of stages) {
+    const started = clock();
+    const controller = new AbortController();
+    try {
+      const produced = await withDeadline(
+        Promise.resolve().then(() => stage.scanner.scan(message, { source, signal: controller.signal })),
+        stage.timeoutMs,
+        () => new ScanTimeout(`${stage.scanner.name} gave no answer within ${stage.timeoutMs} ms`),
+        () => controller.abort(),
+      );
+      const ms = clock() - started;
+      for (const verdict of produced) verdicts.push({ ...verdict, mode: stage.mode, ms });
+    } catch (error) {
+      failures.push({
+        scanner: stage.scanner.name,
+        reason: error instanceof Error ? error.message : String(error),
+        onFailure: stage.onFailure,
+        mode: stage.mode,
+        ms: clock() - started,
+      });
+    }
+  }
+  const enforced = verdicts.filter((v) => v.mode === 'enforce');
+  const score = enforced.reduce((sum, v) => sum + v.score, 0);
+  const blocking = failures.find((f) => f.mode === 'enforce' && f.onFailure === 'defer');
+  const held = enforced.find((v) => v.action === 'quarantine');
+  const outcome: ContentOutcome = blocking
+    ? { kind: 'defer', reason: `${blocking.scanner} failed: ${blocking.reason}` }
+    : held
+      ? { kind: 'quarantine', by: held }
+      : { kind: 'deliver' };
+  return { outcome, score, verdicts, failures };
+}

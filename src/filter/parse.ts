@@ -1,0 +1,131 @@
+/**
+ * Parses a spooled message into the facts the scanners read (core/content.ts), with mailparser, within bounds:
+ * parts beyond `maxParts` or deeper than `maxDepth` are not described (the message is marked `limitsHit`), and
+ * each attachment's decoded content is kept only up to `keepBytes` (enough for type sniffing and archive
+ * listing; the antivirus reads the raw message whole anyway). Bodies are not converted (no HTML-to-text), so a
+ * huge HTML part costs its bytes, not a rendering. A parser error ends the parse with what was found and a
+ * problem, never a crash: the message is still scanned and delivered or held.
+ */
+import { MailParser, type AttachmentStream, type MessageText } from 'mailparser';
+import type { Readable } from 'node:stream';
+import type { Envelope, HeaderField, MessageFacts, MessagePart } from '../core/content.js';
+
+export interface ParseLimits {
+  readonly maxDepth: number;
+  readonly maxParts: number;
+  /** Decoded bytes kept per attachment. */
+  readonly keepBytes: number;
+}
+
+function headerField(line: string): HeaderField {
+  const colon = line.indexOf(':');
+  const name = colon < 0 ? line : line.slice(0, colon);
+  const value =
+    colon < 0
+      ? ''
+      : line
+          .slice(colon + 1)
+          .replace(/\r?\n[ \t]+/g, ' ')
+          .trim();
+  return { name: name.trim(), value };
+}
+
+/** Reads an attachment's content: keeps up to `keep` bytes, counts the rest, always drains and releases. */
+function readAttachment(
+  attachment: AttachmentStream,
+  keep: number,
+): Promise<{ size: number; kept: Uint8Array }> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let kept = 0;
+    const stream = attachment.content;
+    stream.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (kept < keep) {
+        const piece = chunk.subarray(0, keep - kept);
+        chunks.push(piece);
+        kept += piece.length;
+      }
+    });
+    const finish = () => {
+      attachment.release?.();
+      resolve({ size, kept: Buffer.concat(chunks) });
+    };
+    stream.once('end', finish);
+    stream.once('error', finish);
+  });
+}
+
+export async function parseMessage(
+  raw: Readable,
+  envelope: Envelope,
+  size: number,
+  rawProblems: readonly string[],
+  limits: ParseLimits,
+): Promise<MessageFacts> {
+  const parser = new MailParser({
+    skipHtmlToText: true,
+    skipTextToHtml: true,
+    skipTextLinks: true,
+    skipImageLinks: true,
+    checksumAlgo: false,
+  });
+  const headers: HeaderField[] = [];
+  const parts: MessagePart[] = [];
+  const problems = [...rawProblems];
+  let limitsHit = false;
+  let described = 0;
+
+  parser.on('headerLines', (lines: { key: string; line: string }[]) => {
+    for (const { line } of lines) headers.push(headerField(line));
+  });
+
+  const pending: Promise<void>[] = [];
+  parser.on('data', (data: AttachmentStream | MessageText) => {
+    if (data.type === 'text') {
+      const text = data.text ?? '';
+      const html = typeof data.html === 'string' ? data.html : '';
+      if (text !== '')
+        parts.push({ path: 'text', depth: 0, contentType: 'text/plain', size: Buffer.byteLength(text) });
+      if (html !== '')
+        parts.push({ path: 'html', depth: 0, contentType: 'text/html', size: Buffer.byteLength(html) });
+      return;
+    }
+    const path = data.partId ?? String(described + 1);
+    const depth = path.split('.').length - 1;
+    const describe = described < limits.maxParts && depth <= limits.maxDepth;
+    if (!describe) limitsHit = true;
+    described += 1;
+    pending.push(
+      readAttachment(data, describe ? limits.keepBytes : 0).then(({ size: partSize, kept }) => {
+        if (!describe) return;
+        parts.push({
+          path,
+          depth,
+          contentType: (data.contentType || 'application/octet-stream').toLowerCase(),
+          ...(data.filename ? { filename: data.filename } : {}),
+          size: partSize,
+          ...(kept.length > 0 ? { content: kept } : {}),
+        });
+      }),
+    );
+  });
+
+  await new Promise<void>((resolve) => {
+    parser.once('end', () => resolve());
+    parser.once('error', (error: Error) => {
+      problems.push(`the MIME parser stopped: ${error.message}`);
+      limitsHit = true;
+      resolve();
+    });
+    raw.once('error', (error: Error) => {
+      problems.push(`the spool could not be read: ${error.message}`);
+      resolve();
+    });
+    raw.pipe(parser);
+  });
+  await Promise.all(pending);
+  parts.sort((a, b) => a.path.localeCompare(b.path, 'en', { numeric: true }));
+  return { envelope, size, headers, parts, problems, limitsHit };
+}

@@ -1,0 +1,108 @@
+/**
+ * The filter face: the SMTP server (smtp-server) Postfix's `content_filter` transport delivers to. It speaks
+ * what FILTER_README asks of a filter — 8BITMIME, SMTPUTF8 and PIPELINING announced (so Postfix never converts
+ * the message), DSN parameters accepted, XFORWARD accepted and passed on — and nothing a filter must not
+ * offer: no AUTH, no STARTTLS, none of sendmail's WIZ/SHELL. The answer after DATA is the FilterService's, with
+ * its own enhanced status code (the server's automatic ones are off so they do not double).
+ */
+import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import type { Logger } from '../observe/logger.js';
+import type { Metrics } from '../observe/metrics.js';
+import type { FilterService, FilterTransaction } from './service.js';
+
+export interface FilterServerOptions {
+  /** Our name in the greeting. */
+  readonly name: string;
+  readonly maxMessageBytes: number;
+  readonly maxConnections: number;
+}
+
+/** The transaction as Postfix gave it: envelope with DSN parameters, and the original client from XFORWARD. */
+export function transactionOf(session: SMTPServerSession): FilterTransaction {
+  const { mailFrom, rcptTo, dsn } = session.envelope;
+  const xforward = new Map<string, string>();
+  for (const [name, value] of session.xForward ?? new Map()) {
+    if (value !== false) xforward.set(name.toUpperCase(), String(value));
+  }
+  return {
+    envelope: {
+      sender: mailFrom ? mailFrom.address : '',
+      recipients: rcptTo.map((r) => ({
+        address: r.address,
+        ...(r.dsn?.notify && r.dsn.notify.length > 0 ? { notify: r.dsn.notify } : {}),
+        ...(r.dsn?.orcpt ? { orcpt: r.dsn.orcpt } : {}),
+      })),
+      ...(dsn?.ret ? { ret: dsn.ret } : {}),
+      ...(dsn?.envid ? { envid: dsn.envid } : {}),
+    },
+    xforward,
+    remote: session.remoteAddress,
+  };
+}
+
+export class FilterServer {
+  private readonly server: SMTPServer;
+
+  constructor(service: FilterService, options: FilterServerOptions, logger: Logger, metrics: Metrics) {
+    const connections = metrics.get('postwarden_filter_connections');
+    this.server = new SMTPServer({
+      name: options.name,
+      banner: 'postwarden content filter',
+      disabledCommands: ['AUTH', 'STARTTLS', 'WIZ', 'SHELL'],
+      authOptional: true,
+      hideSTARTTLS: true,
+      hideDSN: false,
+      hideENHANCEDSTATUSCODES: true,
+      useXForward: true,
+      disableReverseLookup: true,
+      size: options.maxMessageBytes,
+      maxClients: options.maxConnections,
+      socketTimeout: 300_000,
+      closeTimeout: 30_000,
+      logger: false,
+      onConnect: (_session, callback) => {
+        connections.inc();
+        callback();
+      },
+      onClose: () => connections.dec(),
+      onData: (stream: SMTPServerDataStream, session, callback) => {
+        void service.handle(stream, transactionOf(session)).then((reply) => {
+          if (reply.code === 250) {
+            callback(null, reply.text);
+            return;
+          }
+          callback(Object.assign(new Error(reply.text), { responseCode: reply.code }));
+        });
+      },
+    });
+    this.server.on('error', (error) => logger.error({ err: error }, 'filter listener error'));
+  }
+
+  /** Listens on `host:port` (or `unix:/path`); resolves with the bound address. */
+  listen(address: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const onError = (error: Error) => reject(error);
+      this.server.once('error', onError);
+      const done = () => {
+        this.server.off('error', onError);
+        const info = this.server.server.address();
+        resolve(typeof info === 'string' || info === null ? address : `${info.address}:${info.port}`);
+      };
+      if (address.startsWith('unix:')) {
+        this.server.listen(address.slice(5), done);
+        return;
+      }
+      const colon = address.lastIndexOf(':');
+      this.server.listen(
+        Number(address.slice(colon + 1)),
+        address.slice(0, colon).replace(/^\[|\]$/g, ''),
+        done,
+      );
+    });
+  }
+
+  /** Stops accepting; lets messages in progress finish (their answers decide), then closes. */
+  close(): Promise<void> {
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}

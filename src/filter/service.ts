@@ -1,0 +1,236 @@
+/**
+ * The filter service: one message from Postfix's content_filter transport, start to answer. It spools the
+ * message, parses it, runs the scanners, then re-injects it (with the filter's header fields in front) or
+ * holds it in quarantine, and only then answers 250. Every internal failure answers 451, so Postfix keeps the
+ * message and retries; content is never refused with 5xx after the queue (the one 5xx is a message over
+ * `filter.max_message_bytes`, a size and not a content decision, as Postfix's own limit). One decision log line
+ * per message carries Postfix's queue id, the verdicts and why.
+ */
+import type { Readable } from 'node:stream';
+import { withDeadline } from '../util/deadline.js';
+import { type ContentDecision, scanMessage, type ScannerStage } from '../core/content.js';
+import type { Logger } from '../observe/logger.js';
+import type { Metrics } from '../observe/metrics.js';
+import { type NoticeSettings, sendNotices } from './notice.js';
+import { parseMessage, type ParseLimits } from './parse.js';
+import type { Quarantine } from './quarantine.js';
+import {
+  reinject,
+  ReinjectError,
+  type ReinjectEnvelope,
+  type ReinjectTarget,
+  type XForward,
+} from './reinject.js';
+import type { Spool, SpooledMessage } from './spool.js';
+
+export interface FilterTransaction {
+  readonly envelope: ReinjectEnvelope extends infer E ? Omit<E, 'size'> : never;
+  readonly xforward: XForward;
+  /** The connecting client (Postfix), for the log. */
+  readonly remote: string;
+}
+
+export interface FilterReply {
+  readonly code: 250 | 451 | 552;
+  readonly text: string;
+}
+
+export interface FilterDeps {
+  readonly stages: readonly ScannerStage[];
+  readonly spool: Spool;
+  readonly quarantine: Quarantine;
+  readonly reinject: ReinjectTarget;
+  readonly parse: ParseLimits;
+  readonly messageTimeoutMs: number;
+  /** Notices of held messages; absent when `filter.quarantine.notify` is off. */
+  readonly notify?: NoticeSettings;
+  /** This host's name, in the headers and the log. */
+  readonly instance: string;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly now?: () => Date;
+}
+
+/** Postfix's queue id of the message being filtered, from the topmost Received: field (`… with ESMTP id ABC`). */
+export function queueIdOf(received: string | undefined): string | undefined {
+  return received ? /\bid\s+([0-9A-Za-z]{6,})\b/.exec(received)?.[1] : undefined;
+}
+
+/** The filter's own header fields, prepended to the message: nothing of the original is re-encoded. */
+export function statusHeaders(
+  decision: ContentDecision,
+  instance: string,
+  virusScanned: boolean,
+  date: Date,
+): Buffer {
+  const symbols = [...new Set(decision.verdicts.filter((v) => v.mode === 'enforce').map((v) => v.symbol))];
+  const result = decision.outcome.kind === 'quarantine' ? 'held' : 'clean';
+  const lines = [
+    `X-Postwarden-Status: ${result}; score=${decision.score.toFixed(1)}` +
+      `${symbols.length > 0 ? `; symbols=${symbols.join(',')}` : ''}; by ${instance}; ${date.toUTCString()}`,
+  ];
+  if (virusScanned) lines.push(`X-Virus-Scanned: clamav via postwarden on ${instance}`);
+  return Buffer.from(`${lines.join('\r\n')}\r\n`);
+}
+
+class MessageDeadline extends Error {}
+
+export class FilterService {
+  constructor(private readonly deps: FilterDeps) {}
+
+  /** Answers one message; never throws. */
+  async handle(data: Readable, transaction: FilterTransaction): Promise<FilterReply> {
+    const { metrics, logger } = this.deps;
+    const started = performance.now();
+    const inFlight = metrics.get('postwarden_filter_messages_in_flight');
+    inFlight.inc();
+    let spooled: SpooledMessage | undefined;
+    const log: Record<string, unknown> = { event: 'filter.decision', remote: transaction.remote };
+    let reply: FilterReply;
+    try {
+      spooled = await this.deps.spool.write(data);
+      metrics.get('postwarden_filter_bytes_total').inc(spooled.size);
+      log['size'] = spooled.size;
+      log['sender'] = transaction.envelope.sender;
+      log['recipients'] = transaction.envelope.recipients.map((r) => r.address);
+      const ms = this.deps.messageTimeoutMs;
+      reply = await withDeadline(
+        this.process(spooled, transaction, log),
+        ms,
+        () => new MessageDeadline(`no answer within filter.message_timeout_ms (${ms} ms)`),
+      );
+    } catch (error) {
+      const code = error instanceof MessageDeadline ? 'PW-F003' : 'PW-F001';
+      metrics.get('postwarden_errors_total').inc({ code });
+      log['failure'] = { code, reason: (error as Error).message };
+      reply = {
+        code: 451,
+        text:
+          code === 'PW-F003'
+            ? '4.4.5 Content filter took too long, try again later'
+            : '4.3.0 Content filter failure, try again later',
+      };
+    } finally {
+      spooled?.remove();
+      inFlight.dec();
+    }
+    const seconds = (performance.now() - started) / 1000;
+    metrics.get('postwarden_filter_replies_total').inc({ code: String(reply.code) });
+    metrics.get('postwarden_filter_message_duration_seconds').observe(seconds);
+    logger.info(
+      { ...log, reply: `${reply.code} ${reply.text}`, ms: Math.round(seconds * 1000) },
+      'filter decision',
+    );
+    return reply;
+  }
+
+  private async process(
+    spooled: SpooledMessage,
+    transaction: FilterTransaction,
+    log: Record<string, unknown>,
+  ): Promise<FilterReply> {
+    const { metrics } = this.deps;
+    if (spooled.sizeExceeded) {
+      log['outcome'] = 'too big';
+      return { code: 552, text: '5.3.4 Message too big for the content filter' };
+    }
+    const envelope = { ...transaction.envelope, size: spooled.size };
+    const facts = await parseMessage(
+      spooled.open(),
+      { sender: envelope.sender, recipients: envelope.recipients.map((r) => r.address) },
+      spooled.size,
+      spooled.problems,
+      this.deps.parse,
+    );
+    const received = facts.headers.find((h) => h.name.toLowerCase() === 'received')?.value;
+    const queueId = queueIdOf(received);
+    if (queueId) log['queue_id'] = queueId;
+    const decision = await scanMessage(this.deps.stages, facts, spooled);
+    for (const v of decision.verdicts) {
+      metrics
+        .get('postwarden_filter_verdicts_total')
+        .inc({ scanner: v.scanner, symbol: v.symbol, mode: v.mode });
+      metrics.get('postwarden_filter_scanner_duration_seconds').observe({ scanner: v.scanner }, v.ms / 1000);
+    }
+    for (const f of decision.failures) {
+      metrics.get('postwarden_filter_scanner_failures_total').inc({ scanner: f.scanner });
+      metrics.get('postwarden_errors_total').inc({ code: 'PW-F002' });
+    }
+    log['score'] = decision.score;
+    log['verdicts'] = decision.verdicts.map((v) => ({
+      scanner: v.scanner,
+      symbol: v.symbol,
+      score: v.score,
+      mode: v.mode,
+      reason: v.reason,
+      ms: Math.round(v.ms),
+    }));
+    if (decision.failures.length > 0) log['failures'] = decision.failures;
+    const virusScanned =
+      this.deps.stages.some((s) => s.scanner.name === 'antivirus') &&
+      !decision.failures.some((f) => f.scanner === 'antivirus');
+    const headers = statusHeaders(
+      decision,
+      this.deps.instance,
+      virusScanned,
+      (this.deps.now ?? (() => new Date()))(),
+    );
+    const outcome = decision.outcome;
+    log['outcome'] = outcome.kind;
+    metrics.get('postwarden_filter_messages_total').inc({ outcome: outcome.kind });
+
+    if (outcome.kind === 'defer') {
+      return { code: 451, text: `4.3.0 Content scan incomplete (${outcome.reason}), try again later` };
+    }
+    if (outcome.kind === 'quarantine') {
+      const id = this.deps.quarantine.newId();
+      const subject = facts.headers.find((h) => h.name.toLowerCase() === 'subject')?.value;
+      const messageId = facts.headers.find((h) => h.name.toLowerCase() === 'message-id')?.value;
+      await this.deps.quarantine.hold(spooled.open(headers), {
+        id,
+        time: Date.now(),
+        scanner: outcome.by.scanner,
+        symbol: outcome.by.symbol,
+        reason: outcome.by.reason,
+        releasableBy: outcome.by.releasableBy ?? 'admin',
+        sender: envelope.sender,
+        recipients: envelope.recipients.map((r) => r.address),
+        size: spooled.size,
+        ...(subject ? { subject: subject.slice(0, 200) } : {}),
+        ...(messageId ? { messageId: messageId.slice(0, 200) } : {}),
+        ...(queueId ? { queueId } : {}),
+      });
+      log['quarantine_id'] = id;
+      if (this.deps.notify) {
+        const entry = this.deps.quarantine.entry(id);
+        const failed = entry
+          ? await sendNotices(entry, outcome.by.notify ?? 'recipients', this.deps.reinject, this.deps.notify)
+          : [];
+        if (failed.length > 0) {
+          metrics.get('postwarden_errors_total').inc({ code: 'PW-F006' });
+          log['notice_failed'] = failed;
+        }
+      }
+      return { code: 250, text: `2.0.0 Held in quarantine as ${id} (${outcome.by.symbol})` };
+    }
+    try {
+      const response = await reinject(
+        this.deps.reinject,
+        envelope,
+        () => spooled.open(headers),
+        transaction.xforward,
+      );
+      log['reinjected'] = response;
+      return {
+        code: 250,
+        text: `2.0.0 Filtered and re-injected: ${response.replace(/^250\s*/, '')}`.slice(0, 200),
+      };
+    } catch (error) {
+      if (!(error instanceof ReinjectError)) throw error;
+      metrics.get('postwarden_filter_reinject_failures_total').inc();
+      metrics.get('postwarden_errors_total').inc({ code: 'PW-F004' });
+      log['failure'] = { code: 'PW-F004', reason: error.message, response: error.response };
+      return { code: 451, text: '4.4.0 Re-injection failed, try again later' };
+    }
+  }
+}

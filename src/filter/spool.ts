@@ -1,0 +1,130 @@
+/**
+ * The spool: each message is streamed once from the SMTP DATA stream into a file (mode 0600) under
+ * `filter.spool_dir`, bounded by `filter.max_message_bytes`, while its raw bytes are inspected for what MIME
+ * parsers hide: NUL bytes, bare LF line ends and lines over RFC 5321's 998 characters. Scanners and the
+ * re-injection read the file again as often as they need; it is removed when the message is done (delivered,
+ * quarantined or answered 4xx), so a crash leaves at most files that a start-up sweep removes.
+ */
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import type { MessageSource } from '../core/content.js';
+
+export interface SpooledMessage extends MessageSource {
+  readonly id: string;
+  readonly path: string;
+  /** True when the message went over max bytes (the rest was read and thrown away). */
+  readonly sizeExceeded: boolean;
+  /** What the raw bytes show: NUL bytes, bare LF, overlong lines. */
+  readonly problems: readonly string[];
+  /** A stream of the spooled bytes, optionally starting with `prefix` (the filter's own header fields). */
+  open(prefix?: Buffer): Readable;
+  remove(): void;
+}
+
+const MAX_LINE = 998;
+
+/** Counts what a MIME parser smooths over, across chunk boundaries, without copying the bytes. */
+class RawInspector extends Transform {
+  nul = 0;
+  bareLf = 0;
+  longest = 0;
+  bytes = 0;
+  private lineLength = 0;
+  private lastByte = -1;
+
+  constructor(private readonly maxBytes: number) {
+    super();
+  }
+
+  get exceeded(): boolean {
+    return this.bytes > this.maxBytes;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    this.bytes += chunk.length;
+    if (chunk.indexOf(0) >= 0) for (const byte of chunk) if (byte === 0) this.nul += 1;
+    let from = 0;
+    for (let lf = chunk.indexOf(10); lf >= 0; lf = chunk.indexOf(10, from)) {
+      const before = lf > 0 ? chunk[lf - 1] : this.lastByte;
+      if (before !== 13) this.bareLf += 1;
+      this.longest = Math.max(this.longest, this.lineLength + lf - from);
+      this.lineLength = 0;
+      from = lf + 1;
+    }
+    this.lineLength += chunk.length - from;
+    this.longest = Math.max(this.longest, this.lineLength);
+    this.lastByte = chunk[chunk.length - 1] ?? this.lastByte;
+    // Past the bound, keep reading (the client must finish DATA) but stop writing.
+    done(null, this.exceeded ? undefined : chunk);
+  }
+
+  problems(): string[] {
+    const found: string[] = [];
+    if (this.nul > 0) found.push(`${this.nul} NUL byte(s) in the message`);
+    if (this.bareLf > 0) found.push(`${this.bareLf} line(s) ended by a bare LF`);
+    if (this.longest > MAX_LINE)
+      found.push(`a line of ${this.longest} characters (RFC 5321 allows ${MAX_LINE})`);
+    return found;
+  }
+}
+
+export class Spool {
+  constructor(
+    readonly dir: string,
+    private readonly maxBytes: number,
+  ) {}
+
+  /** Creates the directory (0700) and removes what an earlier run left behind; returns how many. */
+  prepare(): number {
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    let removed = 0;
+    for (const name of readdirSync(this.dir)) {
+      if (!name.endsWith('.eml')) continue;
+      rmSync(path.join(this.dir, name), { force: true });
+      removed += 1;
+    }
+    return removed;
+  }
+
+  async write(data: Readable): Promise<SpooledMessage> {
+    const id = `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
+    const file = path.join(this.dir, `${id}.eml`);
+    const inspector = new RawInspector(this.maxBytes);
+    try {
+      await pipeline(data, inspector, createWriteStream(file, { mode: 0o600, flags: 'wx' }));
+    } catch (error) {
+      rmSync(file, { force: true });
+      throw error;
+    }
+    const size = inspector.exceeded ? inspector.bytes : statSync(file).size;
+    const open = (prefix?: Buffer): Readable => {
+      const stream = createReadStream(file, { highWaterMark: 256 * 1024 });
+      if (!prefix || prefix.length === 0) return stream;
+      return prefixed(prefix, stream);
+    };
+    return {
+      id,
+      path: file,
+      size,
+      sizeExceeded: inspector.exceeded,
+      problems: inspector.problems(),
+      open,
+      chunks: () => open(),
+      remove: () => rmSync(file, { force: true }),
+    };
+  }
+}
+
+/** `prefix` then the file's bytes, as one stream. */
+function prefixed(prefix: Buffer, rest: Readable): Readable {
+  return Readable.from(
+    (async function* () {
+      yield prefix;
+      yield* rest;
+    })(),
+    { objectMode: false },
+  );
+}

@@ -1,0 +1,118 @@
+/**
+ * The scanner pipeline of `filter.scanners`, in that order, without the scanners whose mode is `off`.
+ */
+import { hostname } from 'node:os';
+import path from 'node:path';
+import { ZipArchiveLister } from '../adapters/archive.js';
+import type { ScannerStage } from '../core/content.js';
+import { createAntivirusScanner, type VirusScanner } from '../core/scanners/antivirus.js';
+import { type ArchiveLister, createBannedScanner } from '../core/scanners/banned.js';
+import { createLoopScanner } from '../core/scanners/loop.js';
+import { createSanityScanner } from '../core/scanners/sanity.js';
+import type { Config } from '../config/schema.js';
+import type { Store } from '../core/store.js';
+import type { Logger } from '../observe/logger.js';
+import type { Metrics } from '../observe/metrics.js';
+import { Quarantine } from './quarantine.js';
+import { FilterService } from './service.js';
+import { Spool } from './spool.js';
+
+/** What the scanners reach outside the core. */
+export interface ScannerDeps {
+  readonly virusScanner?: VirusScanner;
+  readonly archives?: ArchiveLister;
+}
+
+/** Deadline of the scanners that only read what the parser found. */
+const PURE_SCANNER_TIMEOUT_MS = 5000;
+
+export function buildScannerStages(config: Readonly<Config>, deps: ScannerDeps): ScannerStage[] {
+  const filter = config.filter;
+  const stages: ScannerStage[] = [];
+  for (const name of filter.scanners) {
+    const settings = filter[name];
+    if (settings.mode === 'off') continue;
+    const mode = settings.mode;
+    switch (name) {
+      case 'loop':
+        stages.push({
+          scanner: createLoopScanner(filter.loop),
+          mode,
+          timeoutMs: PURE_SCANNER_TIMEOUT_MS,
+          onFailure: 'pass',
+        });
+        break;
+      case 'sanity':
+        stages.push({
+          scanner: createSanityScanner(filter.sanity),
+          mode,
+          timeoutMs: PURE_SCANNER_TIMEOUT_MS,
+          onFailure: 'pass',
+        });
+        break;
+      case 'banned':
+        stages.push({
+          scanner: createBannedScanner(filter.banned, deps.archives ?? new ZipArchiveLister()),
+          mode,
+          timeoutMs: PURE_SCANNER_TIMEOUT_MS * 6,
+          onFailure: 'defer',
+        });
+        break;
+      case 'antivirus': {
+        if (!deps.virusScanner) throw new Error('antivirus needs a virus scanner (clamd)');
+        const av = filter.antivirus;
+        stages.push({
+          scanner: createAntivirusScanner(deps.virusScanner),
+          mode,
+          // Past the adapter's own deadline, so its more specific reason is the one logged.
+          timeoutMs: av.timeout_ms + 1000,
+          onFailure: av.on_failure,
+        });
+        break;
+      }
+    }
+  }
+  return stages;
+}
+
+/** The filter service from the config: spool, quarantine and re-injection target (paths from the config's directory). */
+export function buildFilterService(
+  config: Readonly<Config>,
+  baseDir: string,
+  stages: readonly ScannerStage[],
+  logger: Logger,
+  metrics: Metrics,
+  store?: Store,
+): { service: FilterService; spool: Spool; quarantine: Quarantine } {
+  const filter = config.filter;
+  const spool = new Spool(path.resolve(baseDir, filter.spool_dir), filter.max_message_bytes);
+  const quarantine = new Quarantine(
+    path.resolve(baseDir, filter.quarantine.dir),
+    filter.quarantine.retention_days,
+    store,
+  );
+  const colon = filter.reinject.lastIndexOf(':');
+  const instance = config.hostname || hostname();
+  const service = new FilterService({
+    stages,
+    spool,
+    quarantine,
+    reinject: {
+      host: filter.reinject.slice(0, colon),
+      port: Number(filter.reinject.slice(colon + 1)),
+      name: instance,
+      timeoutMs: Math.min(60_000, filter.message_timeout_ms),
+    },
+    parse: {
+      maxDepth: filter.parse.max_depth,
+      maxParts: filter.parse.max_parts,
+      keepBytes: filter.parse.keep_bytes,
+    },
+    messageTimeoutMs: filter.message_timeout_ms,
+    ...(filter.quarantine.notify ? { notify: { postmaster: filter.quarantine.postmaster, instance } } : {}),
+    instance,
+    logger,
+    metrics,
+  });
+  return { service, spool, quarantine };
+}
