@@ -297,6 +297,12 @@ export const filterSchema = z
       .describe(
         'Run the content filter face (Postfix reaches it through content_filter); the generator turns it on',
       ),
+    mode: z
+      .enum(['after_queue', 'before_queue'])
+      .default('after_queue')
+      .describe(
+        'after_queue: Postfix content_filter, held mail is quarantined; before_queue: smtpd_proxy_filter, a hard verdict answers 550 5.7.1 to the sending client',
+      ),
     listen: listenAddressSchema
       .default('127.0.0.1:10061')
       .describe('Where Postfix hands messages to the filter'),

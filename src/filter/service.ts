@@ -3,7 +3,9 @@
  * message, parses it, runs the scanners, then re-injects it (with the filter's header fields in front) or
  * holds it in quarantine, and only then answers 250. Every internal failure answers 451, so Postfix keeps the
  * message and retries; content is never refused with 5xx after the queue (the one 5xx is a message over
- * `filter.max_message_bytes`, a size and not a content decision, as Postfix's own limit). One decision log line
+ * `filter.max_message_bytes`, a size and not a content decision, as Postfix's own limit). In before-queue mode
+ * (smtpd_proxy_filter) the sending client is still connected, so a hard verdict answers 550 5.7.1 instead of
+ * holding the message. One decision log line
  * per message carries Postfix's queue id, the verdicts and why.
  */
 import type { Readable } from 'node:stream';
@@ -31,7 +33,7 @@ export interface FilterTransaction {
 }
 
 export interface FilterReply {
-  readonly code: 250 | 451 | 552;
+  readonly code: 250 | 451 | 550 | 552;
   readonly text: string;
 }
 
@@ -42,6 +44,8 @@ export interface FilterDeps {
   readonly reinject: ReinjectTarget;
   readonly parse: ParseLimits;
   readonly messageTimeoutMs: number;
+  /** smtpd_proxy_filter mode: a hard verdict is refused (550 5.7.1) instead of held. */
+  readonly beforeQueue?: boolean;
   /** Notices of held messages; absent when `filter.quarantine.notify` is off. */
   readonly notify?: NoticeSettings;
   /** This host's name, in the headers and the log. */
@@ -181,6 +185,11 @@ export class FilterService {
 
     if (outcome.kind === 'defer') {
       return { code: 451, text: `4.3.0 Content scan incomplete (${outcome.reason}), try again later` };
+    }
+    if (outcome.kind === 'quarantine' && this.deps.beforeQueue) {
+      // Before the queue the sender still holds the message: refusing it bounces nothing to a forged address.
+      log['outcome'] = 'reject';
+      return { code: 550, text: `5.7.1 Message content rejected (${outcome.by.symbol})` };
     }
     if (outcome.kind === 'quarantine') {
       const id = this.deps.quarantine.newId();

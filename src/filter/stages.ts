@@ -109,6 +109,7 @@ export function buildFilterService(
       keepBytes: filter.parse.keep_bytes,
     },
     messageTimeoutMs: filter.message_timeout_ms,
+    beforeQueue: filter.mode === 'before_queue',
     ...(filter.quarantine.notify ? { notify: { postmaster: filter.quarantine.postmaster, instance } } : {}),
     instance,
     logger,

@@ -16,8 +16,9 @@
 # Env (defaults): HARNESS_DIR (/tmp/pw-it; keep short, unix sockets < 108 bytes), SMTP_PORT (2525),
 #   SINK_PORT (2526), LMTP_PORT (2424), IMAP_PORT (1143), DOVECOT_AUTH_PORT (12345),
 #   HARNESS_POLICY (inet:127.0.0.1:20060 | off), HARNESS_POLICY_DEFAULT_ACTION
-#   (451 4.3.5 policy service unavailable), HARNESS_FILTER (off, or scan:[127.0.0.1]:PORT: Postfix's
-#   content_filter, with the re-injection smtpd on 127.0.0.1:REINJECT_PORT (2527), harness.md §4),
+#   (451 4.3.5 policy service unavailable), HARNESS_FILTER (off; scan:[127.0.0.1]:PORT: Postfix's
+#   content_filter, harness.md §4; proxy:127.0.0.1:PORT: smtpd_proxy_filter before the queue; both with
+#   the re-injection smtpd on 127.0.0.1:REINJECT_PORT (2527)),
 #   HARNESS_POSTFIX_EXTRA (raw `name = value` main.cf lines, newline-separated, applied last with
 #   postconf -e so they replace the defaults above), HARNESS_WAIT_S (15, readiness bound per port).
 #
@@ -232,8 +233,8 @@ check_env() {
     *) die "HARNESS_POLICY='$HARNESS_POLICY': expected off, inet:127.0.0.1:PORT or unix:/path" ;;
   esac
   case "$HARNESS_FILTER" in
-    off | 'scan:[127.'*']:'[0-9]*) ;;
-    *) die "HARNESS_FILTER='$HARNESS_FILTER': expected off or scan:[127.0.0.1]:PORT" ;;
+    off | 'scan:[127.'*']:'[0-9]* | 'proxy:127.'*:[0-9]*) ;;
+    *) die "HARNESS_FILTER='$HARNESS_FILTER': expected off, scan:[127.0.0.1]:PORT or proxy:127.0.0.1:PORT" ;;
   esac
   [ "${#D}" -le 60 ] || die "HARNESS_DIR is ${#D} chars long; keep it short (unix sockets < 108 bytes)"
   case "$D" in /*) ;; *) die "HARNESS_DIR must be an absolute path" ;; esac
@@ -263,18 +264,22 @@ ensure_vmail() {
 # receive_override_options, master.cf "scan" smtp client and the re-injection smtpd on REINJECT_PORT.
 postfix_filter_main_cf() {
   [ "$HARNESS_FILTER" = off ] && return
+  [[ "$HARNESS_FILTER" == proxy:* ]] && return # before the queue: smtpd_proxy_filter on the smtpd line
   echo "content_filter = $HARNESS_FILTER"
   echo "receive_override_options = no_address_mappings"
 }
 postfix_filter_master_cf() {
   [ "$HARNESS_FILTER" = off ] && return
-  cat <<EOT
+  # The re-injection (after-filter) smtpd serves both modes; the scan transport only content_filter.
+  [[ "$HARNESS_FILTER" == proxy:* ]] || cat <<EOT
 scan      unix  -       -       n       -       10      smtp
   -o syslog_name=postfix/scan
   -o smtp_send_xforward_command=yes
   -o disable_mime_output_conversion=yes
   -o smtp_generic_maps=
   -o smtp_data_done_timeout=1200
+EOT
+  cat <<EOT
 127.0.0.1:$REINJECT_PORT inet n  -       n       -       10      smtpd
   -o syslog_name=postfix/reinject
   -o content_filter=
@@ -289,6 +294,12 @@ scan      unix  -       -       n       -       10      smtp
   -o mynetworks=127.0.0.0/8
   -o smtpd_authorized_xforward_hosts=127.0.0.0/8
 EOT
+}
+
+# Before-queue filter (HARNESS_FILTER=proxy:127.0.0.1:PORT, SMTPD_PROXY_README): options of the public smtpd.
+postfix_proxy_options() {
+  [[ "$HARNESS_FILTER" == proxy:* ]] || return 0
+  printf ' -o smtpd_proxy_filter=%s -o smtpd_proxy_timeout=120s' "${HARNESS_FILTER#proxy:}"
 }
 
 postfix_policy_main_cf() {
@@ -357,7 +368,7 @@ EOF
   cat >"$PF/master.cf" <<EOF
 # written by test/harness/harness.sh
 # service type  private unpriv  chroot  wakeup  maxproc command + args
-127.0.0.1:$SMTP_PORT inet n - n - - smtpd
+127.0.0.1:$SMTP_PORT inet n - n - - smtpd$(postfix_proxy_options)
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
