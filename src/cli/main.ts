@@ -16,6 +16,8 @@ commands:
                                              inspect and edit greylisting state (greylist help)
   quarantine list|show|release|delete [--config FILE] [options]
                                              held messages of the content filter (quarantine help)
+  learn spam|ham [--config FILE] PATH...     teach the Bayesian classifier from files, directories
+                                             (Maildir) or mbox files
   dnsbl-check [--config FILE] IP             what every configured DNS list says about IP, and
                                              whether each list passes its self-test
   reference config|metrics|events [--out FILE] | all [--root DIR]
@@ -31,6 +33,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   'policy-query': async () => (await import('./policy-query.js')).policyQuery,
   greylist: async () => (await import('./greylist.js')).greylist,
   quarantine: async () => (await import('./quarantine.js')).quarantine,
+  learn: async () => (await import('./learn.js')).learn,
   'dnsbl-check': async () => (await import('./dnsbl-check.js')).dnsblCheck,
   reference: async () => (await import('./reference.js')).reference,
 };

@@ -14,9 +14,10 @@ import { PolicyServer } from '../policy/server.js';
 import type { ResolverHealth } from '../adapters/dns.js';
 import { ClamdScanner } from '../adapters/clamd.js';
 import { MailauthSpf } from '../adapters/spf.js';
+import { BayesModel } from '../core/spam/bayes.js';
 import type { Quarantine } from '../filter/quarantine.js';
 import { FilterServer } from '../filter/server.js';
-import { buildFilterService, buildScannerStages } from '../filter/stages.js';
+import { buildFilterService, buildScannerStages, filterNeedsStore } from '../filter/stages.js';
 import {
   buildStages,
   createPolicyHandler,
@@ -55,9 +56,10 @@ export async function serve(argv: string[]): Promise<number> {
   });
   let store: Store | undefined;
   try {
-    store = needsStore(config)
-      ? await openStore(storeOptions(config, baseDir), storeEventSink(logger, metrics))
-      : undefined;
+    store =
+      needsStore(config) || filterNeedsStore(config)
+        ? await openStore(storeOptions(config, baseDir), storeEventSink(logger, metrics))
+        : undefined;
   } catch (error) {
     if (!(error instanceof StoreOptionsError)) throw error;
     logger.fatal({ code: 'PW-S003', reason: error.message }, 'cannot open the store');
@@ -99,7 +101,15 @@ export async function serve(argv: string[]): Promise<number> {
       ...(m.reason !== undefined ? { reason: m.reason } : {}),
     })),
   ];
-  const filter = config.filter.enabled ? buildFilter(config, baseDir, logger, metrics, store) : undefined;
+  let filter: ReturnType<typeof buildFilter> | undefined;
+  try {
+    filter = config.filter.enabled ? buildFilter(config, baseDir, logger, metrics, store) : undefined;
+  } catch (error) {
+    logger.fatal({ code: 'PW-C007', reason: (error as Error).message }, 'cannot prepare the content filter');
+    await store?.close();
+    maps.close();
+    return EXIT.CONFIG;
+  }
   let filterListening = false;
   const readinessWithFilter = (): ReadinessItem[] => [
     ...readiness(),
@@ -172,7 +182,12 @@ function buildFilter(
   store: Store | undefined,
 ): { server: FilterServer; quarantine: Quarantine } {
   const filterLogger = logger.child({ face: 'filter' });
-  const stages = buildScannerStages(config, { virusScanner: new ClamdScanner(config.filter.antivirus) });
+  const bayes = store ? new BayesModel(store, config.filter.bayes.token_ttl_days * 86_400) : undefined;
+  const antivirus = config.filter.scanners.includes('antivirus') && config.filter.antivirus.mode !== 'off';
+  const stages = buildScannerStages(config, {
+    ...(antivirus ? { virusScanner: new ClamdScanner(config.filter.antivirus) } : {}),
+    ...(bayes ? { bayes } : {}),
+  });
   const { service, spool, quarantine } = buildFilterService(
     config,
     baseDir,

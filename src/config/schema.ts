@@ -19,9 +19,10 @@ import {
 } from '../core/checks/index.js';
 import { antivirusSchema } from '../core/scanners/antivirus.js';
 import { bannedSchema } from '../core/scanners/banned.js';
+import { bayesSchema } from '../core/scanners/bayes.js';
 import { loopSchema } from '../core/scanners/loop.js';
 import { sanitySchema } from '../core/scanners/sanity.js';
-import { mapRefSchema } from '../core/schema.js';
+import { mapRefSchema, scoreSchema } from '../core/schema.js';
 
 const HOST_PORT = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+|localhost)):(\d{1,5})$/;
 
@@ -287,7 +288,7 @@ export const jobsSchema = z
   })
   .describe('Periodic jobs (cron expressions, local time); each reports its last run in the metrics');
 
-export const FILTER_SCANNER_NAMES = ['loop', 'sanity', 'banned', 'antivirus'] as const;
+export const FILTER_SCANNER_NAMES = ['loop', 'sanity', 'banned', 'antivirus', 'bayes'] as const;
 
 export const filterSchema = z
   .strictObject({
@@ -366,6 +367,13 @@ export const filterSchema = z
           .describe(
             'Decoded bytes kept per attachment for type and archive inspection (a zip’s directory is at its end: keep whole archives)',
           ),
+        max_text_chars: z
+          .number()
+          .int()
+          .min(1000)
+          .max(10_000_000)
+          .default(500_000)
+          .describe('Characters of the text and HTML bodies kept for the content rules and the classifier'),
       })
       .prefault({})
       .describe('Bounds of the MIME parse'),
@@ -373,6 +381,19 @@ export const filterSchema = z
     sanity: sanitySchema.prefault({}),
     banned: bannedSchema.prefault({}),
     antivirus: antivirusSchema.prefault({}),
+    bayes: bayesSchema.prefault({}),
+    spam: z
+      .strictObject({
+        tag_at: scoreSchema
+          .default(5)
+          .describe('Mark as spam (X-Spam-Flag: YES, filed into Junk by Sieve) at this score'),
+        quarantine_at: scoreSchema
+          .default(12)
+          .describe('After the queue: hold in quarantine at this score (recipients may release spam)'),
+        reject_at: scoreSchema.default(15).describe('Before the queue: refuse (550 5.7.1) at this score'),
+      })
+      .prefault({})
+      .describe('What the summed score of the scanners does to a message'),
     quarantine: z
       .strictObject({
         dir: z

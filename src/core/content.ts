@@ -29,6 +29,8 @@ export interface MessagePart {
   readonly size: number;
   /** The decoded content (its first `filter.parse.keep_bytes`), for archive and type inspection. */
   readonly content?: Uint8Array;
+  /** For text/plain and text/html bodies: the decoded text (its first `filter.parse.max_text_chars`). */
+  readonly text?: string;
 }
 
 export interface HeaderField {
@@ -118,7 +120,11 @@ export type ContentOutcome =
 
 export interface ContentDecision {
   readonly outcome: ContentOutcome;
+  /** How long each scanner took, verdicts or not. */
+  readonly timings: readonly { readonly scanner: string; readonly ms: number }[];
   readonly score: number;
+  /** The score reached the spam tag threshold (X-Spam-Flag: YES). */
+  readonly spam: boolean;
   readonly verdicts: readonly RecordedScanVerdict[];
   readonly failures: readonly ScanFailure[];
 }
@@ -131,14 +137,23 @@ class ScanTimeout extends Error {}
  * message; else the first enforcing quarantine verdict holds it; else it is delivered with the summed score.
  * Observe mode records and changes nothing.
  */
+/** Score thresholds (filter.spam): at `tagAt` the message is marked spam, at `holdAt` it is held. */
+export interface SpamThresholds {
+  readonly tagAt: number;
+  /** After the queue: quarantine; before it: refuse (550). */
+  readonly holdAt: number;
+}
+
 export async function scanMessage(
   stages: readonly ScannerStage[],
   message: MessageFacts,
   source: MessageSource,
+  spam?: SpamThresholds,
   clock: () => number = performance.now.bind(performance),
 ): Promise<ContentDecision> {
   const verdicts: RecordedScanVerdict[] = [];
   const failures: ScanFailure[] = [];
+  const timings: { scanner: string; ms: number }[] = [];
   for (const stage of stages) {
     const started = clock();
     const controller = new AbortController();
@@ -150,6 +165,7 @@ export async function scanMessage(
         () => controller.abort(),
       );
       const ms = clock() - started;
+      timings.push({ scanner: stage.scanner.name, ms });
       for (const verdict of produced) verdicts.push({ ...verdict, mode: stage.mode, ms });
     } catch (error) {
       failures.push({
@@ -164,11 +180,25 @@ export async function scanMessage(
   const enforced = verdicts.filter((v) => v.mode === 'enforce');
   const score = enforced.reduce((sum, v) => sum + v.score, 0);
   const blocking = failures.find((f) => f.mode === 'enforce' && f.onFailure === 'defer');
-  const held = enforced.find((v) => v.action === 'quarantine');
+  let held = enforced.find((v) => v.action === 'quarantine');
+  if (!held && spam && score >= spam.holdAt) {
+    held = {
+      scanner: 'spam',
+      symbol: 'SPAM_HELD',
+      score: 0,
+      action: 'quarantine',
+      reason: `spam score ${score.toFixed(1)} reached ${spam.holdAt}`,
+      notify: 'recipients',
+      releasableBy: 'recipient',
+      mode: 'enforce',
+      ms: 0,
+    };
+    verdicts.push(held);
+  }
   const outcome: ContentOutcome = blocking
     ? { kind: 'defer', reason: `${blocking.scanner} failed: ${blocking.reason}` }
     : held
       ? { kind: 'quarantine', by: held }
       : { kind: 'deliver' };
-  return { outcome, score, verdicts, failures };
+  return { outcome, timings, score, spam: spam !== undefined && score >= spam.tagAt, verdicts, failures };
 }

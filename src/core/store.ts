@@ -9,10 +9,15 @@
  * - Every entry may expire: `ttlS` is in seconds (fractions allowed, rounded to the millisecond; absent = no
  *   expiry). An expired entry is absent to every operation at once, whether or not it has been purged yet.
  * - Writes that take a `ttlS` replace value and expiry together: `set(k, v)` without a ttl leaves an entry that
- *   never expires, even if the old one did. Only `increment` keeps the expiry of an entry that exists.
+ *   never expires, even if the old one did. Only `increment` and `incrementMany` keep the expiry of an entry that
+ *   exists (unless a delta asks to `touch` it).
  * - Every operation is atomic, also across store instances sharing one backend (two MX hosts on one Redis, two
  *   processes on one SQLite file): `setIfAbsent`, `compareAndSet` and `increment` are the building blocks for
- *   first sight, read-modify-write (token buckets) and counters.
+ *   first sight, read-modify-write (token buckets) and counters. `incrementMany` is atomic as a whole (all or
+ *   none of its deltas, in one transaction or one script); `getMany` reads one consistent snapshot on SQLite and
+ *   one per chunk of keys on Redis (another writer's batch may land between two chunks).
+ * - Batches (`getMany`, `incrementMany`, for Bayes token counters) take at most MAX_BATCH keys and cost one round
+ *   trip (Redis) or one transaction (SQLite), not one per key.
  * - Clocks: the SQLite driver reads an injectable `now()` (tests control time); Redis expires entries by its
  *   own clock, and `expiresAt` is then computed from the local clock plus the remaining TTL Redis reports.
  *
@@ -45,6 +50,24 @@ export interface StoreHealth {
 /** The most entries one `scan` may return. */
 export const MAX_SCAN_LIMIT = 10_000;
 
+/** The most keys one `getMany` or deltas one `incrementMany` may take. */
+export const MAX_BATCH = 10_000;
+
+/** One counter change of an `incrementMany`. */
+export interface CounterDelta {
+  readonly key: string;
+  /** A safe integer, may be negative or 0. */
+  readonly by: number;
+  /** Expiry of a counter this delta creates (seconds); absent = never expires. */
+  readonly ttlS?: number;
+  /**
+   * With `ttlS`: also restart the expiry of a counter that exists (a sliding expiry: Bayes tokens that keep being
+   * learned stay, a token not learned for `ttlS` goes). Without it an existing counter keeps its expiry, as with
+   * `increment`. RangeError without `ttlS`.
+   */
+  readonly touch?: boolean;
+}
+
 export interface Store {
   readonly driver: StoreDriver;
   /** The value, or undefined when the key is absent or expired. */
@@ -65,6 +88,19 @@ export interface Store {
    * key starts at 0 and gets `ttlS`; an existing counter keeps its expiry. A non-integer value is StoreBadValue.
    */
   increment(key: string, by: number, ttlS?: number): Promise<number>;
+  /**
+   * The values of `keys` (at most MAX_BATCH), in their order: undefined for a key that is absent or expired (and,
+   * on Redis, for a key holding another type). Keys may repeat. One read, not one per key.
+   */
+  getMany(keys: readonly string[]): Promise<(string | undefined)[]>;
+  /**
+   * Applies each delta (at most MAX_BATCH) as `increment` would, in order, and returns the new values in that
+   * order; a key that repeats sees the earlier deltas. Atomic as a whole: when one stored value is not an integer
+   * or a counter would leave the safe integer range, StoreBadValue names that key and no counter has changed; a
+   * batch that timed out (StoreUnavailable) was applied wholly or not at all. Arguments are all checked
+   * (RangeError) before the backend is touched.
+   */
+  incrementMany(deltas: readonly CounterDelta[]): Promise<number[]>;
   /** Removes the key; true when it was there (and not expired). */
   delete(key: string): Promise<boolean>;
   /** Sets a new expiry on an existing entry; false when the key is absent. */
@@ -125,6 +161,36 @@ export function ttlToMs(ttlS: number | undefined): number | undefined {
 /** Checks an increment step; RangeError unless it is a safe integer. */
 export function checkStep(by: number): void {
   if (!Number.isSafeInteger(by)) throw new RangeError(`increment must be a safe integer: ${by}`);
+}
+
+/** Checks the size of a batch; RangeError beyond MAX_BATCH. */
+export function checkBatch(operation: string, size: number): void {
+  if (size > MAX_BATCH) {
+    throw new RangeError(
+      `${operation} takes at most ${MAX_BATCH} keys per call, not ${size}: split the batch`,
+    );
+  }
+}
+
+/** A checked delta: the step and the ttl in ms (undefined: none). */
+export interface CheckedDelta {
+  readonly key: string;
+  readonly by: number;
+  readonly ttlMs: number | undefined;
+  readonly touch: boolean;
+}
+
+/** Checks every delta of an `incrementMany` before anything is written; RangeError for the first bad one. */
+export function checkDeltas(deltas: readonly CounterDelta[]): CheckedDelta[] {
+  checkBatch('incrementMany', deltas.length);
+  return deltas.map(({ key, by, ttlS, touch = false }) => {
+    checkStep(by);
+    const ttlMs = ttlToMs(ttlS);
+    if (touch && ttlMs === undefined) {
+      throw new RangeError(`incrementMany of ${JSON.stringify(key)}: touch needs a ttlS`);
+    }
+    return { key, by, ttlMs, touch };
+  });
 }
 
 /** Checks a scan limit; RangeError unless it is an integer from 0 to MAX_SCAN_LIMIT. */

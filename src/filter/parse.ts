@@ -15,6 +15,8 @@ export interface ParseLimits {
   readonly maxParts: number;
   /** Decoded bytes kept per attachment. */
   readonly keepBytes: number;
+  /** Characters of the text and HTML bodies kept for the content rules and the classifier. */
+  readonly maxTextChars: number;
 }
 
 function headerField(line: string): HeaderField {
@@ -86,10 +88,26 @@ export async function parseMessage(
     if (data.type === 'text') {
       const text = data.text ?? '';
       const html = typeof data.html === 'string' ? data.html : '';
-      if (text !== '')
-        parts.push({ path: 'text', depth: 0, contentType: 'text/plain', size: Buffer.byteLength(text) });
-      if (html !== '')
-        parts.push({ path: 'html', depth: 0, contentType: 'text/html', size: Buffer.byteLength(html) });
+      const cut = (body: string) => body.slice(0, limits.maxTextChars);
+      if (text !== '') {
+        parts.push({
+          path: 'text',
+          depth: 0,
+          contentType: 'text/plain',
+          size: Buffer.byteLength(text),
+          text: cut(text),
+        });
+      }
+      if (html !== '') {
+        parts.push({
+          path: 'html',
+          depth: 0,
+          contentType: 'text/html',
+          size: Buffer.byteLength(html),
+          text: cut(html),
+        });
+      }
+      if (text.length > limits.maxTextChars || html.length > limits.maxTextChars) limitsHit = true;
       return;
     }
     const path = data.partId ?? String(described + 1);

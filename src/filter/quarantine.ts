@@ -10,6 +10,7 @@ import {
   closeSync,
   createReadStream,
   createWriteStream,
+  existsSync,
   fsyncSync,
   mkdirSync,
   openSync,
@@ -115,6 +116,7 @@ export class Quarantine {
   /** Every entry on disk, newest first. */
   list(): QuarantineEntry[] {
     const entries: QuarantineEntry[] = [];
+    if (!existsSync(this.dir)) return entries; // nothing held yet
     for (const name of readdirSync(this.dir)) {
       if (!name.endsWith('.json')) continue;
       const entry = this.entry(name.slice(0, -5));

@@ -58,6 +58,16 @@ function xtext(value: string): string {
 }
 
 const XFORWARD_LINE_MAX = 480;
+/** The attributes Postfix's smtpd accepts (XFORWARD_README). */
+const XFORWARD_ATTRIBUTES: ReadonlySet<string> = new Set([
+  'NAME',
+  'ADDR',
+  'PORT',
+  'PROTO',
+  'HELO',
+  'IDENT',
+  'SOURCE',
+]);
 
 /** XFORWARD commands for the attributes the smtpd accepts, split to keep each line short. */
 export function xforwardCommands(attributes: XForward, accepted: ReadonlySet<string>): string[] {
@@ -101,6 +111,9 @@ export async function reinject(
   envelope: ReinjectEnvelope,
   open: () => Readable,
   xforward: XForward,
+  /** Aborted at the message's deadline: the connection is dropped, so no message the filter answered 451 for is
+   * delivered later (a drop before the final dot leaves nothing queued). */
+  signal?: AbortSignal,
 ): Promise<string> {
   const connection = new SMTPConnection({
     host: target.host,
@@ -112,18 +125,20 @@ export async function reinject(
     socketTimeout: target.timeoutMs,
     customAuth: {
       XFORWARD: async (ctx) => {
-        const announced = ctx.extensions.find((e) => e.toUpperCase().startsWith('XFORWARD'));
-        if (!announced || xforward.size === 0) return;
-        const accepted = new Set(announced.toUpperCase().split(/\s+/).slice(1));
-        for (const command of xforwardCommands(xforward, accepted)) {
+        // nodemailer does not report XFORWARD among the extensions it parsed, so it is simply sent: an smtpd
+        // that does not allow it (smtpd_authorized_xforward_hosts) refuses it, and the message goes on without.
+        for (const command of xforwardCommands(xforward, XFORWARD_ATTRIBUTES)) {
           const reply = await ctx.sendCommand(command);
-          if (reply.status !== 250) throw new Error(`XFORWARD refused: ${reply.response}`);
+          if (reply.status !== 250) return;
         }
       },
     },
   });
   connection.on('error', () => {}); // errors reach the callbacks below; a late one must not be unhandled
+  const drop = () => connection.close();
+  signal?.addEventListener('abort', drop, { once: true });
   try {
+    if (signal?.aborted) throw new ReinjectError('the deadline passed before the re-injection');
     await connect(connection);
     await forward(connection);
     const responses: string[] = [];
@@ -163,6 +178,7 @@ export async function reinject(
       response,
     );
   } finally {
+    signal?.removeEventListener('abort', drop);
     connection.quit();
     connection.close();
   }

@@ -10,7 +10,15 @@
  */
 import type { Readable } from 'node:stream';
 import { withDeadline } from '../util/deadline.js';
-import { type ContentDecision, scanMessage, type ScannerStage } from '../core/content.js';
+import {
+  type ContentDecision,
+  type MessageFacts,
+  scanMessage,
+  type ScannerStage,
+  type SpamThresholds,
+} from '../core/content.js';
+import { bayesTokens, type BayesSettings } from '../core/scanners/bayes.js';
+import type { BayesModel } from '../core/spam/bayes.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
 import { type NoticeSettings, sendNotices } from './notice.js';
@@ -44,6 +52,13 @@ export interface FilterDeps {
   readonly reinject: ReinjectTarget;
   readonly parse: ParseLimits;
   readonly messageTimeoutMs: number;
+  /** The classifier and its autolearn thresholds, when autolearn is on. */
+  readonly autolearn?: {
+    readonly model: BayesModel;
+    readonly settings: BayesSettings['autolearn'] & Pick<BayesSettings, 'max_tokens'>;
+  };
+  /** Spam thresholds (filter.spam), when a scanner scores spam. */
+  readonly spam?: SpamThresholds;
   /** smtpd_proxy_filter mode: a hard verdict is refused (550 5.7.1) instead of held. */
   readonly beforeQueue?: boolean;
   /** Notices of held messages; absent when `filter.quarantine.notify` is off. */
@@ -66,6 +81,7 @@ export function statusHeaders(
   instance: string,
   virusScanned: boolean,
   date: Date,
+  spam?: SpamThresholds,
 ): Buffer {
   const symbols = [...new Set(decision.verdicts.filter((v) => v.mode === 'enforce').map((v) => v.symbol))];
   const result = decision.outcome.kind === 'quarantine' ? 'held' : 'clean';
@@ -74,6 +90,16 @@ export function statusHeaders(
       `${symbols.length > 0 ? `; symbols=${symbols.join(',')}` : ''}; by ${instance}; ${date.toUTCString()}`,
   ];
   if (virusScanned) lines.push(`X-Virus-Scanned: clamav via postwarden on ${instance}`);
+  if (spam) {
+    // SpamAssassin's spelling, so existing Sieve scripts and client rules keep working.
+    const score = decision.score.toFixed(1);
+    if (decision.spam) lines.push('X-Spam-Flag: YES');
+    lines.push(`X-Spam-Score: ${score}`);
+    lines.push(
+      `X-Spam-Status: ${decision.spam ? 'Yes' : 'No'}, score=${score} required=${spam.tagAt.toFixed(1)}` +
+        ` tests=${symbols.join(',') || 'none'}`,
+    );
+  }
   return Buffer.from(`${lines.join('\r\n')}\r\n`);
 }
 
@@ -89,6 +115,7 @@ export class FilterService {
     const inFlight = metrics.get('postwarden_filter_messages_in_flight');
     inFlight.inc();
     let spooled: SpooledMessage | undefined;
+    let work: Promise<unknown> = Promise.resolve();
     const log: Record<string, unknown> = { event: 'filter.decision', remote: transaction.remote };
     let reply: FilterReply;
     try {
@@ -98,10 +125,14 @@ export class FilterService {
       log['sender'] = transaction.envelope.sender;
       log['recipients'] = transaction.envelope.recipients.map((r) => r.address);
       const ms = this.deps.messageTimeoutMs;
+      const controller = new AbortController();
+      const processing = this.process(spooled, transaction, log, controller.signal);
+      work = processing;
       reply = await withDeadline(
-        this.process(spooled, transaction, log),
+        processing,
         ms,
         () => new MessageDeadline(`no answer within filter.message_timeout_ms (${ms} ms)`),
+        () => controller.abort(),
       );
     } catch (error) {
       const code = error instanceof MessageDeadline ? 'PW-F003' : 'PW-F001';
@@ -115,11 +146,19 @@ export class FilterService {
             : '4.3.0 Content filter failure, try again later',
       };
     } finally {
-      spooled?.remove();
+      // The spool file goes only when the work on it has settled: past the deadline, a scan or the re-injection
+      // may still be reading it.
+      const done = spooled;
+      if (done) void work.catch(() => undefined).finally(() => done.remove());
       inFlight.dec();
     }
     const seconds = (performance.now() - started) / 1000;
+    // Counted when final: a message whose re-injection failed was deferred, not delivered.
+    const outcome = reply.code === 451 ? 'defer' : String(log['outcome'] ?? 'defer');
+    metrics.get('postwarden_filter_messages_total').inc({ outcome });
     metrics.get('postwarden_filter_replies_total').inc({ code: String(reply.code) });
+    const failure = log['failure'] as { code?: string } | undefined;
+    if (failure?.code) log['code'] = failure.code;
     metrics.get('postwarden_filter_message_duration_seconds').observe(seconds);
     logger.info(
       { ...log, reply: `${reply.code} ${reply.text}`, ms: Math.round(seconds * 1000) },
@@ -128,14 +167,43 @@ export class FilterService {
     return reply;
   }
 
+  /**
+   * Learns from the filter's own confident decisions: the score of the other scanners (the classifier's own
+   * verdict left out, or it would teach itself) at or above `spam_at` is spam, below `ham_below` with nothing held
+   * is ham. In the background: the answer to Postfix does not wait for it, and a failure only costs the lesson.
+   */
+  private autolearn(facts: MessageFacts, decision: ContentDecision, log: Record<string, unknown>): void {
+    const learn = this.deps.autolearn;
+    if (!learn || decision.outcome.kind === 'defer') return;
+    const others = decision.verdicts.filter(
+      (v) => v.mode === 'enforce' && v.scanner !== 'bayes' && v.scanner !== 'spam',
+    );
+    const score = others.reduce((sum, v) => sum + v.score, 0);
+    const held = others.some((v) => v.action === 'quarantine');
+    const cls =
+      score >= learn.settings.spam_at
+        ? 'spam'
+        : !held && score < learn.settings.ham_below
+          ? 'ham'
+          : undefined;
+    if (!cls) return;
+    log['autolearn'] = cls;
+    const messageId = facts.headers.find((h) => h.name.toLowerCase() === 'message-id')?.value.trim();
+    if (!messageId) return; // without an id, learning again could not be told apart from learning twice
+    void learn.model.learn(messageId, bayesTokens(facts, learn.settings), cls).catch((error: unknown) => {
+      this.deps.logger.warn({ code: 'PW-F007', err: error }, 'autolearn failed; the message was not learned');
+    });
+  }
+
   private async process(
     spooled: SpooledMessage,
     transaction: FilterTransaction,
     log: Record<string, unknown>,
+    signal: AbortSignal,
   ): Promise<FilterReply> {
     const { metrics } = this.deps;
     if (spooled.sizeExceeded) {
-      log['outcome'] = 'too big';
+      log['outcome'] = 'too_big';
       return { code: 552, text: '5.3.4 Message too big for the content filter' };
     }
     const envelope = { ...transaction.envelope, size: spooled.size };
@@ -149,12 +217,14 @@ export class FilterService {
     const received = facts.headers.find((h) => h.name.toLowerCase() === 'received')?.value;
     const queueId = queueIdOf(received);
     if (queueId) log['queue_id'] = queueId;
-    const decision = await scanMessage(this.deps.stages, facts, spooled);
+    const decision = await scanMessage(this.deps.stages, facts, spooled, this.deps.spam);
     for (const v of decision.verdicts) {
       metrics
         .get('postwarden_filter_verdicts_total')
         .inc({ scanner: v.scanner, symbol: v.symbol, mode: v.mode });
-      metrics.get('postwarden_filter_scanner_duration_seconds').observe({ scanner: v.scanner }, v.ms / 1000);
+    }
+    for (const t of decision.timings) {
+      metrics.get('postwarden_filter_scanner_duration_seconds').observe({ scanner: t.scanner }, t.ms / 1000);
     }
     for (const f of decision.failures) {
       metrics.get('postwarden_filter_scanner_failures_total').inc({ scanner: f.scanner });
@@ -178,10 +248,11 @@ export class FilterService {
       this.deps.instance,
       virusScanned,
       (this.deps.now ?? (() => new Date()))(),
+      this.deps.spam,
     );
     const outcome = decision.outcome;
     log['outcome'] = outcome.kind;
-    metrics.get('postwarden_filter_messages_total').inc({ outcome: outcome.kind });
+    this.autolearn(facts, decision, log);
 
     if (outcome.kind === 'defer') {
       return { code: 451, text: `4.3.0 Content scan incomplete (${outcome.reason}), try again later` };
@@ -195,6 +266,7 @@ export class FilterService {
       const id = this.deps.quarantine.newId();
       const subject = facts.headers.find((h) => h.name.toLowerCase() === 'subject')?.value;
       const messageId = facts.headers.find((h) => h.name.toLowerCase() === 'message-id')?.value;
+      if (signal.aborted) throw new MessageDeadline('the deadline passed before the message was held');
       await this.deps.quarantine.hold(spooled.open(headers), {
         id,
         time: Date.now(),
@@ -228,6 +300,7 @@ export class FilterService {
         envelope,
         () => spooled.open(headers),
         transaction.xforward,
+        signal,
       );
       log['reinjected'] = response;
       return {

@@ -7,7 +7,9 @@ import { ZipArchiveLister } from '../adapters/archive.js';
 import type { ScannerStage } from '../core/content.js';
 import { createAntivirusScanner, type VirusScanner } from '../core/scanners/antivirus.js';
 import { type ArchiveLister, createBannedScanner } from '../core/scanners/banned.js';
+import { createBayesScanner } from '../core/scanners/bayes.js';
 import { createLoopScanner } from '../core/scanners/loop.js';
+import type { BayesModel } from '../core/spam/bayes.js';
 import { createSanityScanner } from '../core/scanners/sanity.js';
 import type { Config } from '../config/schema.js';
 import type { Store } from '../core/store.js';
@@ -21,10 +23,17 @@ import { Spool } from './spool.js';
 export interface ScannerDeps {
   readonly virusScanner?: VirusScanner;
   readonly archives?: ArchiveLister;
+  readonly bayes?: BayesModel;
 }
 
 /** Deadline of the scanners that only read what the parser found. */
 const PURE_SCANNER_TIMEOUT_MS = 5000;
+
+/** Whether the filter keeps state (the Bayes token counts), so `serve` opens the store for it. */
+export function filterNeedsStore(config: Readonly<Config>): boolean {
+  const filter = config.filter;
+  return filter.enabled && filter.scanners.includes('bayes') && filter.bayes.mode !== 'off';
+}
 
 export function buildScannerStages(config: Readonly<Config>, deps: ScannerDeps): ScannerStage[] {
   const filter = config.filter;
@@ -58,6 +67,16 @@ export function buildScannerStages(config: Readonly<Config>, deps: ScannerDeps):
           onFailure: 'defer',
         });
         break;
+      case 'bayes':
+        if (!deps.bayes) throw new Error('bayes needs the state store');
+        stages.push({
+          scanner: createBayesScanner(filter.bayes, deps.bayes),
+          mode,
+          timeoutMs: PURE_SCANNER_TIMEOUT_MS,
+          // A classifier that cannot reach its store only loses its score: the message passes.
+          onFailure: 'pass',
+        });
+        break;
       case 'antivirus': {
         if (!deps.virusScanner) throw new Error('antivirus needs a virus scanner (clamd)');
         const av = filter.antivirus;
@@ -83,6 +102,7 @@ export function buildFilterService(
   logger: Logger,
   metrics: Metrics,
   store?: Store,
+  bayes?: BayesModel,
 ): { service: FilterService; spool: Spool; quarantine: Quarantine } {
   const filter = config.filter;
   const spool = new Spool(path.resolve(baseDir, filter.spool_dir), filter.max_message_bytes);
@@ -107,9 +127,22 @@ export function buildFilterService(
       maxDepth: filter.parse.max_depth,
       maxParts: filter.parse.max_parts,
       keepBytes: filter.parse.keep_bytes,
+      maxTextChars: filter.parse.max_text_chars,
     },
     messageTimeoutMs: filter.message_timeout_ms,
     beforeQueue: filter.mode === 'before_queue',
+    ...(bayes && filter.bayes.autolearn.enabled && stages.some((s) => s.scanner.name === 'bayes')
+      ? {
+          autolearn: {
+            model: bayes,
+            settings: { ...filter.bayes.autolearn, max_tokens: filter.bayes.max_tokens },
+          },
+        }
+      : {}),
+    spam: {
+      tagAt: filter.spam.tag_at,
+      holdAt: filter.mode === 'before_queue' ? filter.spam.reject_at : filter.spam.quarantine_at,
+    },
     ...(filter.quarantine.notify ? { notify: { postmaster: filter.quarantine.postmaster, instance } } : {}),
     instance,
     logger,

@@ -42,6 +42,13 @@ const table = [
     summary: 'Stopping on a signal; open connections are finished or closed',
     fix: 'None: informational.',
   },
+  {
+    code: 'PW-C007',
+    level: 'fatal',
+    summary:
+      'The content filter could not be prepared (spool or quarantine directory not usable, antivirus without socket or host); nothing was started',
+    fix: 'Read the reason: create the directory (or correct filter.spool_dir / filter.quarantine.dir) with write access for postwarden’s user, or set filter.antivirus.socket to clamd’s LocalSocket.',
+  },
   // Policy protocol
   {
     code: 'PW-P001',
@@ -163,6 +170,13 @@ const table = [
     summary:
       'A notice that a message was held could not be sent to some recipients (the message itself is safe in quarantine)',
     fix: 'Check the re-injection smtpd (filter.reinject) and the recipient addresses named in the decision log.',
+  },
+  {
+    code: 'PW-F007',
+    level: 'warn',
+    summary:
+      'Autolearn could not store what it learned from a message (the message itself was handled normally)',
+    fix: 'Usually the store is unavailable (see PW-S001); nothing to do once it is back.',
   },
   // DNS lists
   {

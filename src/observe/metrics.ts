@@ -104,7 +104,7 @@ export const METRIC_DEFINITIONS = [
   {
     name: 'postwarden_filter_messages_total',
     type: 'counter',
-    help: 'Messages the content filter finished, by outcome (deliver, quarantine, defer)',
+    help: 'Messages the content filter finished, by outcome (deliver, quarantine, reject before the queue, defer, too_big)',
     labels: ['outcome'],
   },
   {

@@ -9,8 +9,13 @@
  * is absent whether or not `purgeExpired` has run. Each operation is one prepared statement — `setIfAbsent` and
  * `compareAndSet` are single UPSERT/UPDATE statements whose change count is the answer — except `increment`,
  * which reads, checks and writes inside one `BEGIN IMMEDIATE` transaction so that another process on the same
- * file cannot interleave. better-sqlite3 is synchronous: an operation blocks the event loop for its few
- * microseconds, and for at most `timeoutMs` (SQLite's busy_timeout) when another process holds the write lock.
+ * file cannot interleave. `incrementMany` does the same for all its deltas in one such transaction: a bad value
+ * or a failing write (SQLITE_FULL) throws inside it and rolls every delta back. `getMany` runs one statement per
+ * chunk of at most GET_MANY_CHUNK keys (a VALUES list joined to the primary key; far below SQLite's variable
+ * limit, and chunks are padded to a power of two, so a connection prepares at most ten such statements) inside
+ * one read transaction, so all chunks see one snapshot. better-sqlite3 is synchronous: an operation blocks the
+ * event loop for its few microseconds (a batch of 2000 keys: 2–6 ms), and for at most `timeoutMs` (SQLite's
+ * busy_timeout) when another process holds the write lock.
  * `synchronous = NORMAL` in WAL mode: a power cut may lose the last transactions, never the file.
  * `purgeExpired` deletes in batches and yields to the event loop between them, so a large purge does not stall
  * requests. The directory is created if missing (mode 0750), the file with mode 0640. `maxBytes` caps the file
@@ -25,12 +30,16 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import {
+  checkBatch,
+  checkDeltas,
   checkScanLimit,
   checkStep,
   parseCounter,
   StoreBadValue,
   StoreUnavailable,
   ttlToMs,
+  type CheckedDelta,
+  type CounterDelta,
   type Store,
   type StoreEntry,
   type StoreHealth,
@@ -53,6 +62,8 @@ export interface SqliteStoreOptions {
 
 export const SQLITE_DEFAULT_TIMEOUT_MS = 250;
 const PURGE_BATCH = 5000;
+/** Keys per `getMany` statement: a power of two, well below SQLite's variable limit (999 before 3.32). */
+export const GET_MANY_CHUNK = 512;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS kv (
@@ -88,7 +99,12 @@ class Statements {
   readonly scanFrom: Stmt;
   readonly purge: Stmt;
   readonly ping: Stmt;
+  readonly updateValueExpiry: Stmt;
   readonly increment: (key: string, by: number, expiresAt: number | null, now: number) => number;
+  readonly incrementMany: (deltas: readonly CheckedDelta[], now: number) => number[];
+  readonly getMany: (keys: readonly string[], now: number) => (string | undefined)[];
+  /** The getMany statement by number of keys (powers of two up to GET_MANY_CHUNK). */
+  private readonly getManyBySize = new Map<number, Stmt>();
 
   constructor(readonly db: Db) {
     this.get = db.prepare(`SELECT value FROM kv WHERE key = @key AND ${LIVE}`).pluck();
@@ -121,23 +137,78 @@ class Statements {
       'DELETE FROM kv WHERE key IN (SELECT key FROM kv WHERE expires_at <= @now LIMIT @batch)',
     );
     this.ping = db.prepare('SELECT 1').pluck();
+    this.updateValueExpiry = db.prepare(
+      'UPDATE kv SET value = @value, expires_at = @expiresAt WHERE key = @key',
+    );
 
-    const increment = db.transaction((key: string, by: number, expiresAt: number | null, now: number) => {
+    /** One counter step; call it inside a write transaction. `touch`: an existing counter gets `expiresAt` too. */
+    const add = (
+      operation: string,
+      key: string,
+      by: number,
+      expiresAt: number | null,
+      touch: boolean,
+      now: number,
+    ): number => {
       const current = this.get.get({ key, now }) as string | undefined;
       if (current === undefined) {
         this.set.run({ key, value: String(by), expiresAt });
         return by;
       }
       const n = parseCounter(current);
-      if (n === undefined) throw new StoreBadValue('sqlite', 'increment', key, 'the value is not an integer');
+      if (n === undefined) throw new StoreBadValue('sqlite', operation, key, 'the value is not an integer');
       const next = n + by;
       if (!Number.isSafeInteger(next)) {
-        throw new StoreBadValue('sqlite', 'increment', key, 'the counter would leave the safe integer range');
+        throw new StoreBadValue('sqlite', operation, key, 'the counter would leave the safe integer range');
       }
-      this.updateValue.run({ key, value: String(next) });
+      if (touch) this.updateValueExpiry.run({ key, value: String(next), expiresAt });
+      else this.updateValue.run({ key, value: String(next) });
       return next;
-    });
+    };
+    const increment = db.transaction((key: string, by: number, expiresAt: number | null, now: number) =>
+      add('increment', key, by, expiresAt, false, now),
+    );
     this.increment = (key, by, expiresAt, now) => increment.immediate(key, by, expiresAt, now);
+    // A StoreBadValue thrown by any delta rolls the whole transaction back: no counter changes.
+    const incrementMany = db.transaction((deltas: readonly CheckedDelta[], now: number) =>
+      deltas.map((d) =>
+        add('incrementMany', d.key, d.by, d.ttlMs === undefined ? null : now + d.ttlMs, d.touch, now),
+      ),
+    );
+    this.incrementMany = (deltas, now) => incrementMany.immediate(deltas, now);
+    const getMany = db.transaction((keys: readonly string[], now: number) => {
+      const values = Array<string | undefined>(keys.length).fill(undefined);
+      for (let start = 0; start < keys.length; start += GET_MANY_CHUNK) {
+        const chunk = keys.slice(start, start + GET_MANY_CHUNK);
+        const size = 2 ** Math.ceil(Math.log2(chunk.length));
+        const padded = chunk.concat(Array<string>(size - chunk.length).fill(chunk[0] as string));
+        for (const [i, value] of this.selectMany(size).all(...padded, { now }) as [number, string][]) {
+          if (i < chunk.length) values[start + i] = value;
+        }
+      }
+      return values;
+    });
+    this.getMany = (keys, now) => getMany.deferred(keys, now);
+  }
+
+  /**
+   * `size` keys → (position, value) of the live ones: the keys as a VALUES list joined to the primary key, one
+   * lookup each. Rows are matched by position, not by the key read back, which may not be the string asked for
+   * (a lone UTF-16 surrogate, as in a token cut inside an emoji, does not survive the way back from UTF-8).
+   */
+  private selectMany(size: number): Stmt {
+    let statement = this.getManyBySize.get(size);
+    if (statement === undefined) {
+      const rows = Array.from({ length: size }, (_, i) => `(${i}, ?)`).join(', ');
+      statement = this.db
+        .prepare(
+          `WITH ask (i, key) AS (VALUES ${rows})
+           SELECT ask.i, kv.value FROM ask CROSS JOIN kv ON kv.key = ask.key WHERE ${LIVE}`,
+        )
+        .raw();
+      this.getManyBySize.set(size, statement);
+    }
+    return statement;
   }
 }
 
@@ -223,6 +294,20 @@ export class SqliteStore implements Store {
       checkStep(by);
       const now = this.now();
       return s.increment(key, by, this.expiresAt(ttlS, now), now);
+    });
+  }
+
+  getMany(keys: readonly string[]): Promise<(string | undefined)[]> {
+    return this.run('getMany', (s) => {
+      checkBatch('getMany', keys.length);
+      return keys.length === 0 ? [] : s.getMany(keys, this.now());
+    });
+  }
+
+  incrementMany(deltas: readonly CounterDelta[]): Promise<number[]> {
+    return this.run('incrementMany', (s) => {
+      const checked = checkDeltas(deltas);
+      return checked.length === 0 ? [] : s.incrementMany(checked, this.now());
     });
   }
 

@@ -79,7 +79,30 @@ export interface Harness {
   sinkFiles(): string[];
   /** Messages in the user's Maildir INBOX (new + cur); user is 'alice' or 'alice@example.test'. */
   maildirCount(user: string): number;
+  /** The text of every message in the user's Maildir INBOX (new, then cur); user as for maildirCount. */
+  maildirMessages(user: string): string[];
+  /**
+   * Polls the user's Maildir until `count` messages satisfy `match` (e.g. `tagged(tag)`), and resolves with
+   * those; with fewer only when `timeoutMs` passed first (nothing is thrown: the caller asserts on the count).
+   */
+  waitForMessages(
+    user: string,
+    match: (message: string) => boolean,
+    count?: number,
+    timeoutMs?: number,
+  ): Promise<string[]>;
+  /** The first message in the user's Maildir that satisfies `match`, waiting (bounded); rejects on timeout. */
+  waitForMessage(user: string, match: (message: string) => boolean, timeoutMs?: number): Promise<string>;
 }
+
+/** The header tests put on a message to find it again: `X-Pw-Test: <tag>`. */
+export const TAG_HEADER = 'X-Pw-Test';
+
+/** A match for Harness.waitForMessage(s): the message carries `X-Pw-Test: <tag>`. */
+export const tagged =
+  (tag: string) =>
+  (message: string): boolean =>
+    message.includes(`${TAG_HEADER}: ${tag}`);
 
 interface RunResult {
   code: number;
@@ -316,15 +339,57 @@ class MailHarness implements Harness {
       .sort();
   }
 
-  maildirCount(user: string): number {
+  private maildir(user: string): string {
     const [local, domain = 'example.test'] = user.split('@');
-    const maildir = path.join(this.mailDir, domain, local ?? user, 'Maildir');
-    let n = 0;
-    for (const sub of ['new', 'cur']) {
-      const d = path.join(maildir, sub);
-      if (existsSync(d)) n += readdirSync(d).length;
+    return path.join(this.mailDir, domain, local ?? user, 'Maildir');
+  }
+
+  /** The INBOX folders (new, cur) of the user's Maildir that exist. */
+  private inbox(user: string): string[] {
+    return ['new', 'cur'].map((sub) => path.join(this.maildir(user), sub)).filter((d) => existsSync(d));
+  }
+
+  maildirCount(user: string): number {
+    return this.inbox(user).reduce((n, d) => n + readdirSync(d).length, 0);
+  }
+
+  maildirMessages(user: string): string[] {
+    const messages: string[] = [];
+    for (const dir of this.inbox(user)) {
+      for (const file of readdirSync(dir)) {
+        try {
+          messages.push(readFileSync(path.join(dir, file), 'utf8'));
+        } catch {
+          // moved from new to cur (or deleted) since the listing
+        }
+      }
     }
-    return n;
+    return messages;
+  }
+
+  async waitForMessages(
+    user: string,
+    match: (message: string) => boolean,
+    count = 1,
+    timeoutMs = 5000,
+  ): Promise<string[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.maildirMessages(user).filter(match);
+      if (found.length >= count || Date.now() > deadline) return found;
+      await sleep(50);
+    }
+  }
+
+  async waitForMessage(user: string, match: (message: string) => boolean, timeoutMs = 5000): Promise<string> {
+    const [message] = await this.waitForMessages(user, match, 1, timeoutMs);
+    if (message === undefined) {
+      const seen = this.maildirCount(user);
+      throw new Error(
+        `waitForMessage: none of the ${seen} message(s) in ${this.maildir(user)} matched within ${timeoutMs} ms`,
+      );
+    }
+    return message;
   }
 }
 

@@ -30,19 +30,16 @@
  * prepends at END-OF-MESSAGE, where Postfix refuses PREPEND.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { PolicyClient } from '../../src/policy/client.js';
 import { type DnsServer, type DnsZone, startDns, startSilentDns } from '../harness/dns.js';
-import { type Harness, type SwaksResult, startHarness } from '../harness/harness.js';
+import { type Harness, type SwaksResult, startHarness, tagged } from '../harness/harness.js';
+import { BIN, type DecisionLine, Postwarden } from '../harness/postwarden.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const BIN = path.join(ROOT, 'dist/src/cli/main.js');
 const HARNESS_ENV = {
   HARNESS_DIR: '/tmp/pw-dns-it',
   SMTP_PORT: '2545',
@@ -53,7 +50,6 @@ const HARNESS_ENV = {
 };
 
 const work = mkdtempSync(path.join(os.tmpdir(), 'pw-dns-it-'));
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const reversed = (ip: string) => ip.split('.').reverse().join('.');
 
 // ------------------------------------------------------------------------------------------------ the zone
@@ -125,31 +121,6 @@ const zone: DnsZone = {
 
 // ------------------------------------------------------------------------------------------------ postwarden
 
-interface Verdict {
-  check: string;
-  symbol: string;
-  score: number;
-  reason: string;
-}
-
-interface DecisionLine {
-  event?: string;
-  state?: string;
-  client?: string;
-  sender?: string;
-  recipient?: string;
-  action: string;
-  score: number;
-  verdicts: Verdict[];
-  failures?: { check: string; code: string }[];
-  ms: number;
-}
-
-interface Readyz {
-  status: string;
-  checks: { name: string; ready: boolean; reason?: string; critical?: boolean }[];
-}
-
 interface ConfigOptions {
   policy: string;
   http: string;
@@ -191,95 +162,14 @@ http:
 `;
 }
 
-/** One postwarden instance: its config, its own log file, its ChildProcess. */
-class Instance {
-  readonly logFile: string;
-  readonly configFile: string;
-  child: ChildProcess | undefined;
-
-  constructor(
-    readonly name: string,
-    readonly policy: string,
-    readonly http: string,
-  ) {
-    this.logFile = path.join(work, `postwarden-${name}.log`);
-    this.configFile = path.join(work, `postwarden-${name}.yml`);
-  }
-
-  async start(config: Omit<ConfigOptions, 'policy' | 'http'>): Promise<void> {
-    writeFileSync(this.configFile, configText({ ...config, policy: this.policy, http: this.http }));
-    const out = openSync(this.logFile, 'a');
-    this.child = spawn(process.execPath, [BIN, 'serve', '--config', this.configFile], {
-      stdio: ['ignore', out, out],
-    });
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      try {
-        const client = await PolicyClient.connect(this.policy, 500);
-        client.close();
-        return;
-      } catch {
-        if (Date.now() > deadline || this.child.exitCode !== null)
-          throw new Error(`postwarden ${this.name} did not start: ${this.log()}`);
-        await sleep(100);
-      }
-    }
-  }
-
-  async stop(): Promise<void> {
-    const child = this.child;
-    this.child = undefined;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
-  }
-
-  log(): string {
-    return existsSync(this.logFile) ? readFileSync(this.logFile, 'utf8') : '';
-  }
-
-  /** Every JSON line of the log (a line still being written is skipped). */
-  lines(): Record<string, unknown>[] {
-    const out: Record<string, unknown>[] = [];
-    for (const line of this.log().split('\n')) {
-      if (!line.startsWith('{')) continue;
-      try {
-        out.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        // partial last line
-      }
-    }
-    return out;
-  }
-
-  /** The decision lines for one sender (RCPT only, unless `all`), waiting (bounded) until there are `count`. */
-  async decisionsFor(sender: string, count = 1, all = false): Promise<DecisionLine[]> {
-    const deadline = Date.now() + 5000;
-    for (;;) {
-      const found = (
-        this.lines().filter((l) => l['event'] === 'policy.decision') as unknown as DecisionLine[]
-      ).filter((l) => l.sender === sender && (all || l.state === 'RCPT'));
-      if (found.length >= count || Date.now() > deadline) return found;
-      await sleep(50);
-    }
-  }
-
-  async readyz(): Promise<{ status: number; body: Readyz }> {
-    const r = await fetch(`http://${this.http}/readyz`);
-    return { status: r.status, body: (await r.json()) as Readyz };
-  }
-
-  async metrics(): Promise<string> {
-    return (await fetch(`http://${this.http}/metrics`)).text();
-  }
+/** Starts `i` with configText(o) on its own policy and HTTP addresses. */
+function startWith(i: Postwarden, o: Omit<ConfigOptions, 'policy' | 'http'>): Promise<void> {
+  return i.start(configText({ ...o, policy: i.policy, http: i.http }));
 }
 
-const MAIN = new Instance('main', '127.0.0.1:20360', '127.0.0.1:20363');
-const AR = new Instance('ar', '127.0.0.1:20370', '127.0.0.1:20373');
-const SILENT = new Instance('silent', '127.0.0.1:20380', '127.0.0.1:20383');
+const MAIN = new Postwarden('main', work, '127.0.0.1:20363', '127.0.0.1:20360');
+const AR = new Postwarden('ar', work, '127.0.0.1:20373', '127.0.0.1:20370');
+const SILENT = new Postwarden('silent', work, '127.0.0.1:20383', '127.0.0.1:20380');
 
 let harness: Harness | undefined;
 let dns: DnsServer | undefined;
@@ -320,24 +210,6 @@ async function send(mail: Mail): Promise<SwaksResult & { tag: string; elapsedMs:
   return { ...result, tag, elapsedMs: Date.now() - started };
 }
 
-/** The delivered message with this tag in the user's Maildir, waiting (bounded) for it. */
-async function messageIn(user: string, tag: string): Promise<string> {
-  const maildir = path.join(h().dir, 'mail', 'example.test', user, 'Maildir');
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    for (const sub of ['new', 'cur']) {
-      const dir = path.join(maildir, sub);
-      if (!existsSync(dir)) continue;
-      for (const file of readdirSync(dir)) {
-        const text = readFileSync(path.join(dir, file), 'utf8');
-        if (text.includes(`X-Pw-Test: ${tag}`)) return text;
-      }
-    }
-    if (Date.now() > deadline) assert.fail(`no message tagged ${tag} in ${maildir}`);
-    await sleep(50);
-  }
-}
-
 /** Asserts that every recipient was accepted and delivered; returns each recipient's copy of the message. */
 async function assertDelivered(
   result: SwaksResult & { tag: string },
@@ -349,7 +221,7 @@ async function assertDelivered(
   const copies: string[] = [];
   for (const to of recipients) {
     await h().waitForLog(new RegExp(`${id}: to=<${to.replace(/\./g, '\\.')}>.* status=sent`), 0, 15_000);
-    copies.push(await messageIn(to.split('@')[0] ?? to, result.tag));
+    copies.push(await h().waitForMessage(to, tagged(result.tag)));
   }
   return copies;
 }
@@ -373,17 +245,6 @@ const recipientSpec = (policy: string) =>
 async function usePolicy(policy: string): Promise<void> {
   await h().postconf(['-e', `smtpd_recipient_restrictions = ${recipientSpec(policy)}`]);
   await h().reload();
-}
-
-/** Waits (bounded) until the instance's /readyz shows its start-up self-test: err.test not ready. */
-async function waitSelfTested(i: Instance): Promise<{ status: number; body: Readyz }> {
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    const r = await i.readyz();
-    if (r.body.checks.some((c) => c.name.startsWith('dnsbl err.test') && !c.ready)) return r;
-    if (Date.now() > deadline) assert.fail(`${i.name}: err.test still ready: ${JSON.stringify(r.body)}`);
-    await sleep(50);
-  }
 }
 
 /**
@@ -439,12 +300,15 @@ function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr:
 before(async () => {
   [dns, silentDns] = await Promise.all([startDns(zone), startSilentDns()]);
   await Promise.all([
-    MAIN.start({ dns: dns.address }),
-    AR.start({ dns: dns.address, header: 'authentication-results' }),
-    SILENT.start({ dns: silentDns.address }),
+    startWith(MAIN, { dns: dns.address }),
+    startWith(AR, { dns: dns.address, header: 'authentication-results' }),
+    startWith(SILENT, { dns: silentDns.address }),
   ]);
   harness = await startHarness({ policy: `inet:${MAIN.policy}`, env: HARNESS_ENV });
-  await waitSelfTested(MAIN);
+  // Its start-up self-test has run: err.test is not ready.
+  await MAIN.readyzUntil('showing err.test failed its self-test', (r) =>
+    r.body.checks.some((c) => c.name.startsWith('dnsbl err.test') && !c.ready),
+  );
 });
 
 after(async () => {
@@ -711,7 +575,7 @@ test('a first recipient refused by Postfix after postwarden prepended the header
   const id = /queued as ([0-9A-F]+)/.exec(r.lastReply)?.[1];
   assert.ok(id, r.transcript);
   await h().waitForLog(new RegExp(`${id}: to=<alice@example\\.test>.* status=sent`), 0, 15_000);
-  const message = await messageIn('alice', r.tag);
+  const message = await h().waitForMessage('alice', tagged(r.tag));
   assert.equal(headers(message, 'Received-SPF').length, 1, message);
   const lines = await MAIN.decisionsFor(from, 2);
   assert.deepEqual(
@@ -753,8 +617,8 @@ test('two messages in one SMTP session: each carries its own Received-SPF header
   const ids = replies.flatMap((l) => /^250 2\.0\.0 Ok: queued as ([0-9A-F]+)/.exec(l)?.[1] ?? []);
   assert.equal(ids.length, 2, replies.join('\n'));
   await h().waitForLog(new RegExp(`${ids[1] ?? ''}: to=<alice@example\\.test>.* status=sent`), 0, 15_000);
-  const first = headers(await messageIn('alice', tag(1)), 'Received-SPF');
-  const second = headers(await messageIn('alice', tag(2)), 'Received-SPF');
+  const first = headers(await h().waitForMessage('alice', tagged(tag(1))), 'Received-SPF');
+  const second = headers(await h().waitForMessage('alice', tagged(tag(2))), 'Received-SPF');
   assert.equal(first.length, 1, first.join('\n'));
   assert.match(first[0] ?? '', /^Received-SPF: pass .*envelope-from="one@pass\.test";/);
   assert.equal(second.length, 1, second.join('\n'));
@@ -774,7 +638,7 @@ test('asked again at END-OF-MESSAGE (the optional smtpd_end_of_data_restrictions
     const r = await send({ client: C_CLEAN, from, to: ['alice@example.test', 'bob@example.test'] });
     const copies = await assertDelivered(r, ['alice@example.test', 'bob@example.test']);
     for (const message of copies) assert.equal(headers(message, 'Received-SPF').length, 1, message);
-    const lines = await MAIN.decisionsFor(from, 3, true);
+    const lines = await MAIN.decisionsFor(from, 3, { allStates: true });
     assert.deepEqual(
       lines.map((l) => [l.state, l.recipient, l.action.split(' ')[0]]),
       [
@@ -805,7 +669,7 @@ test('fail-closed recipient line (no default_action) plus the optional END-OF-ME
     const r = await send({ client: C_CLEAN, from, to: ['alice@example.test'] });
     const [message = ''] = await assertDelivered(r, ['alice@example.test']);
     assert.equal(headers(message, 'Received-SPF').length, 1, message);
-    const lines = await MAIN.decisionsFor(from, 2, true);
+    const lines = await MAIN.decisionsFor(from, 2, { allStates: true });
     assert.deepEqual(
       lines.map((l) => [l.state, l.action.split(' ')[0]]),
       [

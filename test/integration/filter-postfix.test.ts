@@ -24,7 +24,7 @@ import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import { type ClamdServer, startClamd } from '../harness/clamd.js';
 import { type DnsServer, startDns } from '../harness/dns.js';
-import { type Harness, startHarness } from '../harness/harness.js';
+import { type Harness, startHarness, tagged } from '../harness/harness.js';
 import { BIN, Postwarden, sleep } from '../harness/postwarden.js';
 import { zip } from '../harness/zip.js';
 
@@ -94,29 +94,12 @@ async function sendRaw(raw: string, to = 'alice@example.test'): Promise<string> 
   return result.lastReply;
 }
 
-/** Copies of the message tagged `tag` in the user's Maildir. */
-function delivered(tag: string, user = 'alice'): string[] {
-  const maildir = path.join(h().dir, 'mail', 'example.test', user, 'Maildir');
-  const found: string[] = [];
-  for (const sub of ['new', 'cur']) {
-    const dir = path.join(maildir, sub);
-    if (!existsSync(dir)) continue;
-    for (const file of readdirSync(dir)) {
-      const text = readFileSync(path.join(dir, file), 'utf8');
-      if (text.includes(`X-Pw-Test: ${tag}`)) found.push(text);
-    }
-  }
-  return found;
-}
+/** Copies of the message tagged `tag` in alice's Maildir. */
+const delivered = (tag: string): string[] => h().maildirMessages('alice').filter(tagged(tag));
 
-async function waitDelivered(tag: string, count = 1, timeoutMs = 15_000): Promise<string[]> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = delivered(tag);
-    if (found.length >= count || Date.now() > deadline) return found;
-    await sleep(100);
-  }
-}
+/** Copies of the message tagged `tag` in alice's Maildir, waiting (bounded) until there are `count`. */
+const waitDelivered = (tag: string, count = 1, timeoutMs = 15_000): Promise<string[]> =>
+  h().waitForMessages('alice', tagged(tag), count, timeoutMs);
 
 async function flushQueue(): Promise<void> {
   await run('postqueue', ['-c', h().postfixConfDir, '-f']);
@@ -314,24 +297,14 @@ describe('viruses', () => {
   });
 });
 
-/** The notice about quarantine entry `id` in alice's Maildir. */
+/** The notice about quarantine entry `id` in alice's Maildir, quoted-printable soft line breaks joined. */
 async function waitForNotice(id: string): Promise<string> {
-  const deadline = Date.now() + 10_000;
-  const maildir = path.join(h().dir, 'mail', 'example.test', 'alice', 'Maildir');
-  for (;;) {
-    for (const sub of ['new', 'cur']) {
-      const dir = path.join(maildir, sub);
-      if (!existsSync(dir)) continue;
-      for (const file of readdirSync(dir)) {
-        const text = readFileSync(path.join(dir, file), 'utf8');
-        // quoted-printable: soft line breaks joined
-        if (text.toLowerCase().includes(`x-postwarden-quarantine-id: ${id}`))
-          return text.replace(/=\r?\n/g, '');
-      }
-    }
-    if (Date.now() > deadline) assert.fail(`no notice for ${id}`);
-    await sleep(100);
-  }
+  const notice = await h().waitForMessage(
+    'alice',
+    (text) => text.toLowerCase().includes(`x-postwarden-quarantine-id: ${id}`),
+    10_000,
+  );
+  return notice.replace(/=\r?\n/g, '');
 }
 
 describe('no mail is lost', () => {

@@ -9,25 +9,20 @@
  * Ports 20260 (policy) and 20263 (http): no other test file uses them. The tests run in order and share state.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { PolicyClient } from '../../src/policy/client.js';
 import { openStore } from '../../src/store/index.js';
+import { BIN, Postwarden, sleep } from '../harness/postwarden.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const BIN = path.join(ROOT, 'dist/src/cli/main.js');
 const POLICY = '127.0.0.1:20260';
 const work = mkdtempSync(path.join(os.tmpdir(), 'pw-greylist-cli-'));
-const configFile = path.join(work, 'postwarden.yml');
 const stateFile = path.join(work, 'state.db');
-const logFile = path.join(work, 'serve.log');
 const AWL_AFTER = 3;
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const server = new Postwarden('serve', work, '127.0.0.1:20263', POLICY);
+const configFile = server.configFile;
 
 function run(...args: string[]) {
   return spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 20_000 });
@@ -86,11 +81,8 @@ function listed(...filter: string[]): string[] {
     .sort();
 }
 
-let server: ChildProcess | undefined;
-
 before(async () => {
-  writeFileSync(
-    configFile,
+  await server.start(
     `hostname: mx.example.org
 local_domains: [example.org]
 local_networks: [127.0.0.1/32]
@@ -102,23 +94,9 @@ policy:
   listen: ${POLICY}
   greylist: { delay_s: 1, retry_window_s: 600, max_age_s: 3600, awl_after: ${AWL_AFTER} }
 http:
-  listen: 127.0.0.1:20263
+  listen: ${server.http}
 `,
   );
-  const out = openSync(logFile, 'a');
-  server = spawn(process.execPath, [BIN, 'serve', '--config', configFile], { stdio: ['ignore', out, out] });
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      (await PolicyClient.connect(POLICY, 500)).close();
-      break;
-    } catch {
-      if (Date.now() > deadline || server.exitCode !== null) {
-        throw new Error(`serve did not start: ${readFileSync(logFile, 'utf8')}`);
-      }
-      await sleep(100);
-    }
-  }
   // Four waiting triplets, then one of them passes after the delay (and counts one AWL pass for its network).
   assert.match(query('198.51.100.7', 'Bob+news@remote.test', 'Alice@example.org'), /^DEFER_IF_PERMIT /);
   assert.match(query('198.51.100.8', 'carol@other.test', 'alice@example.org'), /^DEFER_IF_PERMIT /);
@@ -129,14 +107,7 @@ http:
 });
 
 after(async () => {
-  const child = server;
-  if (child && child.exitCode === null && child.signalCode === null) {
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
-  }
+  await server.stop();
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -280,18 +251,10 @@ test('allow whitelists a network at once: a new triplet from it passes with GREY
   );
 
   assert.equal(query('192.0.2.55', 'new@fresh.test', 'alice@example.org'), 'DUNNO');
-  const deadline = Date.now() + 3000;
-  let decision: { verdicts?: { symbol: string }[] } | undefined;
-  while (!decision && Date.now() < deadline) {
-    decision = readFileSync(logFile, 'utf8')
-      .split('\n')
-      .filter((line) => line.includes('"policy.decision"') && line.includes('new@fresh.test'))
-      .map((line) => JSON.parse(line) as { verdicts?: { symbol: string }[] })[0];
-    if (!decision) await sleep(50);
-  }
+  const [decision] = await server.decisionsFor('new@fresh.test', 1, { timeoutMs: 3000 });
   assert.ok(decision, 'no decision line for the allowed network');
   assert.ok(
-    decision.verdicts?.some((v) => v.symbol === 'GREYLIST_AWL'),
+    decision.verdicts.some((v) => v.symbol === 'GREYLIST_AWL'),
     JSON.stringify(decision),
   );
 

@@ -17,61 +17,23 @@
  * empties Redis) comes last.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { PolicyClient } from '../../src/policy/client.js';
 import { type Harness, type SwaksResult, startHarness } from '../harness/harness.js';
+import { type DecisionLine, Postwarden, sleep } from '../harness/postwarden.js';
 import { type RedisServer, startRedis } from '../harness/redis.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const BIN = path.join(ROOT, 'dist/src/cli/main.js');
 const DELAY_S = 2;
 const PREFIX = 'postwarden:'; // store.key_prefix's default
 
 const work = mkdtempSync(path.join(os.tmpdir(), 'pw-grey-it-'));
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-interface Verdict {
-  check: string;
-  symbol: string;
-  reason: string;
-}
-
-interface DecisionLine {
-  event?: string;
-  client?: string;
-  sender?: string;
-  recipient?: string;
-  action: string;
-  verdicts: Verdict[];
-  failures?: { check: string; code: string; reason: string }[];
-  on_error?: boolean;
-}
-
-/** One postwarden instance: its config, its own log file, its ChildProcess. */
-class Instance {
-  readonly logFile: string;
-  readonly configFile: string;
-  child: ChildProcess | undefined;
-
-  constructor(
-    readonly name: string,
-    readonly policy: string,
-    readonly http: string,
-  ) {
-    this.logFile = path.join(work, `postwarden-${name}.log`);
-    this.configFile = path.join(work, `postwarden-${name}.yml`);
-  }
-
-  async start(redisUrl: string): Promise<void> {
-    writeFileSync(
-      this.configFile,
-      `hostname: mx.example.test
+/** Starts `i` on the shared Redis at `redisUrl`, with tiny greylisting delays. */
+function start(i: Postwarden, redisUrl: string): Promise<void> {
+  return i.start(
+    `hostname: mx.example.test
 local_domains: [example.test]
 local_networks: [127.0.0.1/32]
 store:
@@ -81,7 +43,7 @@ policy:
   # The DNS checks have their own test: test/integration/dns-postfix.test.ts
   spf: { mode: off }
   dns_sanity: { mode: off }
-  listen: ${this.policy}
+  listen: ${i.policy}
   greylist:
     delay_s: ${DELAY_S}
     retry_window_s: 600
@@ -89,92 +51,17 @@ policy:
     awl_after: 1
     allow: [partner.test]
 http:
-  listen: ${this.http}
+  listen: ${i.http}
 `,
-    );
-    const out = openSync(this.logFile, 'a');
-    this.child = spawn(process.execPath, [BIN, 'serve', '--config', this.configFile], {
-      stdio: ['ignore', out, out],
-    });
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      try {
-        const client = await PolicyClient.connect(this.policy, 500);
-        client.close();
-        return;
-      } catch {
-        if (Date.now() > deadline || this.child.exitCode !== null)
-          throw new Error(`postwarden ${this.name} did not start: ${this.log()}`);
-        await sleep(100);
-      }
-    }
-  }
-
-  async stop(): Promise<void> {
-    const child = this.child;
-    this.child = undefined;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
-  }
-
-  log(): string {
-    return readFileSync(this.logFile, 'utf8');
-  }
-
-  /** Every JSON line of the log (a line still being written is skipped). */
-  lines(): Record<string, unknown>[] {
-    const out: Record<string, unknown>[] = [];
-    for (const line of this.log().split('\n')) {
-      if (!line.startsWith('{')) continue;
-      try {
-        out.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        // partial last line
-      }
-    }
-    return out;
-  }
-
-  decisions(): DecisionLine[] {
-    return this.lines().filter((l) => l['event'] === 'policy.decision') as unknown as DecisionLine[];
-  }
-
-  /** The decision lines for one sender, waiting (bounded) until there are at least `count`. */
-  async decisionsFor(sender: string, count: number): Promise<DecisionLine[]> {
-    const deadline = Date.now() + 3000;
-    for (;;) {
-      const found = this.decisions().filter((l) => l.sender === sender && l.recipient !== undefined);
-      if (found.length >= count || Date.now() > deadline) return found;
-      await sleep(50);
-    }
-  }
-
-  async readyz(): Promise<{ status: number; body: { checks: { name: string; ready: boolean }[] } }> {
-    const r = await fetch(`http://${this.http}/readyz`);
-    return { status: r.status, body: (await r.json()) as { checks: { name: string; ready: boolean }[] } };
-  }
-
-  /** Polls /readyz until it answers `status` (bounded). */
-  async waitReady(status: 200 | 503, timeoutMs = 5000): Promise<Awaited<ReturnType<Instance['readyz']>>> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const r = await this.readyz();
-      if (r.status === status) return r;
-      if (Date.now() > deadline)
-        assert.fail(
-          `${this.name}: /readyz still ${r.status} after ${timeoutMs} ms: ${JSON.stringify(r.body)}`,
-        );
-      await sleep(50);
-    }
-  }
+  );
 }
 
-const A = new Instance('a', '127.0.0.1:20060', '127.0.0.1:20063');
-const B = new Instance('b', '127.0.0.1:20070', '127.0.0.1:20073');
+const A = new Postwarden('a', work, '127.0.0.1:20063', '127.0.0.1:20060');
+const B = new Postwarden('b', work, '127.0.0.1:20073', '127.0.0.1:20070');
+
+/** Polls the instance's /readyz until it answers `status` (bounded). */
+const readyzStatus = (i: Postwarden, status: 200 | 503) =>
+  i.readyzUntil(String(status), (r) => r.status === status);
 
 let harness: Harness | undefined;
 let redis: RedisServer | undefined;
@@ -248,7 +135,7 @@ async function sleepUntil(since: number, ms: number): Promise<void> {
 
 before(async () => {
   redis = await startRedis();
-  await Promise.all([A.start(redis.url), B.start(redis.url)]);
+  await Promise.all([start(A, redis.url), start(B, redis.url)]);
   harness = await startHarness({
     policy: `inet:${A.policy}`,
     extraMainCf: ['inet_protocols = all'],
@@ -397,7 +284,7 @@ test('Redis restart: both instances keep answering (fail open, PW-S001, /readyz 
 
   await r().stop();
   for (const i of [A, B]) {
-    const ready = await i.waitReady(503);
+    const ready = await readyzStatus(i, 503);
     assert.deepEqual(
       ready.body.checks.filter((c) => !c.ready).map((c) => c.name),
       ['store redis'],
@@ -405,7 +292,7 @@ test('Redis restart: both instances keep answering (fail open, PW-S001, /readyz 
     );
   }
 
-  const down = async (i: Instance, from: string) => {
+  const down = async (i: Postwarden, from: string) => {
     const result = await send('127.0.6.30', from, to);
     await assertDelivered(result, to);
     const [line] = await i.decisionsFor(from, 1);
@@ -416,7 +303,7 @@ test('Redis restart: both instances keep answering (fail open, PW-S001, /readyz 
       [['greylist', 'PW-S001']],
     );
   };
-  const again = async (i: Instance, client: string, from: string) => {
+  const again = async (i: Postwarden, client: string, from: string) => {
     assert.equal(assertGreylisted(await send(client, from, to), to), DELAY_S);
     const [line] = await i.decisionsFor(from, 1);
     assert.deepEqual(
@@ -431,7 +318,7 @@ test('Redis restart: both instances keep answering (fail open, PW-S001, /readyz 
   try {
     await down(B, 'down-b@remote.test');
     await r().start();
-    await Promise.all([A.waitReady(200), B.waitReady(200)]);
+    await Promise.all([readyzStatus(A, 200), readyzStatus(B, 200)]);
     await again(B, '127.0.7.30', 'back-b@remote.test');
   } finally {
     await usePolicy(A.policy);
@@ -442,6 +329,6 @@ test('Redis restart: both instances keep answering (fail open, PW-S001, /readyz 
     const codes = i.lines().map((l) => l['code']);
     assert.ok(codes.includes('PW-S010'), `${i.name}: the outage is logged (PW-S010)`);
     assert.ok(codes.includes('PW-S011'), `${i.name}: the recovery is logged (PW-S011)`);
-    assert.equal(i.child?.exitCode, null, `${i.name} kept running`);
+    assert.ok(i.running, `${i.name} kept running`);
   }
 });

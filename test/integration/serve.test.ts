@@ -4,24 +4,22 @@
  * use, and a clean stop on SIGTERM.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { PolicyClient } from '../../src/policy/client.js';
+import { BIN, Postwarden } from '../harness/postwarden.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const BIN = path.join(ROOT, 'dist/src/cli/main.js');
 const work = mkdtempSync(path.join(os.tmpdir(), 'pw-serve-'));
 const POLICY = '127.0.0.1:20160';
-const HTTP = 'http://127.0.0.1:20163';
+const server = new Postwarden('serve', work, '127.0.0.1:20163', POLICY);
+const HTTP = `http://${server.http}`;
 const SOCKET = path.join(work, 'policy.sock');
 const blockFile = path.join(work, 'block-clients');
-const configFile = path.join(work, 'postwarden.yml');
-const logFile = path.join(work, 'serve.log');
+const configFile = server.configFile;
 
 function run(...args: string[]) {
   return spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 20_000 });
@@ -53,12 +51,9 @@ async function until(what: string, condition: () => Promise<boolean>, timeoutMs 
   }
 }
 
-let server: ChildProcess | undefined;
-
 before(async () => {
   writeFileSync(blockFile, '# clients we refuse\n198.51.100.1\n');
-  writeFileSync(
-    configFile,
+  await server.start(
     `local_domains: [example.org]
 policy:
   # The DNS checks have their own test: test/integration/dns-postfix.test.ts
@@ -70,23 +65,13 @@ policy:
     block:
       client: file:block-clients
 http:
-  listen: 127.0.0.1:20163
+  listen: ${server.http}
 `,
   );
-  const out = openSync(logFile, 'a');
-  server = spawn(process.execPath, [BIN, 'serve', '--config', configFile], { stdio: ['ignore', out, out] });
-  await until('the policy port', async () => {
-    try {
-      await query('192.0.2.1');
-      return true;
-    } catch {
-      return false;
-    }
-  });
 });
 
-after(() => {
-  server?.kill('SIGKILL');
+after(async () => {
+  await server.kill();
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -194,7 +179,7 @@ test('a map file replaced on disk is reloaded without a restart and without drop
 
 test('a map file that disappears: the last good content keeps serving, /readyz says why, and it recovers', async () => {
   rmSync(blockFile);
-  server?.kill('SIGHUP');
+  server.signal('SIGHUP');
   await until('readyz to turn 503', async () => (await fetch(`${HTTP}/readyz`)).status === 503);
   const body = (await (await fetch(`${HTTP}/readyz`)).json()) as {
     checks: { name: string; ready: boolean; reason?: string }[];
@@ -203,9 +188,9 @@ test('a map file that disappears: the last good content keeps serving, /readyz s
   assert.equal(map?.ready, false);
   assert.match(map?.reason ?? '', /ENOENT|no such file/i);
   assert.equal(await query('198.51.100.2'), '554 5.7.1 Access denied', 'last good content still serves');
-  assert.match(readFileSync(logFile, 'utf8'), /"code":"PW-M011"/);
+  assert.match(server.log(), /"code":"PW-M011"/);
   writeFileSync(blockFile, '198.51.100.3\n');
-  server?.kill('SIGHUP');
+  server.signal('SIGHUP');
   await until('readyz to recover', async () => (await fetch(`${HTTP}/readyz`)).status === 200);
   assert.equal(await query('198.51.100.3'), '554 5.7.1 Access denied');
 });
@@ -218,10 +203,8 @@ test('a second serve on the same ports exits 69 (PW-C003) and leaves the first o
 });
 
 test('SIGTERM stops serve cleanly with exit 0', async () => {
-  const child = server!;
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  child.kill('SIGTERM');
-  assert.equal(await exited, 0);
+  const exit = await server.stop();
+  assert.equal(exit?.code, 0, JSON.stringify(exit));
   await new Promise<void>((resolve) => {
     const probe = net.connect(20160, '127.0.0.1');
     probe.on('error', () => resolve());

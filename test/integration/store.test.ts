@@ -14,6 +14,7 @@ import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { Redis } from 'ioredis';
 import {
+  MAX_BATCH,
   MAX_SCAN_LIMIT,
   StoreBadValue,
   StoreUnavailable,
@@ -95,6 +96,15 @@ function everyOperation(store: Store, key: string): [string, () => Promise<unkno
     ['compareAndSet', () => store.compareAndSet(key, 'v', 'w', 10)],
     ['compareAndSet absent', () => store.compareAndSet(key, undefined, 'w')],
     ['increment', () => store.increment(`${key}:n`, 1, 10)],
+    ['getMany', () => store.getMany([key, `${key}:n`, `${key}:m`])],
+    [
+      'incrementMany',
+      () =>
+        store.incrementMany([
+          { key: `${key}:n`, by: 1, ttlS: 10 },
+          { key: `${key}:m`, by: 2 },
+        ]),
+    ],
     ['delete', () => store.delete(key)],
     ['expire', () => store.expire(key, 10)],
     ['scan', () => store.scan(key, 10)],
@@ -446,6 +456,258 @@ function storeCases(backend: Backend): void {
     assert.equal(await a.get(k), '100', `no update lost (${retries} retries)`);
   });
 
+  test('getMany: values in the order asked; absent, expired and repeated keys are undefined', async () => {
+    const s = await open();
+    const ns = freshNs();
+    const ttl = backend.shortTtlS;
+    // Keys with odd characters, a lone surrogate (a token cut inside an emoji) and an empty value among them.
+    const odd = ['bayes:日本語:😀', 'bayes:cut:\ud83d', 'key with spaces\nand\ttabs', 'x*y?[z]'];
+    await s.set(`${ns}a`, 'A');
+    await s.set(`${ns}short`, 'S', ttl);
+    await s.set(`${ns}empty`, '');
+    for (const [i, k] of odd.entries()) await s.set(ns + k, `odd${i}`);
+    const keys = [`${ns}short`, `${ns}missing`, `${ns}a`, `${ns}empty`, `${ns}a`, ...odd.map((k) => ns + k)];
+    const live = ['S', undefined, 'A', '', 'A', 'odd0', 'odd1', 'odd2', 'odd3'];
+    assert.deepEqual(await s.getMany(keys), live);
+    assert.deepEqual(await s.getMany(keys), await Promise.all(keys.map((k) => s.get(k))), 'as get would');
+    assert.deepEqual(await s.getMany([]), []);
+    assert.deepEqual(await s.getMany([`${ns}missing`]), [undefined]);
+    await backend.pass(ttl);
+    assert.deepEqual(
+      await s.getMany(keys),
+      [undefined, ...live.slice(1)],
+      'an expired key is absent at once',
+    );
+  });
+
+  test('incrementMany: new and existing counters in order; a repeated key sees the earlier deltas', async () => {
+    const s = await open();
+    const ns = freshNs();
+    await s.set(`${ns}forever`, '10');
+    await s.set(`${ns}expiring`, '-3', 100);
+    const before = (await s.getEntry(`${ns}expiring`))?.expiresAt as number;
+    const results = await s.incrementMany([
+      { key: `${ns}forever`, by: 5, ttlS: 10 },
+      { key: `${ns}expiring`, by: 3, ttlS: 10 },
+      { key: `${ns}new:ttl`, by: 7, ttlS: 10 },
+      { key: `${ns}new:plain`, by: -2 },
+      { key: `${ns}new:zero`, by: 0 },
+      { key: `${ns}rep`, by: 1, ttlS: 20 },
+      { key: `${ns}rep`, by: 2 },
+      { key: `${ns}rep`, by: -10, ttlS: 5 },
+    ]);
+    assert.deepEqual(results, [15, 0, 7, -2, 0, 1, 3, -7]);
+    assert.deepEqual(
+      await s.getMany(['forever', 'expiring', 'new:ttl', 'new:plain', 'new:zero', 'rep'].map((k) => ns + k)),
+      ['15', '0', '7', '-2', '0', '-7'],
+      'stored as decimal strings',
+    );
+    const expiry = async (k: string) => (await s.getEntry(ns + k))?.expiresAt;
+    assert.equal(await expiry('forever'), undefined, 'an existing counter without expiry keeps none');
+    const kept = await expiry('expiring');
+    assert.ok(
+      kept !== undefined && Math.abs(kept - before) <= backend.slackMs,
+      'an existing counter keeps its own',
+    );
+    const fresh = await expiry('new:ttl');
+    assert.ok(
+      fresh !== undefined && Math.abs(fresh - (backend.now() + 10_000)) <= backend.slackMs,
+      'new: the ttl',
+    );
+    assert.equal(await expiry('new:plain'), undefined, 'new without a ttl: no expiry');
+    const rep = await expiry('rep');
+    assert.ok(
+      rep !== undefined && Math.abs(rep - (backend.now() + 20_000)) <= backend.slackMs,
+      'the first ttl',
+    );
+    assert.deepEqual(await s.incrementMany([]), []);
+    assert.equal(await s.increment(`${ns}new:ttl`, 1), 8, 'increment and incrementMany share counters');
+  });
+
+  test('incrementMany: expired counters start again at 0; touch gives a sliding expiry', async () => {
+    const s = await open();
+    const ns = freshNs();
+    const ttl = backend.shortTtlS;
+    assert.deepEqual(
+      await s.incrementMany([
+        { key: `${ns}kept`, by: 1, ttlS: ttl },
+        { key: `${ns}touched`, by: 1, ttlS: ttl },
+        { key: `${ns}gone`, by: 1, ttlS: ttl },
+      ]),
+      [1, 1, 1],
+    );
+    await backend.pass(ttl / 2);
+    assert.deepEqual(
+      await s.incrementMany([
+        { key: `${ns}kept`, by: 1, ttlS: ttl },
+        { key: `${ns}touched`, by: 1, ttlS: ttl, touch: true },
+      ]),
+      [2, 2],
+    );
+    await backend.pass(ttl / 2);
+    assert.deepEqual(
+      await s.getMany([`${ns}kept`, `${ns}touched`, `${ns}gone`]),
+      [undefined, '2', undefined],
+      'without touch a counter keeps its first expiry; touch restarted it',
+    );
+    assert.deepEqual(
+      await s.incrementMany([
+        { key: `${ns}gone`, by: 5 },
+        { key: `${ns}kept`, by: 5, ttlS: ttl },
+      ]),
+      [5, 5],
+      'expired counters start again at 0',
+    );
+    assert.equal((await s.getEntry(`${ns}gone`))?.expiresAt, undefined, 'restarted without a ttl: no expiry');
+    await backend.pass(ttl / 2);
+    assert.equal(await s.get(`${ns}touched`), undefined, 'the touched counter expires ttl after its touch');
+  });
+
+  test('incrementMany is all or nothing: a bad value or an overflow anywhere changes no counter', async () => {
+    const s = await open();
+    const ns = freshNs();
+    await s.set(`${ns}a`, '1');
+    await s.set(`${ns}text`, 'abc');
+    await s.set(`${ns}max`, String(Number.MAX_SAFE_INTEGER));
+    await s.set(`${ns}min`, String(-Number.MAX_SAFE_INTEGER));
+    const keys = ['a', 'text', 'max', 'min', 'new', 'new2'].map((k) => ns + k);
+    const before = ['1', 'abc', String(Number.MAX_SAFE_INTEGER), String(-Number.MAX_SAFE_INTEGER)];
+    const untouched = async () => assert.deepEqual(await s.getMany(keys), [...before, undefined, undefined]);
+    const badValue = (key: string) => (e: unknown) => {
+      assert.ok(e instanceof StoreBadValue, String(e));
+      assert.equal(e.code, 'PW-S002');
+      assert.equal(e.operation, 'incrementMany');
+      assert.equal(e.key, key, e.message);
+      return true;
+    };
+    const cases: [string, { key: string; by: number; ttlS?: number }[]][] = [
+      [
+        `${ns}text`,
+        [
+          { key: `${ns}a`, by: 1 },
+          { key: `${ns}new`, by: 1, ttlS: 100 },
+          { key: `${ns}text`, by: 1 },
+          { key: `${ns}new2`, by: 1 },
+        ],
+      ],
+      [
+        `${ns}max`,
+        [
+          { key: `${ns}a`, by: 1 },
+          { key: `${ns}max`, by: 1 },
+        ],
+      ],
+      [
+        `${ns}new`,
+        [
+          { key: `${ns}new`, by: 2 ** 52 },
+          { key: `${ns}a`, by: 1 },
+          { key: `${ns}new`, by: 2 ** 52 },
+        ],
+      ],
+      [
+        `${ns}min`,
+        [
+          { key: `${ns}new2`, by: 1 },
+          { key: `${ns}min`, by: -1 },
+        ],
+      ],
+    ];
+    for (const [key, deltas] of cases) {
+      await assert.rejects(s.incrementMany(deltas), badValue(key));
+      await untouched();
+    }
+    assert.equal(s.health().healthy, true, 'a bad value is not an outage');
+  });
+
+  test('batch arguments that are programming errors reject with RangeError before anything is written', async () => {
+    const s = await open();
+    const ns = freshNs();
+    const many = Array.from({ length: MAX_BATCH + 1 }, (_, i) => `${ns}${i}`);
+    await assert.rejects(s.getMany(many), /getMany takes at most 10000 keys/);
+    await assert.rejects(
+      s.incrementMany(many.map((key) => ({ key, by: 1 }))),
+      (e: unknown) => e instanceof RangeError && /incrementMany takes at most 10000/.test(e.message),
+    );
+    assert.equal((await s.getMany(many.slice(0, MAX_BATCH))).length, MAX_BATCH, 'MAX_BATCH is allowed');
+    const first = { key: `${ns}first`, by: 1 };
+    for (const bad of [
+      { key: `${ns}x`, by: 1.5 },
+      { key: `${ns}x`, by: Number.MAX_SAFE_INTEGER + 1 },
+      { key: `${ns}x`, by: 1, ttlS: 0 },
+      { key: `${ns}x`, by: 1, ttlS: Number.NaN },
+      { key: `${ns}x`, by: 1, touch: true },
+    ]) {
+      await assert.rejects(s.incrementMany([first, bad]), RangeError, JSON.stringify(bad));
+    }
+    assert.deepEqual(
+      await s.getMany([`${ns}first`, `${ns}x`]),
+      [undefined, undefined],
+      'nothing was written',
+    );
+  });
+
+  test('large batches: 5000 counters in one incrementMany, read back in one getMany', async (t) => {
+    const s = await open();
+    const ns = freshNs();
+    const keys = Array.from({ length: 5000 }, (_, i) => `${ns}bayes:tok${i}`);
+    let started = performance.now();
+    const created = await s.incrementMany(keys.map((key, i) => ({ key, by: i + 1, ttlS: 100 })));
+    const createMs = performance.now() - started;
+    assert.deepEqual(
+      created,
+      keys.map((_, i) => i + 1),
+    );
+    started = performance.now();
+    const added = await s.incrementMany(keys.map((key) => ({ key, by: -1, ttlS: 100 })));
+    const addMs = performance.now() - started;
+    assert.deepEqual(
+      added,
+      keys.map((_, i) => i),
+    );
+    // 10 000 keys: each counter followed by an absent key.
+    const asked = keys.flatMap((key) => [key, `${key}:absent`]);
+    started = performance.now();
+    const values = await s.getMany(asked);
+    const getMs = performance.now() - started;
+    assert.deepEqual(
+      values,
+      keys.flatMap((_, i) => [String(i), undefined]),
+    );
+    assert.equal(await s.get(keys[4321] as string), '4321');
+    t.diagnostic(
+      `${backend.driver}: incrementMany 5000 new ${createMs.toFixed(1)} ms, 5000 existing ${addMs.toFixed(1)} ms; ` +
+        `getMany 10000 ${getMs.toFixed(1)} ms`,
+    );
+  });
+
+  test('atomic under concurrency: concurrent incrementMany on overlapping keys on two instances', async () => {
+    const a = await open();
+    const b = await open();
+    const ns = freshNs();
+    // 40 batches, each adding 1 to 200 shared counters and 1 to 100 counters shared by half of the batches.
+    const shared = Array.from({ length: 200 }, (_, i) => `${ns}shared:${i}`);
+    const half = (parity: number) => Array.from({ length: 100 }, (_, i) => `${ns}half${parity}:${i}`);
+    const results = await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        (i % 2 === 0 ? a : b).incrementMany(
+          [...shared, ...half(i % 2)].map((key) => ({ key, by: 1, ttlS: 100 })),
+        ),
+      ),
+    );
+    for (const result of results) {
+      // All or nothing, also as others see it: a batch's shared counters all moved together.
+      assert.equal(new Set(result.slice(0, 200)).size, 1, 'one batch saw one count on every shared counter');
+    }
+    assert.deepEqual(
+      results.map((r) => r[0]).sort((x, y) => (x as number) - (y as number)),
+      Array.from({ length: 40 }, (_, i) => i + 1),
+      'every batch saw a distinct count',
+    );
+    assert.deepEqual(new Set(await a.getMany(shared)), new Set(['40']));
+    assert.deepEqual(new Set(await b.getMany([...half(0), ...half(1)])), new Set(['20']));
+  });
+
   test('health and ping', async () => {
     const s = await open();
     assert.equal(s.driver, backend.driver);
@@ -538,6 +800,7 @@ describe('sqlite', () => {
     const s = await openStore({ driver: 'sqlite', path: fullFile, maxBytes: 64 * 1024 }, (e) =>
       events.push(e),
     );
+    assert.equal(await s.increment('rate:before', 1), 1);
     // Fill it: big values until one fails, then ever smaller ones, until not even a small one fits.
     const written: string[] = [];
     let error: StoreUnavailable | undefined;
@@ -560,9 +823,20 @@ describe('sqlite', () => {
     const longKey = `rate:${'n'.repeat(100)}`;
     await unavailable('increment when full', () => s.increment(longKey, 1), 1000, /SQLITE_FULL/);
     await unavailable('setIfAbsent when full', () => s.setIfAbsent(longKey, 'v'), 1000, /SQLITE_FULL/);
+    // A batch whose first delta fits (an update in place) and whose new counters do not: all rolled back.
+    const batch = [
+      { key: 'rate:before', by: 1 },
+      ...Array.from({ length: 200 }, (_, i) => ({ key: `${longKey}${i}`, by: 1 })),
+    ];
+    await unavailable('incrementMany when full', () => s.incrementMany(batch), 1000, /SQLITE_FULL/);
     assert.equal(s.health().healthy, false);
     assert.match(s.health().reason ?? '', /SQLITE_FULL/);
     assert.equal(await s.get(written[0] as string), 'z'.repeat(8192), 'reads still work');
+    assert.deepEqual(
+      await s.getMany(['rate:before', `${longKey}0`]),
+      ['1', undefined],
+      'nothing of the batch',
+    );
     for (const k of written) assert.equal(await s.delete(k), true);
     await s.set('after', 'ok');
     assert.equal(await s.get('after'), 'ok');
@@ -588,7 +862,18 @@ describe('sqlite', () => {
     assert.ok(waited >= 80, `waited ${waited.toFixed(0)} ms for the lock (busy_timeout 100)`);
     await unavailable('increment while locked', () => s.increment('n', 1), 1000, /SQLITE_BUSY/);
     await unavailable('CAS while locked', () => s.compareAndSet('k', 'before', 'x'), 1000, /SQLITE_BUSY/);
+    await unavailable(
+      'incrementMany while locked',
+      () =>
+        s.incrementMany([
+          { key: 'n', by: 1 },
+          { key: 'm', by: 1 },
+        ]),
+      1000,
+      /SQLITE_BUSY/,
+    );
     assert.equal(await s.get('k'), 'before', 'WAL: readers are not blocked by a writer');
+    assert.deepEqual(await s.getMany(['k', 'other', 'n']), ['before', undefined, undefined], 'getMany too');
     other.exec('COMMIT');
     other.close();
     await s.set('k', 'after');
@@ -648,6 +933,43 @@ describe('sqlite', () => {
     assert.equal(await main.get('rate:shared'), '800');
     await main.close();
   });
+
+  test('two threads incrementMany overlapping counters of one file: exact sums, each batch all at once', async () => {
+    const sharedFile = path.join(tmp, 'threads-many', 'state.db');
+    const main = await openStore({ driver: 'sqlite', path: sharedFile });
+    await main.ping();
+    const module = new URL('../../src/store/sqlite.js', import.meta.url).href;
+    // Each worker adds 1 to 300 counters per batch: 200 shared by both, 100 of its own.
+    const code = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      import(workerData.module).then(async ({ SqliteStore }) => {
+        const store = new SqliteStore({ path: workerData.file, timeoutMs: 5000 });
+        const keys = [];
+        for (let i = 0; i < 200; i++) keys.push('bayes:shared:' + i);
+        for (let i = 0; i < 100; i++) keys.push('bayes:' + workerData.name + ':' + i);
+        let torn = 0;
+        for (let i = 0; i < workerData.count; i++) {
+          const values = await store.incrementMany(keys.map((key) => ({ key, by: 1, ttlS: 3600 })));
+          if (new Set(values.slice(0, 200)).size !== 1) torn += 1;
+        }
+        await store.close();
+        parentPort.postMessage(torn === 0 ? 'done' : torn + ' torn batches');
+      }).catch((e) => parentPort.postMessage('error: ' + e.message));`;
+    const run = (name: string) =>
+      new Promise<string>((resolve, reject) => {
+        const worker = new Worker(code, {
+          eval: true,
+          workerData: { module, file: sharedFile, count: 100, name },
+        });
+        worker.once('message', resolve);
+        worker.once('error', reject);
+      });
+    assert.deepEqual(await Promise.all([run('one'), run('two')]), ['done', 'done']);
+    const shared = Array.from({ length: 200 }, (_, i) => `bayes:shared:${i}`);
+    assert.deepEqual(new Set(await main.getMany(shared)), new Set(['200']));
+    assert.deepEqual(new Set(await main.getMany(['bayes:one:0', 'bayes:two:99'])), new Set(['100']));
+    await main.close();
+  });
 });
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -702,11 +1024,41 @@ describe('redis', () => {
       );
       assert.equal(await raw.get('siteA:grey:k'), 'A');
       assert.equal(await raw.get('siteB:n'), '7');
+      assert.deepEqual(await b.getMany(['n', 'grey:k', 'absent']), ['7', 'B', undefined]);
+      assert.deepEqual(await a.getMany(['n', 'grey:k']), [undefined, 'A']);
+      assert.deepEqual(
+        await a.incrementMany([
+          { key: 'n', by: 1 },
+          { key: 'm', by: 2, ttlS: 100 },
+        ]),
+        [1, 2],
+      );
+      assert.deepEqual(await raw.mget('siteA:n', 'siteA:m', 'siteB:n', 'n', 'm'), [
+        '1',
+        '2',
+        '7',
+        null,
+        null,
+      ]);
+      assert.ok((await raw.pttl('siteA:m')) > 0, 'the ttl is on the prefixed key');
       await raw.lpush('siteA:list', 'x');
       await assert.rejects(a.increment('list', 1), { code: 'PW-S002' });
+      await assert.rejects(
+        a.incrementMany([
+          { key: 'n', by: 1 },
+          { key: 'list', by: 1 },
+        ]),
+        (e: unknown) => e instanceof StoreBadValue && e.key === 'list' && /WRONGTYPE/.test(e.reason),
+      );
+      assert.equal(await raw.get('siteA:n'), '1', 'a key of another type: nothing of the batch written');
+      assert.deepEqual(
+        await a.getMany(['list', 'n']),
+        [undefined, '1'],
+        'getMany: another type reads as absent',
+      );
       assert.deepEqual(
         (await a.scan('', 100)).map((e) => e.key),
-        ['grey:k'],
+        ['grey:k', 'm', 'n'],
         'a key of another type is skipped',
       );
     } finally {
@@ -731,6 +1083,19 @@ describe('redis', () => {
           timings.push(performance.now() - started);
         }
       }
+      // Batches of Bayes size fail as fast.
+      const tokens = Array.from({ length: 2000 }, (_, i) => `bayes:t${i}`);
+      for (const [name, operation] of [
+        ['getMany of 2000 keys', () => a.getMany(tokens)],
+        [
+          'incrementMany of 2000 keys',
+          () => a.incrementMany(tokens.map((key) => ({ key, by: 1, ttlS: 10 }))),
+        ],
+      ] as const) {
+        const started = performance.now();
+        await unavailable(`${name} while Redis is stopped`, operation, 1000);
+        timings.push(performance.now() - started);
+      }
       assert.ok(Math.max(...timings) < 250, `slowest failure ${Math.max(...timings).toFixed(0)} ms`);
       const health = a.health();
       assert.equal(health.healthy, false);
@@ -746,7 +1111,15 @@ describe('redis', () => {
       assert.equal(await a.get('grey:before'), undefined);
       assert.equal(await a.increment('n', 2, 10), 2);
       assert.equal(await b.increment('n', 3, 10), 5);
-      assert.equal(await b.compareAndSet('n', '5', 'six'), true);
+      assert.deepEqual(
+        await b.incrementMany([
+          { key: 'n', by: 1 },
+          { key: 'c2', by: 4, ttlS: 10 },
+        ]),
+        [6, 4],
+      );
+      assert.deepEqual(await a.getMany(['n', 'c2']), ['6', '4']);
+      assert.equal(await b.compareAndSet('n', '6', 'six'), true);
       assert.equal((await a.getEntry('n'))?.value, 'six');
       assert.deepEqual(await a.scan('n', 10), [{ key: 'n', value: 'six' }]);
       assert.deepEqual(a.health(), { driver: 'redis', healthy: true });
@@ -829,6 +1202,22 @@ describe('redis', () => {
       await unavailable('increment on a replica', () => s.increment('ro:n', 1), 1000, /READONLY/);
       await answers(s, 'reconnect after READONLY');
       await unavailable(
+        'incrementMany on a replica',
+        () =>
+          s.incrementMany([
+            { key: 'ro:n', by: 1 },
+            { key: 'ro:m', by: 1, ttlS: 10 },
+          ]),
+        1000,
+        /READONLY/,
+      );
+      await answers(s, 'reconnect after READONLY');
+      assert.deepEqual(
+        await s.getMany(['seen', 'ro:n']),
+        ['from-master', undefined],
+        'getMany reads the replica',
+      );
+      await unavailable(
         'CAS on a replica',
         () => s.compareAndSet('seen', 'from-master', 'x'),
         1000,
@@ -836,7 +1225,7 @@ describe('redis', () => {
       );
       await answers(s, 'reconnect after READONLY');
       assert.equal(await s.get('seen'), 'from-master', 'reads from the replica work');
-      assert.equal(await master.get('ro:n'), undefined, 'nothing was written');
+      assert.deepEqual(await master.getMany(['ro:n', 'ro:m']), [undefined, undefined], 'nothing was written');
       assert.equal(await master.get('seen'), 'from-master');
     } finally {
       await s.close();
