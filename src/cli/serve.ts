@@ -14,6 +14,7 @@ import { PolicyServer } from '../policy/server.js';
 import type { ResolverHealth } from '../adapters/dns.js';
 import { ClamdScanner } from '../adapters/clamd.js';
 import { MailauthSpf } from '../adapters/spf.js';
+import { Locality } from '../core/locality.js';
 import { BayesModel } from '../core/spam/bayes.js';
 import type { Quarantine } from '../filter/quarantine.js';
 import { FilterServer } from '../filter/server.js';
@@ -103,7 +104,13 @@ export async function serve(argv: string[]): Promise<number> {
   ];
   let filter: ReturnType<typeof buildFilter> | undefined;
   try {
-    filter = config.filter.enabled ? buildFilter(config, baseDir, logger, metrics, store) : undefined;
+    const locality = new Locality({
+      localDomains: maps.openRef(config.local_domains, 'local_domains'),
+      localNetworks: maps.openRef(config.local_networks, 'local_networks'),
+    });
+    filter = config.filter.enabled
+      ? buildFilter(config, baseDir, logger, metrics, store, locality)
+      : undefined;
   } catch (error) {
     logger.fatal({ code: 'PW-C007', reason: (error as Error).message }, 'cannot prepare the content filter');
     await store?.close();
@@ -180,6 +187,7 @@ function buildFilter(
   logger: Logger,
   metrics: Metrics,
   store: Store | undefined,
+  locality: Locality,
 ): { server: FilterServer; quarantine: Quarantine } {
   const filterLogger = logger.child({ face: 'filter' });
   const bayes = store ? new BayesModel(store, config.filter.bayes.token_ttl_days * 86_400) : undefined;
@@ -195,6 +203,8 @@ function buildFilter(
     filterLogger,
     metrics,
     store,
+    bayes,
+    (address) => locality.isLocalAddress(address),
   );
   const swept = spool.prepare();
   if (swept > 0)

@@ -1,6 +1,7 @@
 /**
- * The notice that a message was held: to each recipient (a virus, a banned file), or to the postmaster (a mail
- * loop, which is nobody's mail), saying what was held, why, its quarantine id and how to get it released. It is
+ * The notice that a message was held: to each recipient (a virus, a banned file), to the sender instead when the
+ * sender is one of ours (outbound mail: the outside recipients are not told about our quarantine), or to the
+ * postmaster (a mail loop, which is nobody's mail), saying what was held, why, its quarantine id and how to get it released. It is
  * sent with the null sender (it must never bounce back into a loop) and `Auto-Submitted: auto-generated`, through
  * the same re-injection smtpd. A notice that cannot be sent is logged, never a reason to answer Postfix 4xx: the
  * message itself is already safe in quarantine.
@@ -17,14 +18,18 @@ export interface NoticeSettings {
   readonly instance: string;
 }
 
-export function noticeText(entry: QuarantineEntry, settings: NoticeSettings): string {
+export function noticeText(entry: QuarantineEntry, settings: NoticeSettings, outbound = false): string {
+  const opening = outbound
+    ? `A message you sent was held by the mail filter on ${settings.instance} and not delivered.`
+    : `A message for you was held by the mail filter on ${settings.instance} and not delivered.`;
   const release =
     entry.releasableBy === 'admin'
       ? `Only the postmaster can release it. If you expected this message, write to ${settings.postmaster} and quote the id above.`
       : `If you expected this message and trust its sender, ask ${settings.postmaster} to release it, quoting the id above.`;
   return [
-    `A message for you was held by the mail filter on ${settings.instance} and not delivered.`,
+    opening,
     '',
+    ...(outbound ? [`  To:              ${entry.recipients.join(', ')}`] : []),
     `  From (envelope): ${entry.sender === '' ? '<>' : entry.sender}`,
     `  Subject:         ${entry.subject ?? '(none)'}`,
     `  Received:        ${new Date(entry.time).toUTCString()}`,
@@ -38,13 +43,18 @@ export function noticeText(entry: QuarantineEntry, settings: NoticeSettings): st
   ].join('\n');
 }
 
-async function compose(entry: QuarantineEntry, to: string, settings: NoticeSettings): Promise<Buffer> {
+async function compose(
+  entry: QuarantineEntry,
+  to: string,
+  settings: NoticeSettings,
+  outbound: boolean,
+): Promise<Buffer> {
   const composer = new MailComposer({
     from: `Mail filter <MAILER-DAEMON@${settings.instance}>`,
     // A bare local part is fine in the envelope (Postfix appends $myorigin), not in a To: header.
     to: to.includes('@') ? to : `${to}@${settings.instance}`,
     subject: `Held: ${(entry.subject ?? '(no subject)').slice(0, 120)}`,
-    text: noticeText(entry, settings),
+    text: noticeText(entry, settings, outbound),
     headers: { 'Auto-Submitted': 'auto-generated', 'X-Postwarden-Quarantine-Id': entry.id },
   });
   return new Promise((resolve, reject) => {
@@ -55,15 +65,20 @@ async function compose(entry: QuarantineEntry, to: string, settings: NoticeSetti
 /** Sends the notices for a held entry; resolves with the recipients that could not be told. */
 export async function sendNotices(
   entry: QuarantineEntry,
-  audience: 'recipients' | 'postmaster',
+  audience: 'recipients' | 'postmaster' | 'sender',
   target: ReinjectTarget,
   settings: NoticeSettings,
 ): Promise<string[]> {
-  const recipients = audience === 'postmaster' ? [settings.postmaster] : [...entry.recipients];
+  const recipients =
+    audience === 'postmaster'
+      ? [settings.postmaster]
+      : audience === 'sender'
+        ? [entry.sender]
+        : [...entry.recipients];
   const failed: string[] = [];
   for (const to of recipients) {
     try {
-      const raw = await compose(entry, to, settings);
+      const raw = await compose(entry, to, settings, audience === 'sender');
       await reinject(
         target,
         { sender: '', recipients: [{ address: to }], size: raw.length },

@@ -61,6 +61,8 @@ export interface FilterDeps {
   readonly spam?: SpamThresholds;
   /** smtpd_proxy_filter mode: a hard verdict is refused (550 5.7.1) instead of held. */
   readonly beforeQueue?: boolean;
+  /** Whether an address is in local_domains (outbound mail); the notice then goes to the sender. */
+  readonly isLocalSender?: (address: string) => Promise<boolean>;
   /** Notices of held messages; absent when `filter.quarantine.notify` is off. */
   readonly notify?: NoticeSettings;
   /** This host's name, in the headers and the log. */
@@ -195,6 +197,19 @@ export class FilterService {
     });
   }
 
+  /** Who hears about a held message: outbound mail (a local sender) tells the sender, not the outside recipients. */
+  private async audience(
+    notify: 'recipients' | 'postmaster' | undefined,
+    sender: string,
+  ): Promise<'recipients' | 'postmaster' | 'sender'> {
+    if (notify === 'postmaster') return 'postmaster';
+    const local =
+      sender !== '' && this.deps.isLocalSender
+        ? await this.deps.isLocalSender(sender).catch(() => false)
+        : false;
+    return local ? 'sender' : 'recipients';
+  }
+
   private async process(
     spooled: SpooledMessage,
     transaction: FilterTransaction,
@@ -285,7 +300,12 @@ export class FilterService {
       if (this.deps.notify) {
         const entry = this.deps.quarantine.entry(id);
         const failed = entry
-          ? await sendNotices(entry, outcome.by.notify ?? 'recipients', this.deps.reinject, this.deps.notify)
+          ? await sendNotices(
+              entry,
+              await this.audience(outcome.by.notify, envelope.sender),
+              this.deps.reinject,
+              this.deps.notify,
+            )
           : [];
         if (failed.length > 0) {
           metrics.get('postwarden_errors_total').inc({ code: 'PW-F006' });

@@ -103,6 +103,7 @@ export function buildFilterService(
   metrics: Metrics,
   store?: Store,
   bayes?: BayesModel,
+  isLocalSender?: (address: string) => Promise<boolean>,
 ): { service: FilterService; spool: Spool; quarantine: Quarantine } {
   const filter = config.filter;
   const spool = new Spool(path.resolve(baseDir, filter.spool_dir), filter.max_message_bytes);
@@ -131,6 +132,7 @@ export function buildFilterService(
     },
     messageTimeoutMs: filter.message_timeout_ms,
     beforeQueue: filter.mode === 'before_queue',
+    ...(isLocalSender ? { isLocalSender } : {}),
     ...(bayes && filter.bayes.autolearn.enabled && stages.some((s) => s.scanner.name === 'bayes')
       ? {
           autolearn: {

@@ -86,10 +86,10 @@ function message(tag: string, extraHeaders: string[] = [], body = 'Hello.\r\n'):
   ].join('\r\n');
 }
 
-async function sendRaw(raw: string, to = 'alice@example.test'): Promise<string> {
+async function sendRaw(raw: string, to = 'alice@example.test', from = 'sender@example.net'): Promise<string> {
   const file = path.join(work, `msg-${++tags}.eml`);
   writeFileSync(file, raw);
-  const result = await h().swaks(['--from', 'sender@example.net', '--to', to, '--data', `@${file}`]);
+  const result = await h().swaks(['--from', from, '--to', to, '--data', `@${file}`]);
   assert.equal(result.code, 0, result.transcript);
   return result.lastReply;
 }
@@ -294,6 +294,30 @@ describe('viruses', () => {
       pw.configFile,
     ]);
     assert.ok(!listed.stdout.includes(id), 'a released message leaves the quarantine');
+  });
+});
+
+describe('outbound', () => {
+  it('holds a virus a local user sends out, and tells the sender, not the outside recipient', async () => {
+    const tag = newTag();
+    // From 127.0.0.1 (mynetworks): a local client relaying to the outside, through the same content_filter.
+    await sendRaw(
+      withAttachment(tag, 'readme.txt', clamd?.eicar ?? Buffer.alloc(0)),
+      'partner@remote.test',
+      'alice@example.test',
+    );
+    const entry = await quarantined(tag);
+    assert.equal(entry?.['symbol'], 'VIRUS_FOUND');
+    assert.deepEqual(entry?.['recipients'], ['partner@remote.test']);
+    const notice = await waitForNotice(String(entry?.['id']));
+    assert.match(notice, /A message you sent was held/);
+    assert.match(notice, /To: +partner@remote\.test/);
+    assert.ok(
+      !h()
+        .sinkFiles()
+        .some((file) => readFileSync(file, 'utf8').includes(tag)),
+      'reached the outside',
+    );
   });
 });
 
