@@ -10,14 +10,11 @@
  *
  * Exit codes: 0 done, 64 usage, 65 a PATH cannot be read, 69 the store is unavailable, 78 config problems.
  */
-import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { Readable } from 'node:stream';
-import { bayesTokens } from '../core/scanners/bayes.js';
-import { type BayesClass, BayesModel, type LearnOutcome } from '../core/spam/bayes.js';
+import { BayesModel, type LearnOutcome } from '../core/spam/bayes.js';
 import { StoreUnavailable } from '../core/store.js';
-import { parseMessage } from '../filter/parse.js';
+import { learnMessage } from '../filter/learn.js';
 import { openStore, StoreOptionsError } from '../store/index.js';
 import { EXIT } from '../util/sysexits.js';
 import { parse, UsageError } from './args.js';
@@ -57,23 +54,6 @@ export function* messagesOf(target: string): Generator<{ name: string; raw: Buff
     const body = Buffer.from(text.slice(start, end).replace(/^>(>*From )/gm, '$1'), 'latin1');
     if (body.length <= MAX_MESSAGE_BYTES) yield { name: `${target}#${i + 1}`, raw: body };
   }
-}
-
-export async function learnMessage(
-  model: BayesModel,
-  raw: Buffer,
-  cls: BayesClass,
-  maxTokens: number,
-): Promise<LearnOutcome> {
-  const facts = await parseMessage(Readable.from([raw]), { sender: '', recipients: [] }, raw.length, [], {
-    maxDepth: 20,
-    maxParts: 200,
-    keepBytes: 0,
-    maxTextChars: 200_000,
-  });
-  const messageId = facts.headers.find((h) => h.name.toLowerCase() === 'message-id')?.value.trim();
-  const id = messageId && messageId.length > 3 ? messageId : createHash('sha256').update(raw).digest('hex');
-  return model.learn(id, bayesTokens(facts, { max_tokens: maxTokens }), cls);
 }
 
 export async function learn(argv: string[]): Promise<number> {

@@ -3,7 +3,9 @@
  * runs the enabled faces: the policy server and the HTTP face. SIGHUP re-reads the maps without dropping a
  * connection; SIGTERM/SIGINT finish what is in flight and exit 0.
  */
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import path from 'node:path';
 import type { Config } from '../config/schema.js';
 import type { Store, StoreHealth } from '../core/store.js';
 import { buildHttpApp, type ReadinessItem } from '../http/app.js';
@@ -16,6 +18,7 @@ import { ClamdScanner } from '../adapters/clamd.js';
 import { MailauthSpf } from '../adapters/spf.js';
 import { Locality } from '../core/locality.js';
 import { BayesModel } from '../core/spam/bayes.js';
+import { LearnQueue } from '../filter/learn.js';
 import type { Quarantine } from '../filter/quarantine.js';
 import { FilterServer } from '../filter/server.js';
 import { buildFilterService, buildScannerStages, filterNeedsStore } from '../filter/stages.js';
@@ -124,7 +127,15 @@ export async function serve(argv: string[]): Promise<number> {
       ? [{ name: 'filter', ready: filterListening, ...(filterListening ? {} : { reason: 'not listening' }) }]
       : []),
   ];
-  const http = buildHttpApp({ metrics, logger, readiness: readinessWithFilter });
+  const adminToken = readAdminToken(config, baseDir, logger);
+  const learnQueue = filter?.learn;
+  const http = buildHttpApp({
+    metrics,
+    logger,
+    readiness: readinessWithFilter,
+    ...(adminToken ? { adminToken } : {}),
+    ...(learnQueue ? { learn: (cls, raw) => learnQueue.submit(cls, raw) } : {}),
+  });
 
   try {
     const bound = await policy.listen(listenList(config.policy.listen));
@@ -188,7 +199,7 @@ function buildFilter(
   metrics: Metrics,
   store: Store | undefined,
   locality: Locality,
-): { server: FilterServer; quarantine: Quarantine } {
+): { server: FilterServer; quarantine: Quarantine; learn?: LearnQueue } {
   const filterLogger = logger.child({ face: 'filter' });
   const bayes = store ? new BayesModel(store, config.filter.bayes.token_ttl_days * 86_400) : undefined;
   const antivirus = config.filter.scanners.includes('antivirus') && config.filter.antivirus.mode !== 'off';
@@ -220,7 +231,37 @@ function buildFilter(
     filterLogger,
     metrics,
   );
-  return { server, quarantine };
+  const learn = bayes
+    ? new LearnQueue(bayes, {
+        maxQueued: config.http.learn_queue,
+        maxTokens: config.filter.bayes.max_tokens,
+        maxAttempts: 6,
+        retryMs: 1000,
+        onLearned: (cls, outcome) => metrics.get('postwarden_learned_total').inc({ class: cls, outcome }),
+      })
+    : undefined;
+  if (learn) metrics.collectFrom('postwarden_learn_queue_depth', (gauge) => gauge.set(learn.depth));
+  return { server, quarantine, ...(learn ? { learn } : {}) };
+}
+
+/** The admin API token (first line of http.token_file); none, with a warning, when it is missing or too short. */
+function readAdminToken(config: Readonly<Config>, baseDir: string, logger: Logger): string | undefined {
+  const file = path.resolve(baseDir, config.http.token_file);
+  let token: string;
+  try {
+    token = (readFileSync(file, 'utf8').split('\n')[0] ?? '').trim();
+  } catch {
+    logger.info({ code: 'PW-H003', file }, 'no admin token file: the admin API answers 503');
+    return undefined;
+  }
+  if (token.length < 32) {
+    logger.warn(
+      { code: 'PW-H003', file },
+      'the admin token is shorter than 32 characters: the admin API stays off',
+    );
+    return undefined;
+  }
+  return token;
 }
 
 function resolverReadiness(health: ResolverHealth): ReadinessItem {

@@ -424,7 +424,22 @@ export const filterSchema = z
 
 export const httpSchema = z
   .strictObject({
-    listen: listenAddressSchema.default('127.0.0.1:10063').describe('Metrics, health and (later) admin API'),
+    listen: listenAddressSchema.default('127.0.0.1:10063').describe('Metrics, health and the admin API'),
+    token_file: z
+      .string()
+      .default('/etc/postwarden/admin.token')
+      .describe(
+        'A file holding the admin API token (first line, 32+ characters, readable by postwarden only); without it the API answers 503',
+      ),
+    learn_queue: z
+      .number()
+      .int()
+      .min(1)
+      .max(100_000)
+      .default(1000)
+      .describe(
+        'Learn reports (from Dovecot) waiting at most; more are refused with 503 and Dovecot retries nothing',
+      ),
   })
   .describe('The HTTP face');
 

@@ -221,6 +221,19 @@ const table = [
   },
   // HTTP
   {
+    code: 'PW-H002',
+    level: 'warn',
+    summary: 'An admin API request without a valid bearer token was refused (401)',
+    fix: 'Give the caller the token of http.token_file (Authorization: Bearer …); repeated refusals from elsewhere are someone guessing.',
+  },
+  {
+    code: 'PW-H003',
+    level: 'warn',
+    summary:
+      'The admin API is off: http.token_file is missing, unreadable or holds a token shorter than 32 characters',
+    fix: 'Write one: `umask 077; head -c 32 /dev/urandom | base64 > /etc/postwarden/admin.token; chown postwarden /etc/postwarden/admin.token`, then restart.',
+  },
+  {
     code: 'PW-H001',
     level: 'error',
     summary: 'HTTP request failed inside a route',

@@ -164,6 +164,24 @@ export const METRIC_DEFINITIONS = [
     buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
   },
   {
+    name: 'postwarden_learn_requests_total',
+    type: 'counter',
+    help: 'Learn reports received by the admin API (Dovecot moves into and out of Junk), by class and result (queued, duplicate, full)',
+    labels: ['class', 'result'],
+  },
+  {
+    name: 'postwarden_learned_total',
+    type: 'counter',
+    help: 'Messages the classifier learned from reports and autolearn, by class and outcome (learned, already, moved, failed)',
+    labels: ['class', 'outcome'],
+  },
+  {
+    name: 'postwarden_learn_queue_depth',
+    type: 'gauge',
+    help: 'Learn reports waiting to be learned',
+    labels: [],
+  },
+  {
     name: 'postwarden_dnsbl_list_healthy',
     type: 'gauge',
     help: '1 when a DNS list passes its self-test and its answers count, 0 when it is skipped; by list and IP family',

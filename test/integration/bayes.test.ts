@@ -12,13 +12,13 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { learnMessage } from '../../src/cli/learn.js';
+import { learnMessage } from '../../src/filter/learn.js';
 import { bayesSchema, createBayesScanner } from '../../src/core/scanners/bayes.js';
 import { BayesModel } from '../../src/core/spam/bayes.js';
 import type { Store } from '../../src/core/store.js';
 import { parseMessage } from '../../src/filter/parse.js';
 import { openStore } from '../../src/store/index.js';
-import { BIN } from '../harness/postwarden.js';
+import { BIN, Postwarden, sleep } from '../harness/postwarden.js';
 
 const run = promisify(execFile);
 const work = mkdtempSync(path.join(os.tmpdir(), 'pw-bayes-it-'));
@@ -147,5 +147,72 @@ describe('postwarden learn', () => {
     assert.match(again.stdout, /0 learned, 0 moved from the other class, 3 already known/);
     const ham = await run(process.execPath, [BIN, 'learn', 'ham', '--config', config, dir]);
     assert.match(ham.stdout, /^ham: 2 learned, .* knows 3 spam and 2 ham$/m);
+  });
+});
+
+describe('the learn API (what Dovecot’s IMAPSieve scripts call)', () => {
+  const http = '127.0.0.1:20763';
+  const pw = new Postwarden('learn-api', work, http);
+  const token = 'a'.repeat(40);
+  const post = (cls: string, body: Buffer, auth = `Bearer ${token}`) =>
+    fetch(`http://${http}/api/v1/learn/${cls}`, {
+      method: 'POST',
+      headers: { authorization: auth, 'content-type': 'message/rfc822' },
+      body,
+    });
+
+  before(async () => {
+    writeFileSync(path.join(work, 'admin.token'), `${token}\n`, { mode: 0o600 });
+    await pw.start(`local_domains: [example.org]
+store: { driver: sqlite, path: ${path.join(work, 'api.db')} }
+policy: { listen: 127.0.0.1:20760, checks: [relay] }
+filter:
+  enabled: true
+  listen: 127.0.0.1:20761
+  reinject: 127.0.0.1:20762
+  spool_dir: ${path.join(work, 'api-spool')}
+  scanners: [loop, bayes]
+  quarantine: { dir: ${path.join(work, 'api-quarantine')} }
+http: { listen: ${http}, token_file: ${path.join(work, 'admin.token')} }
+`);
+  });
+  after(() => pw.stop());
+
+  it('refuses a request without the token (401) and a bad class (404)', async () => {
+    const wrong = await post('spam', message('spam', 900), 'Bearer wrong');
+    assert.equal(wrong.status, 401, `${await wrong.text()} ${pw.log().slice(-1500)}`);
+    assert.equal((await post('spam', message('spam', 900), '')).status, 401);
+    assert.equal((await post('eggs', message('spam', 900))).status, 404);
+  });
+
+  it('queues a report (202), learns it in the background, and a second report of it changes nothing', async () => {
+    const first = await post('spam', message('spam', 901));
+    assert.equal(first.status, 202);
+    const learned = async (outcome: string) => {
+      const deadline = Date.now() + 5000;
+      for (;;) {
+        const text = await pw.metrics();
+        const line = text
+          .split('\n')
+          .find((l) => l.startsWith(`postwarden_learned_total{class="spam",outcome="${outcome}"}`));
+        if (line || Date.now() > deadline) return line;
+        await sleep(50);
+      }
+    };
+    assert.match((await learned('learned')) ?? '', / 1$/);
+    assert.equal((await post('spam', message('spam', 901))).status, 202);
+    assert.match((await learned('already')) ?? '', / 1$/);
+    assert.equal((await post('ham', message('spam', 901))).status, 202);
+    const moved = async () => {
+      const deadline = Date.now() + 5000;
+      for (;;) {
+        const line = (await pw.metrics())
+          .split('\n')
+          .find((l) => l.startsWith('postwarden_learned_total{class="ham",outcome="moved"}'));
+        if (line || Date.now() > deadline) return line;
+        await sleep(50);
+      }
+    };
+    assert.match((await moved()) ?? '', / 1$/);
   });
 });
