@@ -21,6 +21,7 @@ import { antivirusSchema } from '../core/scanners/antivirus.js';
 import { bannedSchema } from '../core/scanners/banned.js';
 import { bayesSchema } from '../core/scanners/bayes.js';
 import { loopSchema } from '../core/scanners/loop.js';
+import { rulesSchema } from '../core/scanners/rules.js';
 import { sanitySchema } from '../core/scanners/sanity.js';
 import { mapRefSchema, scoreSchema } from '../core/schema.js';
 
@@ -288,7 +289,7 @@ export const jobsSchema = z
   })
   .describe('Periodic jobs (cron expressions, local time); each reports its last run in the metrics');
 
-export const FILTER_SCANNER_NAMES = ['loop', 'sanity', 'banned', 'antivirus', 'bayes'] as const;
+export const FILTER_SCANNER_NAMES = ['loop', 'sanity', 'banned', 'rules', 'antivirus', 'bayes'] as const;
 
 export const filterSchema = z
   .strictObject({
@@ -380,6 +381,7 @@ export const filterSchema = z
     loop: loopSchema.prefault({}),
     sanity: sanitySchema.prefault({}),
     banned: bannedSchema.prefault({}),
+    rules: rulesSchema.prefault({}),
     antivirus: antivirusSchema.prefault({}),
     bayes: bayesSchema.prefault({}),
     spam: z

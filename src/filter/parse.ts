@@ -10,6 +10,9 @@ import { MailParser, type AttachmentStream, type MessageText } from 'mailparser'
 import type { Readable } from 'node:stream';
 import type { Envelope, HeaderField, MessageFacts, MessagePart } from '../core/content.js';
 
+/** Parts described by name and type only, as a multiple of `maxParts`. */
+const METADATA_PARTS_FACTOR = 10;
+
 export interface ParseLimits {
   readonly maxDepth: number;
   readonly maxParts: number;
@@ -112,12 +115,15 @@ export async function parseMessage(
     }
     const path = data.partId ?? String(described + 1);
     const depth = path.split('.').length - 1;
+    // Past the bounds a part's content is not kept, but its name and type still are (up to a hard cap), so a
+    // banned file cannot hide behind many parts or deep nesting.
     const describe = described < limits.maxParts && depth <= limits.maxDepth;
+    const named = described < limits.maxParts * METADATA_PARTS_FACTOR;
     if (!describe) limitsHit = true;
     described += 1;
     pending.push(
       readAttachment(data, describe ? limits.keepBytes : 0).then(({ size: partSize, kept }) => {
-        if (!describe) return;
+        if (!named) return;
         parts.push({
           path,
           depth,
@@ -130,11 +136,15 @@ export async function parseMessage(
     );
   });
 
+  let stopped = false;
   await new Promise<void>((resolve) => {
     parser.once('end', () => resolve());
     parser.once('error', (error: Error) => {
       problems.push(`the MIME parser stopped: ${error.message}`);
       limitsHit = true;
+      // An attachment stream open when the parser stops never ends: do not wait for it.
+      stopped = true;
+      raw.destroy();
       resolve();
     });
     raw.once('error', (error: Error) => {
@@ -143,7 +153,7 @@ export async function parseMessage(
     });
     raw.pipe(parser);
   });
-  await Promise.all(pending);
+  if (!stopped) await Promise.all(pending);
   parts.sort((a, b) => a.path.localeCompare(b.path, 'en', { numeric: true }));
   return { envelope, size, headers, parts, problems, limitsHit };
 }

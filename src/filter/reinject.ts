@@ -34,6 +34,8 @@ export interface ReinjectEnvelope {
   }[];
   readonly ret?: string;
   readonly envid?: string;
+  /** MAIL FROM came with BODY=8BITMIME: it goes on with the message. */
+  readonly body8bit?: boolean;
   readonly size: number;
 }
 
@@ -151,6 +153,7 @@ export async function reinject(
             from: envelope.sender,
             to: group.map((r) => r.address),
             size: envelope.size,
+            ...(envelope.body8bit ? { use8BitMime: true } : {}),
             dsn: {
               ...(envelope.ret ? { ret: envelope.ret } : {}),
               ...(envelope.envid ? { envid: envelope.envid } : {}),

@@ -32,6 +32,9 @@ export function transactionOf(session: SMTPServerSession): FilterTransaction {
         ...(r.dsn?.notify && r.dsn.notify.length > 0 ? { notify: r.dsn.notify } : {}),
         ...(r.dsn?.orcpt ? { orcpt: r.dsn.orcpt } : {}),
       })),
+      ...(mailFrom && mailFrom.args && String(mailFrom.args['BODY'] ?? '').toUpperCase() === '8BITMIME'
+        ? { body8bit: true }
+        : {}),
       ...(dsn?.ret ? { ret: dsn.ret } : {}),
       ...(dsn?.envid ? { envid: dsn.envid } : {}),
     },
@@ -45,6 +48,7 @@ export class FilterServer {
 
   constructor(service: FilterService, options: FilterServerOptions, logger: Logger, metrics: Metrics) {
     const connections = metrics.get('postwarden_filter_connections');
+    const open = new Set<string>();
     this.server = new SMTPServer({
       name: options.name,
       banner: 'postwarden content filter',
@@ -60,11 +64,15 @@ export class FilterServer {
       socketTimeout: 300_000,
       closeTimeout: 30_000,
       logger: false,
-      onConnect: (_session, callback) => {
+      onConnect: (session, callback) => {
+        open.add(session.id);
         connections.inc();
         callback();
       },
-      onClose: () => connections.dec(),
+      // Connections refused at the limit (421) close without having connected.
+      onClose: (session) => {
+        if (open.delete(session.id)) connections.dec();
+      },
       onData: (stream: SMTPServerDataStream, session, callback) => {
         void service.handle(stream, transactionOf(session)).then((reply) => {
           if (reply.code === 250) {

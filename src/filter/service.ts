@@ -84,6 +84,8 @@ export function statusHeaders(
   virusScanned: boolean,
   date: Date,
   spam?: SpamThresholds,
+  /** The message starts with a folded line: a last field absorbs it, so ours are not extended by the sender. */
+  startsFolded = false,
 ): Buffer {
   const symbols = [...new Set(decision.verdicts.filter((v) => v.mode === 'enforce').map((v) => v.symbol))];
   const result = decision.outcome.kind === 'quarantine' ? 'held' : 'clean';
@@ -102,6 +104,7 @@ export function statusHeaders(
         ` tests=${symbols.join(',') || 'none'}`,
     );
   }
+  if (startsFolded) lines.push('X-Postwarden-Note: the original header began with a continuation line');
   return Buffer.from(`${lines.join('\r\n')}\r\n`);
 }
 
@@ -264,6 +267,7 @@ export class FilterService {
       virusScanned,
       (this.deps.now ?? (() => new Date()))(),
       this.deps.spam,
+      spooled.startsFolded,
     );
     const outcome = decision.outcome;
     log['outcome'] = outcome.kind;

@@ -17,6 +17,8 @@ export interface SpooledMessage extends MessageSource {
   readonly path: string;
   /** True when the message went over max bytes (the rest was read and thrown away). */
   readonly sizeExceeded: boolean;
+  /** It starts with a folded line, which would continue the last header field put in front of it. */
+  readonly startsFolded: boolean;
   /** What the raw bytes show: NUL bytes, bare LF, overlong lines. */
   readonly problems: readonly string[];
   /** A stream of the spooled bytes, optionally starting with `prefix` (the filter's own header fields). */
@@ -44,6 +46,7 @@ class RawInspector extends Transform {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    if (this.bytes === 0 && chunk.length > 0) this.firstByte = chunk[0] ?? -1;
     this.bytes += chunk.length;
     if (chunk.indexOf(0) >= 0) for (const byte of chunk) if (byte === 0) this.nul += 1;
     let from = 0;
@@ -61,8 +64,13 @@ class RawInspector extends Transform {
     done(null, this.exceeded ? undefined : chunk);
   }
 
+  /** The first byte: a message that starts with a space or tab begins with a folded (continuation) line. */
+  firstByte = -1;
+
   problems(): string[] {
     const found: string[] = [];
+    if (this.firstByte === 0x20 || this.firstByte === 0x09)
+      found.push('the message starts with a folded line');
     if (this.nul > 0) found.push(`${this.nul} NUL byte(s) in the message`);
     if (this.bareLf > 0) found.push(`${this.bareLf} line(s) ended by a bare LF`);
     if (this.longest > MAX_LINE)
@@ -110,6 +118,7 @@ export class Spool {
       path: file,
       size,
       sizeExceeded: inspector.exceeded,
+      startsFolded: inspector.firstByte === 0x20 || inspector.firstByte === 0x09,
       problems: inspector.problems(),
       open,
       chunks: () => open(),

@@ -10,6 +10,7 @@ import { type ArchiveLister, createBannedScanner } from '../core/scanners/banned
 import { createBayesScanner } from '../core/scanners/bayes.js';
 import { createLoopScanner } from '../core/scanners/loop.js';
 import type { BayesModel } from '../core/spam/bayes.js';
+import { createRulesScanner } from '../core/scanners/rules.js';
 import { createSanityScanner } from '../core/scanners/sanity.js';
 import type { Config } from '../config/schema.js';
 import type { Store } from '../core/store.js';
@@ -65,6 +66,14 @@ export function buildScannerStages(config: Readonly<Config>, deps: ScannerDeps):
           mode,
           timeoutMs: PURE_SCANNER_TIMEOUT_MS * 6,
           onFailure: 'defer',
+        });
+        break;
+      case 'rules':
+        stages.push({
+          scanner: createRulesScanner(filter.rules),
+          mode,
+          timeoutMs: PURE_SCANNER_TIMEOUT_MS,
+          onFailure: 'pass',
         });
         break;
       case 'bayes':
