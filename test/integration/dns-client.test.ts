@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { DnsClient, type DnsClientOptions, type DnsQueryEvent } from '../../src/adapters/dns.js';
+import { MailauthSpf } from '../../src/adapters/spf.js';
 import { listQueryName } from '../../src/core/dns.js';
 import { type DnsServer, startDns, startServfailDns, startSilentDns } from '../harness/dns.js';
 
@@ -38,7 +39,11 @@ describe('DnsClient against dnsmasq', () => {
     dns = await startDns({
       ttl: 60,
       a: { '2.0.0.127.bl.test': ['127.0.0.2'], 'host.example.test': ['192.0.2.10'] },
-      txt: { '2.0.0.127.bl.test': ['listed'], 'big.example.test': BIG, 'example.test': ['v=spf1 -all'] },
+      txt: {
+        '2.0.0.127.bl.test': ['listed'],
+        'big.example.test': BIG,
+        'example.test': ['v=spf1 -all'],
+      },
       mx: { 'example.test': [{ exchange: 'host.example.test', priority: 10 }] },
     });
   });
@@ -108,6 +113,36 @@ describe('DnsClient against dnsmasq', () => {
     const answer = await new DnsClient(options(dns)).query('big.example.test', 'TXT');
     assert.equal(answer.status, 'ok');
     if (answer.status === 'ok') assert.deepEqual(answer.records.map((r) => r.join('')).sort(), BIG);
+  });
+});
+
+describe('SPF through the resolver (mailauth)', () => {
+  let dns: DnsServer;
+  before(async () => {
+    dns = await startDns({ ttl: 60, txt: { 'spf.example.test': ['v=spf1 ip4:192.0.2.0/24 -all'] } });
+  });
+  after(() => dns.stop());
+
+  it('evaluates pass and fail, and remembers a result for the same client and sender', async () => {
+    const opts = options(dns);
+    const spf = new MailauthSpf(new DnsClient(opts), 'mx.example.test');
+    const signal = new AbortController().signal;
+    const pass = await spf.evaluate(
+      { ip: '192.0.2.7', sender: 'a@spf.example.test', helo: 'h.test' },
+      signal,
+    );
+    assert.equal(pass.result, 'pass');
+    const queries = opts.events.length;
+    assert.deepEqual(
+      await spf.evaluate({ ip: '192.0.2.7', sender: 'a@spf.example.test', helo: 'h.test' }, signal),
+      pass,
+    );
+    assert.equal(opts.events.length, queries, 'the second evaluation asked nothing');
+    const fail = await spf.evaluate(
+      { ip: '198.51.100.7', sender: 'a@spf.example.test', helo: 'h.test' },
+      signal,
+    );
+    assert.equal(fail.result, 'fail');
   });
 });
 
