@@ -1,7 +1,8 @@
 /**
- * The benchmark's server processes: started with the current node, made ready within a bound (the policy
- * port must answer a real request), and stopped — SIGTERM, then SIGKILL after a grace — at the end, on error
- * and on SIGINT/SIGTERM, so no process is left behind. Also: free loopback ports, a child's CPU time.
+ * The benchmark's server processes: started with the current node (or, for the greylisting benchmark, any
+ * program: redis-server, postgrey), made ready within a bound (the policy port must answer a real request),
+ * and stopped — SIGTERM, then SIGKILL after a grace — at the end, on error and on SIGINT/SIGTERM, so no
+ * process is left behind. Also: free loopback ports, a child's CPU time and resident memory.
  *
  * Failure behaviour: a child that exits or does not answer in time is a BenchError naming it, with the tail
  * of its stderr.
@@ -44,9 +45,23 @@ export function startChild(
   args: readonly string[],
   options: { readonly stdoutFile?: string; readonly nodeArgs?: readonly string[] } = {},
 ): Child {
+  return startProcess(name, process.execPath, [...(options.nodeArgs ?? []), script, ...args], options);
+}
+
+/**
+ * Starts any program (`command args`, no shell) the same way as startChild: stdout to `stdoutFile` or a pipe,
+ * stderr kept (its tail) for messages, stopped with the others by stopAll and on exit.
+ */
+export function startProcess(
+  name: string,
+  command: string,
+  args: readonly string[],
+  options: { readonly stdoutFile?: string; readonly cwd?: string } = {},
+): Child {
   const out = options.stdoutFile !== undefined ? openSync(options.stdoutFile, 'a') : undefined;
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), script, ...args], {
+  const child = spawn(command, [...args], {
     stdio: ['ignore', out ?? 'pipe', 'pipe'],
+    ...(options.cwd !== undefined ? { cwd: options.cwd } : {}),
   });
   if (out !== undefined) closeSync(out);
   let stderr = '';
@@ -179,6 +194,24 @@ export function machineBusyMs(): number | undefined {
     const [user, nice, system, , , irq, , steal] = line.trim().split(/\s+/).slice(1).map(Number);
     const ticks = (user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (steal ?? 0);
     return Number.isFinite(ticks) ? ticksToMs(ticks) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Resident memory of a process from Linux's /proc/PID/status: VmRSS (now) and VmHWM (its peak), in bytes;
+ * undefined elsewhere or once the process is gone.
+ */
+export function processMemory(pid: number | undefined): { rss: number; hwm: number } | undefined {
+  if (pid === undefined || process.platform !== 'linux') return undefined;
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kib = (field: string) =>
+      Number(new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status)?.[1] ?? NaN);
+    const rss = kib('VmRSS');
+    const hwm = kib('VmHWM');
+    return Number.isFinite(rss) && Number.isFinite(hwm) ? { rss: rss * 1024, hwm: hwm * 1024 } : undefined;
   } catch {
     return undefined;
   }

@@ -5,6 +5,11 @@
  * window counts towards requests/s, with its latency (write → complete reply, process.hrtime). Several such
  * slices of one cell (taken in turns with other servers, to cancel machine drift) add up into one result.
  *
+ * Optional, for the greylisting benchmark: `next` makes each request on the fly (every one a never-seen
+ * triplet) instead of cycling pre-encoded ones; `expect` counts the replies that are the right answer;
+ * `storeCpuMs` reads a second process's CPU (the Redis server behind postwarden). Without them a slice and its
+ * result are exactly what they were.
+ *
  * Failure behaviour: a malformed reply, bytes when no reply is due, a dropped connection, or a reply that
  * does not arrive within the drain bound rejects the whole cell with a BenchError — the benchmark is broken
  * then, not slow.
@@ -20,12 +25,18 @@ export interface CellOptions {
   readonly connections: number;
   /** Pre-encoded requests; connection c starts at a different offset and cycles through them. */
   readonly requests: readonly Buffer[];
+  /** Makes each request instead (then `requests` may be empty): called once per request sent. */
+  readonly next?: (connection: number) => Buffer;
+  /** True when a whole reply (`action=…\n\n`) is the right answer; counted in the window. */
+  readonly expect?: (reply: Buffer) => boolean;
   readonly warmupMs: number;
   readonly measureMs: number;
   /** Bound on the wait for in-flight replies after the window, and for connecting. */
   readonly drainMs?: number;
   /** CPU time the server process has used so far, in ms (read at the window's edges); undefined: unknown. */
   readonly serverCpuMs?: () => number | undefined;
+  /** The same for a store process the server uses (read at the same edges); reported on its own. */
+  readonly storeCpuMs?: () => number | undefined;
 }
 
 /** What one slice measured, raw. */
@@ -38,6 +49,11 @@ export interface Slice {
   readonly serverCpuMs: number;
   /** This process's CPU time in the window, ms. */
   readonly generatorCpuMs: number;
+  /** With `expect`: replies in the window that were the right answer, and the first one that was not. */
+  readonly expected?: number;
+  readonly unexpected?: string;
+  /** With `storeCpuMs`: the store process's CPU time in the window, ms; NaN if unknown. */
+  readonly storeCpuMs?: number;
 }
 
 export interface CellResult {
@@ -57,6 +73,12 @@ export interface CellResult {
   readonly cpuLoad: number;
   /** The same for this process, the load generator: near 1, it and not the server may be the limit. */
   readonly generatorCpuLoad: number;
+  /** Only when the slices were run with `expect`: share of the replies that were the right answer. */
+  readonly expectedShare?: number;
+  /** The first wrong answer seen, if any (with `expect`). */
+  readonly unexpected?: string;
+  /** Only when the slices were run with `storeCpuMs`: the store process's CPU time per reply, in µs. */
+  readonly storeCpuUsPerRequest?: number;
 }
 
 const NEWLINE = 0x0a;
@@ -104,6 +126,9 @@ export function summarize(connections: number, slices: readonly Slice[]): CellRe
   const sum = (pick: (s: Slice) => number) => slices.reduce((n, s) => n + pick(s), 0);
   const seconds = sum((s) => s.seconds);
   const cpuMs = sum((s) => s.serverCpuMs);
+  const checked = slices.some((s) => s.expected !== undefined);
+  const withStore = slices.some((s) => s.storeCpuMs !== undefined);
+  const unexpected = slices.find((s) => s.unexpected !== undefined)?.unexpected;
   return {
     connections,
     requests: count,
@@ -116,6 +141,11 @@ export function summarize(connections: number, slices: readonly Slice[]): CellRe
     cpuUsPerRequest: count > 0 ? (cpuMs * 1000) / count : NaN,
     cpuLoad: cpuMs / 1000 / seconds,
     generatorCpuLoad: sum((s) => s.generatorCpuMs) / 1000 / seconds,
+    ...(checked ? { expectedShare: count > 0 ? sum((s) => s.expected ?? 0) / count : NaN } : {}),
+    ...(unexpected !== undefined ? { unexpected } : {}),
+    ...(withStore
+      ? { storeCpuUsPerRequest: count > 0 ? (sum((s) => s.storeCpuMs ?? NaN) * 1000) / count : NaN }
+      : {}),
   };
 }
 
@@ -123,7 +153,7 @@ export function summarize(connections: number, slices: readonly Slice[]): CellRe
 export async function runSlice(options: CellOptions): Promise<Slice> {
   const { requests, connections } = options;
   const drainMs = options.drainMs ?? 5000;
-  if (requests.length === 0) throw new BenchError('no requests to send');
+  if (requests.length === 0 && !options.next) throw new BenchError('no requests to send');
   const settled = await Promise.allSettled(
     Array.from({ length: connections }, () => connect(options.port, drainMs)),
   );
@@ -140,11 +170,15 @@ export async function runSlice(options: CellOptions): Promise<Slice> {
     let windowEnd = 0n;
     let cpuStart: number | undefined;
     let cpuEnd: number | undefined;
+    let storeStart: number | undefined;
+    let storeEnd: number | undefined;
     let ownStart = process.cpuUsage();
     let ownUsed = { user: 0, system: 0 };
     let samples = new Float64Array(1 << 16);
     let count = 0;
     let dunno = 0;
+    let expected = 0;
+    let unexpected: string | undefined;
     let active = connections;
     const timers: NodeJS.Timeout[] = [];
 
@@ -163,6 +197,11 @@ export async function runSlice(options: CellOptions): Promise<Slice> {
         seconds: Number(windowEnd - windowStart) / 1e9,
         serverCpuMs: cpuStart !== undefined && cpuEnd !== undefined ? cpuEnd - cpuStart : NaN,
         generatorCpuMs: (ownUsed.user + ownUsed.system) / 1000,
+        ...(options.expect ? { expected } : {}),
+        ...(unexpected !== undefined ? { unexpected } : {}),
+        ...(options.storeCpuMs
+          ? { storeCpuMs: storeStart !== undefined && storeEnd !== undefined ? storeEnd - storeStart : NaN }
+          : {}),
       });
     };
 
@@ -183,8 +222,12 @@ export async function runSlice(options: CellOptions): Promise<Slice> {
       let finished = false;
 
       const send = () => {
-        const request = requests[next] as Buffer;
-        next = next + 1 === requests.length ? 0 : next + 1;
+        let request: Buffer;
+        if (options.next) request = options.next(c);
+        else {
+          request = requests[next] as Buffer;
+          next = next + 1 === requests.length ? 0 : next + 1;
+        }
         sentAt = process.hrtime.bigint();
         socket.write(request);
       };
@@ -215,7 +258,13 @@ export async function runSlice(options: CellOptions): Promise<Slice> {
           finish(new BenchError(`connection ${c}: malformed reply ${shown}`));
           return;
         }
-        if (phase === 'measure') record(Number(now - sentAt) / 1e6, data.equals(DUNNO_REPLY));
+        if (phase === 'measure') {
+          record(Number(now - sentAt) / 1e6, data.equals(DUNNO_REPLY));
+          if (options.expect) {
+            if (options.expect(data)) expected += 1;
+            else unexpected ??= data.toString('utf8', 0, Math.min(data.length, 160)).trimEnd();
+          }
+        }
         if (phase === 'drain') {
           finished = true;
           active -= 1;
@@ -236,6 +285,7 @@ export async function runSlice(options: CellOptions): Promise<Slice> {
       setTimeout(() => {
         phase = 'measure';
         cpuStart = options.serverCpuMs?.();
+        storeStart = options.storeCpuMs?.();
         ownStart = process.cpuUsage();
         windowStart = process.hrtime.bigint();
         timers.push(
@@ -243,6 +293,7 @@ export async function runSlice(options: CellOptions): Promise<Slice> {
             phase = 'drain';
             windowEnd = process.hrtime.bigint();
             cpuEnd = options.serverCpuMs?.();
+            storeEnd = options.storeCpuMs?.();
             ownUsed = process.cpuUsage(ownStart);
             timers.push(
               setTimeout(

@@ -1,7 +1,9 @@
 /**
  * The benchmark's workload: a postwarden config with every check of the policy face enforcing, realistic
  * maps (a 10 000-entry client block list, a 5 000-domain sender block list), and a mix of Postfix 3.7 RCPT
- * requests that exercises those checks, each with the reply postwarden must give to it.
+ * requests that exercises those checks, each with the reply postwarden must give to it. For the greylisting
+ * benchmark (bench/greylist.ts): a config with only the greylist check, and triplets — the n-th of a kind,
+ * so the benchmark can make a never-seen one per request, seed known ones, and fill a store with a million.
  *
  * Addresses and names are data only, from documentation and private ranges (TEST-NET-1/2/3, 198.18.0.0/15,
  * 100.64.0.0/10, 10/8, 2001:db8::/32, `.test`/`.example`): no traffic goes anywhere but 127.0.0.1.
@@ -116,7 +118,7 @@ function prng(seed: number): () => number {
   };
 }
 
-interface Variant {
+export interface Variant {
   readonly client: string;
   readonly clientName: string;
   readonly helo: string;
@@ -127,7 +129,7 @@ interface Variant {
 }
 
 /** All the attributes Postfix 3.7 sends at RCPT (harness.md §3), in its order. */
-function rcptRequest(v: Variant, n: number): Record<string, string> {
+export function rcptRequest(v: Variant, n: number): Record<string, string> {
   const tls = n % 5 !== 0; // most MTAs speak TLS today
   return {
     request: 'smtpd_access_policy',
@@ -238,7 +240,8 @@ export function requestMix(): BenchRequest[] {
         serverPort: '587',
         sasl: login,
       },
-      owned ? DUNNO : /^553 5\.7\.1 Sender address rejected: not owned by user /,
+      // Postfix prefixes "<rcpt>: Recipient address rejected:" itself; the text says what is wrong (04adf7d).
+      owned ? DUNNO : /^553 5\.7\.1 Sender address not owned by user /,
     );
   }
   for (let i = 0; i < 5; i++) {
@@ -283,4 +286,143 @@ export function requestMix(): BenchRequest[] {
 /** The wire bytes of each request, as Postfix writes them. */
 export function encodeMix(mix: readonly BenchRequest[]): Buffer[] {
   return mix.map((r) => Buffer.from(encodeRequest(r.attributes)));
+}
+
+// --- The greylisting benchmark -------------------------------------------------------------------------------
+
+/** Greylisted recipients' local parts: not postmaster@ or abuse@, which postgrey's shipped whitelist spares. */
+const GREY_USERS = [
+  'alice',
+  'bob',
+  'carol',
+  'dave',
+  'erin',
+  'frank',
+  'grace',
+  'heidi',
+  'ivan',
+  'judy',
+  'sales',
+  'info',
+  'jobs',
+  'support',
+  'billing',
+  'office',
+];
+
+/**
+ * The client of triplet n: one of the /24s of 10.0.0.0/8 (65 536), one in ten one of 3 001 IPv6 /64s in
+ * 2001:db8::/32. One address per network (the host part follows from the network), so the benchmark can
+ * compute each network key once when it fills a store.
+ */
+function greyClient(n: number): string {
+  if (n % 10 === 9) {
+    const net = n % 3001;
+    return `2001:db8:${(0x100 + net).toString(16)}::${((net % 250) + 1).toString(16)}`;
+  }
+  const net = n % 65_536;
+  return `10.${net >> 8}.${net & 255}.${(net % 250) + 1}`;
+}
+
+const greySenderDomain = (n: number): string => `sender-${n % 4999}.test`;
+
+/**
+ * The triplet (client, sender, recipient) `n` of a kind, as a Postfix 3.7 RCPT request. `tag` (a letter) keeps
+ * kinds apart and makes the sender unique: `<tag><n in base 36>@sender-….test`, with no digit run that
+ * postgrey or postwarden would fold into `#`. The client, its names and the recipient come from `template`
+ * (default n), so a never-seen triplet can reuse one of a few pre-encoded requests and change only the sender.
+ * Client names never match postgrey's shipped whitelist nor postwarden's big senders.
+ */
+export function greylistAttributes(tag: string, n: number, template = n): Record<string, string> {
+  const t = template;
+  const domain = greySenderDomain(t);
+  return rcptRequest(
+    {
+      ...greylistTriplet(tag, n, t),
+      clientName: t % 3 === 0 ? 'unknown' : `mail-${t % 997}.${domain}`,
+      helo: `mail.${domain}`,
+      serverPort: '25',
+    },
+    t,
+  );
+}
+
+/** Only the triplet of greylistAttributes (the same client, sender and recipient), cheaper. */
+export function greylistTriplet(
+  tag: string,
+  n: number,
+  template = n,
+): { client: string; sender: string; recipient: string } {
+  const t = template;
+  const user = GREY_USERS[t % GREY_USERS.length] ?? 'alice';
+  const domain = LOCAL_DOMAINS[(t >> 4) % LOCAL_DOMAINS.length] ?? 'example.com';
+  return {
+    client: greyClient(t),
+    sender: `${tag}${n.toString(36)}@${greySenderDomain(t)}`,
+    recipient: `${user}@${domain}`,
+  };
+}
+
+/**
+ * Never-seen triplets of kind `tag`, one per call, from one counter for the whole run: `next` as wire bytes
+ * (100 pre-encoded templates, only the sender's local part changes, so the generator stays cheap), `take` as
+ * attributes (for checking answers).
+ */
+export function uniqueTriplets(tag: string): { next: () => Buffer; take: () => Record<string, string> } {
+  const TEMPLATES = 100;
+  const MARK = '\u0000';
+  const parts = Array.from({ length: TEMPLATES }, (_, t) => {
+    const attributes = greylistAttributes(tag, 0, t);
+    attributes['sender'] = `${MARK}@${greySenderDomain(t)}`;
+    const [head = '', tail = ''] = encodeRequest(attributes).split(MARK);
+    return { head: `${head}${tag}`, tail };
+  });
+  let n = 0;
+  return {
+    next: () => {
+      const i = n++;
+      const part = parts[i % TEMPLATES] as { head: string; tail: string };
+      return Buffer.from(`${part.head}${i.toString(36)}${part.tail}`, 'latin1');
+    },
+    take: () => {
+      const i = n++;
+      return greylistAttributes(tag, i, i % TEMPLATES);
+    },
+  };
+}
+
+export type GreylistStore =
+  | { readonly driver: 'sqlite'; readonly path: string }
+  | { readonly driver: 'redis'; readonly url: string; readonly keyPrefix: string };
+
+/**
+ * A postwarden config with only the greylist check: `delay_s` as given, the auto-whitelist off (`awl_after:
+ * 0`), everything else at its default (default_allow on, no header); log level warn (no decision lines).
+ */
+export function writeGreylistConfig(
+  dir: string,
+  name: string,
+  ports: { readonly policy: number; readonly http: number },
+  store: GreylistStore,
+  delayS: number,
+): string {
+  const config = {
+    hostname: 'mx.example.com',
+    local_domains: [...LOCAL_DOMAINS],
+    local_networks: LOCAL_NETWORKS,
+    store:
+      store.driver === 'sqlite'
+        ? { driver: 'sqlite', path: store.path }
+        : { driver: 'redis', url: store.url, key_prefix: store.keyPrefix },
+    policy: {
+      listen: `127.0.0.1:${ports.policy}`,
+      checks: ['greylist'],
+      greylist: { mode: 'enforce', delay_s: delayS, awl_after: 0 },
+    },
+    http: { listen: `127.0.0.1:${ports.http}` },
+    log: { level: 'warn' },
+  };
+  const configPath = path.join(dir, `${name}.yml`);
+  writeFileSync(configPath, stringify(config));
+  return configPath;
 }

@@ -1,0 +1,278 @@
+/**
+ * The other programs of the greylisting benchmark (bench/greylist.ts): postgrey (the Debian package) and
+ * redis-server, each installed when missing and run by the benchmark itself — in the foreground, as a child
+ * process stopped by PID, on a free 127.0.0.1 port, with its state in the benchmark's temporary directory.
+ * The Debian services are never started: the install runs behind /usr/sbin/policy-rc.d (`exit 101`, put in
+ * place only if missing and removed again afterwards), as test/harness/install.sh does.
+ *
+ * postgrey is run with `--inet=127.0.0.1:PORT --dbdir=TEMP/postgrey --delay=N --auto-whitelist-clients=0`, the
+ * package's own whitelist files named explicitly (not the `.local` ones, so a host's additions cannot change
+ * the run), `--quiet` (no line per decision; postwarden runs at log level warn), `--hostname` (so it does not
+ * ask the machine), and `--user`/`--group` of the benchmark itself (root: root, so the database in the temp
+ * directory is its own). Without `--daemonize` it neither forks nor uses syslog: Net::Server logs to stderr,
+ * which the benchmark keeps for error messages; `--pidfile` only applies with `--daemonize`, so none is given.
+ *
+ * Failure behaviour: a failed install (not root, no apt-get, apt-get failing) or a server that does not come
+ * up is a BenchError with the reason (and the tail of the apt log or the server's log).
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { type Child, freePort, startProcess } from './children.js';
+import { BenchError } from './load.js';
+
+export const POSTGREY = '/usr/sbin/postgrey';
+const POSTGREY_WHITELISTS = {
+  clients: '/etc/postgrey/whitelist_clients',
+  recipients: '/etc/postgrey/whitelist_recipients',
+};
+const POLICY_RC_D = '/usr/sbin/policy-rc.d';
+
+/** The absolute path of `command` on PATH (plus the sbin directories), or undefined. */
+export function which(command: string): string | undefined {
+  const dirs = [...(process.env['PATH'] ?? '').split(':'), '/usr/local/sbin', '/usr/sbin', '/sbin'];
+  for (const dir of dirs) {
+    if (dir === '') continue;
+    const file = path.join(dir, command);
+    try {
+      accessSync(file, constants.X_OK);
+      return file;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+function run(command: string, args: readonly string[], log: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      command,
+      [...args],
+      { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }, maxBuffer: 64 * 2 ** 20 },
+      (error, stdout, stderr) => {
+        writeFileSync(log, `$ ${command} ${args.join(' ')}\n${stdout}${stderr}`, { flag: 'a' });
+        if (error) reject(error);
+        else resolve();
+      },
+    );
+  });
+}
+
+/**
+ * Installs the Debian packages whose programs are missing (`apt-get install -y --no-install-recommends`,
+ * `apt-get update` first only if that fails). Returns the packages it installed. `log` collects apt's output.
+ */
+export async function ensurePackages(
+  wanted: readonly { readonly pkg: string; readonly present: () => boolean }[],
+  log: string,
+): Promise<string[]> {
+  const missing = wanted.filter((w) => !w.present()).map((w) => w.pkg);
+  if (missing.length === 0) return [];
+  const what = missing.join(' ');
+  if (process.getuid?.() !== 0) {
+    throw new BenchError(`${what} missing, and only root can install it: apt-get install ${what}`);
+  }
+  const aptGet = which('apt-get');
+  if (!aptGet)
+    throw new BenchError(`${what} missing, and there is no apt-get to install it (Debian expected)`);
+  process.stderr.write(`  installing ${what} (apt-get; the Debian services are not started)\n`);
+  const madeGuard = !existsSync(POLICY_RC_D);
+  if (madeGuard) writeFileSync(POLICY_RC_D, '#!/bin/sh\nexit 101\n', { mode: 0o755 });
+  const install = [
+    'install',
+    '-y',
+    '-q',
+    '--no-install-recommends',
+    '-o',
+    'Dpkg::Options::=--force-confdef',
+    '-o',
+    'Dpkg::Options::=--force-confold',
+    ...missing,
+  ];
+  try {
+    try {
+      await run(aptGet, install, log);
+    } catch {
+      await run(aptGet, ['update', '-q'], log);
+      await run(aptGet, install, log);
+    }
+  } catch (error) {
+    const tail = existsSync(log) ? readFileSync(log, 'utf8').split('\n').slice(-15).join('\n') : '';
+    throw new BenchError(
+      `apt-get install ${what} failed: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}\n${tail}`,
+    );
+  } finally {
+    if (madeGuard) rmSync(POLICY_RC_D, { force: true });
+  }
+  const still = wanted.filter((w) => !w.present()).map((w) => w.pkg);
+  if (still.length > 0) throw new BenchError(`still missing after apt-get install: ${still.join(' ')}`);
+  return missing;
+}
+
+/** `postgrey 1.37` and the Perl / BerkeleyDB versions under it, for the report. */
+export function postgreyVersion(): string {
+  const version = (command: string, args: readonly string[]) => {
+    try {
+      return execFileSync(command, [...args], { encoding: 'utf8', timeout: 10_000 }).trim();
+    } catch {
+      return '?';
+    }
+  };
+  const perl = version('perl', [
+    '-MBerkeleyDB',
+    '-MNet::Server',
+    '-e',
+    'printf "perl %vd, BerkeleyDB %s (libdb %s), Net::Server %s", $^V, $BerkeleyDB::VERSION, $BerkeleyDB::db_version, $Net::Server::VERSION',
+  ]);
+  return `${version(POSTGREY, ['--version'])} (${perl})`;
+}
+
+export interface PostgreyOptions {
+  readonly port: number;
+  /** Its --dbdir (created). */
+  readonly dbdir: string;
+  readonly delayS: number;
+}
+
+/** The arguments the benchmark runs postgrey with (see the file comment). */
+export function postgreyArgs(options: PostgreyOptions): string[] {
+  const root = process.getuid?.() === 0;
+  const user = root ? 'root' : os.userInfo().username;
+  const group = root ? 'root' : execFileSync('id', ['-gn'], { encoding: 'utf8' }).trim();
+  const whitelists = [
+    ...(existsSync(POSTGREY_WHITELISTS.clients)
+      ? [`--whitelist-clients=${POSTGREY_WHITELISTS.clients}`]
+      : []),
+    ...(existsSync(POSTGREY_WHITELISTS.recipients)
+      ? [`--whitelist-recipients=${POSTGREY_WHITELISTS.recipients}`]
+      : []),
+  ];
+  return [
+    `--inet=127.0.0.1:${options.port}`,
+    `--dbdir=${options.dbdir}`,
+    `--delay=${options.delayS}`,
+    '--auto-whitelist-clients=0',
+    ...whitelists,
+    `--user=${user}`,
+    `--group=${group}`,
+    '--hostname=mx.example.com',
+    '--quiet',
+  ];
+}
+
+/** Starts postgrey in the foreground; the caller waits for it to answer (waitForPolicy). */
+export function startPostgrey(options: PostgreyOptions): Child {
+  if (options.delayS < 1) {
+    // postgrey reads `--delay=0` as "not given": 300 s (`$opt{delay} || 300`).
+    throw new BenchError('postgrey cannot greylist for 0 seconds (it takes --delay=0 as the default, 300)');
+  }
+  mkdirSync(options.dbdir, { recursive: true, mode: 0o700 });
+  return startProcess('postgrey', POSTGREY, postgreyArgs(options), { cwd: options.dbdir });
+}
+
+/** Sends one Redis command (RESP) and resolves with the raw reply text. */
+export function redisCommand(port: number, args: readonly string[], timeoutMs = 5000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    let reply = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(
+        new BenchError(`redis-server on 127.0.0.1:${port}: no reply to ${args[0]} within ${timeoutMs} ms`),
+      );
+    }, timeoutMs);
+    const done = (error?: Error) => {
+      clearTimeout(timer);
+      socket.destroy();
+      if (error) reject(error);
+      else resolve(reply);
+    };
+    socket.on('connect', () =>
+      socket.write(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`),
+    );
+    socket.on('data', (chunk: Buffer) => {
+      reply += chunk.toString('utf8');
+      // One reply: a line (+ - :), or a bulk string `$len\r\n…\r\n`.
+      const eol = reply.indexOf('\r\n');
+      if (eol < 0) return;
+      if (reply[0] !== '$') {
+        done(reply[0] === '-' ? new BenchError(`redis-server: ${reply.slice(1, eol)}`) : undefined);
+        return;
+      }
+      const length = Number(reply.slice(1, eol));
+      if (length < 0 || Buffer.byteLength(reply) >= eol + 2 + length + 2) done();
+    });
+    socket.on('error', (error) =>
+      done(new BenchError(`redis-server on 127.0.0.1:${port}: ${error.message}`)),
+    );
+  });
+}
+
+export interface RedisServer {
+  readonly child: Child;
+  readonly port: number;
+  readonly url: string;
+  readonly version: string;
+}
+
+/**
+ * Starts redis-server as test/harness/redis.ts does — foreground, loopback, no persistence (`--save ''
+ * --appendonly no`), its dir and log under `dir` — on a free port, and waits until it answers PING.
+ */
+export async function startRedisServer(dir: string, timeoutMs: number): Promise<RedisServer> {
+  const binary = which('redis-server');
+  if (!binary) throw new BenchError('redis-server not found');
+  mkdirSync(dir, { recursive: true });
+  const port = await freePort();
+  const logFile = path.join(dir, 'redis.log');
+  const child = startProcess('redis-server', binary, [
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--protected-mode',
+    'yes',
+    '--daemonize',
+    'no',
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--dir',
+    dir,
+    '--logfile',
+    logFile,
+  ]);
+  let gone = false;
+  void child.exited.then(() => {
+    gone = true;
+  });
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline && !gone) {
+    try {
+      if ((await redisCommand(port, ['PING'], 500)).startsWith('+PONG')) {
+        const info = await redisCommand(port, ['INFO', 'server']);
+        const version = /redis_version:(\S+)/.exec(info)?.[1] ?? '?';
+        return { child, port, url: `redis://127.0.0.1:${port}/0`, version };
+      }
+    } catch (error) {
+      last = error instanceof Error ? error.message : String(error);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const log = existsSync(logFile) ? readFileSync(logFile, 'utf8').split('\n').slice(-10).join('\n') : '';
+  throw new BenchError(
+    `redis-server on 127.0.0.1:${port} did not answer PING${gone ? ' (it exited)' : ` within ${timeoutMs} ms`}` +
+      `${last ? ` (${last})` : ''}${log ? `; its log:\n${log}` : ''}`,
+  );
+}
+
+/** A field of `INFO` (e.g. used_memory), as a number; NaN if absent. */
+export async function redisInfoNumber(port: number, section: string, field: string): Promise<number> {
+  const info = await redisCommand(port, ['INFO', section]);
+  return Number(new RegExp(`^${field}:(\\d+)`, 'm').exec(info)?.[1] ?? NaN);
+}
