@@ -150,10 +150,16 @@ export function buildFilterService(
           },
         }
       : {}),
-    spam: {
-      tagAt: filter.spam.tag_at,
-      holdAt: filter.mode === 'before_queue' ? filter.spam.reject_at : filter.spam.quarantine_at,
-    },
+    // Spam thresholds and X-Spam headers only when a scanner scores spam: without one, "No, score=0" would read
+    // as "checked, not spam".
+    ...(stages.some((s) => s.scanner.name === 'rules' || s.scanner.name === 'bayes')
+      ? {
+          spam: {
+            tagAt: filter.spam.tag_at,
+            holdAt: filter.mode === 'before_queue' ? filter.spam.reject_at : filter.spam.quarantine_at,
+          },
+        }
+      : {}),
     ...(filter.quarantine.notify ? { notify: { postmaster: filter.quarantine.postmaster, instance } } : {}),
     instance,
     logger,
