@@ -89,6 +89,7 @@ export const greylistSchema = z
 export type GreylistSettings = z.infer<typeof greylistSchema>;
 
 const CHECK = 'greylist';
+const DAY_MS = 86_400_000;
 
 /**
  * The big senders' outbound host domains (`default_allow`): their mail comes from large pools that retry from
@@ -298,7 +299,8 @@ export function createGreylistCheck(
       const sender = normalizeSender(request.sender, recipientDelimiter);
       const key = tripletKey(network, sender, request.recipient);
       const at = now();
-      const stored = await store.get(key);
+      const entry = await store.getEntry(key);
+      const stored = entry?.value;
       const triplet = stored === undefined ? undefined : readTripletValue(stored);
       if (!triplet) {
         // First sight (or an unreadable entry, replaced): one of several racing instances records it.
@@ -312,7 +314,11 @@ export function createGreylistCheck(
       }
       const waited = Math.floor((at - triplet.firstSeen) / 1000);
       if (triplet.passed) {
-        await store.expire(key, settings.max_age_s);
+        // Its memory restarts at most once a day (or per half max_age_s, if shorter): a write on every hit would
+        // cost every known sender a disk write (and SQLite's checkpoints on the request path).
+        const maxAgeMs = settings.max_age_s * 1000;
+        const left = entry?.expiresAt === undefined ? Infinity : entry.expiresAt - at;
+        if (left < maxAgeMs - Math.min(DAY_MS, maxAgeMs / 2)) await store.expire(key, settings.max_age_s);
         await countPass(network);
         return info('GREYLIST_KNOWN', `triplet passed before (first seen ${waited} s ago)`);
       }
