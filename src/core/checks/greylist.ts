@@ -5,7 +5,7 @@
  *   first sight                      DEFER_IF_PERMIT 4.7.1 "Greylisted, try again in N seconds"  GREYLIST_NEW
  *   retry before delay_s             the same, with the seconds left                              GREYLIST_TOO_EARLY
  *   retry after delay_s, in window   pass; the triplet is kept for max_age_s                      GREYLIST_PASSED
- *   a triplet that passed before     pass, and its max_age_s starts again                         GREYLIST_KNOWN
+ *   a triplet that passed before     pass; its max_age_s starts again (at most once a day)         GREYLIST_KNOWN
  *   network auto-whitelisted         pass (awl_after passes, one counted per network per hour)    GREYLIST_AWL
  *
  * It spares what should not wait, each with its own symbol (counted in metrics, named in the decision log):
