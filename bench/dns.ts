@@ -68,6 +68,7 @@ import {
   waitForLine,
   waitForPolicy,
 } from './children.js';
+import { connectionCounts, numberEnv, onStopSignal, reportFailure, UsageError } from './options.js';
 import { BenchError, type CellResult, runSlice, type Slice, summarize } from './load.js';
 import { LOCAL_DOMAINS, rcptRequest } from './workload.js';
 
@@ -82,8 +83,6 @@ const HOSTNAME = 'mx.example.com';
 
 const TARGET_FACTOR = 5;
 const TARGET_CONNECTIONS = 8;
-
-class UsageError extends Error {}
 
 // ---------------------------------------------------------------------------------------------------------
 // The zone and the workload
@@ -1065,26 +1064,6 @@ interface Row extends CellResult {
   readonly overCeiling: number;
 }
 
-function numberEnv(name: string, fallback: number, min: number, max: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value < min || value > max) {
-    throw new UsageError(`${name}=${raw}: expected a number from ${min} to ${max}`);
-  }
-  return value;
-}
-
-function connectionCounts(): number[] {
-  const raw = process.env['BENCH_CONNECTIONS'];
-  if (raw === undefined || raw === '') return [1, 8, 32];
-  const counts = raw.split(',').map((s) => Number(s.trim()));
-  if (counts.some((n) => !Number.isInteger(n) || n < 1 || n > 1000)) {
-    throw new UsageError(`BENCH_CONNECTIONS=${raw}: expected a list like 1,8,32 (each 1..1000)`);
-  }
-  return counts;
-}
-
 const fixed = (value: number, digits: number): string =>
   Number.isFinite(value) ? value.toFixed(digits) : '-';
 const percent = (value: number): string => (Number.isFinite(value) ? `${Math.round(value * 100)}%` : '-');
@@ -1562,35 +1541,11 @@ process.on('exit', () => {
   killAllNow();
   if (guardMade) rmSync(POLICY_RC_D, { force: true });
 });
-for (const [signal, code] of [
-  ['SIGINT', 130],
-  ['SIGTERM', 143],
-] as const) {
-  process.once(signal, () => {
-    process.stderr.write(`\n${signal}: stopping the servers\n`);
-    void Promise.all([listener?.stop(), stopAll(1000)]).finally(() => {
-      if (tempDir) rmSync(tempDir, { recursive: true, force: true });
-      process.exit(code);
-    });
-  });
-}
+onStopSignal(async () => {
+  await Promise.all([listener?.stop(), stopAll(1000)]);
+  if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+});
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    if (error instanceof UsageError) {
-      process.stderr.write(`bench: ${error.message}\n`);
-      process.exitCode = 2;
-    } else if (error instanceof BenchError) {
-      process.stderr.write(`bench: BROKEN — ${error.message}\n`);
-      process.exitCode = 1;
-    } else {
-      process.stderr.write(
-        `bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-      );
-      process.exitCode = 1;
-    }
-  },
-);
+main().then((code) => {
+  process.exitCode = code;
+}, reportFailure);

@@ -67,6 +67,7 @@ import {
   waitForLine,
 } from './children.js';
 import { BenchError } from './load.js';
+import { connectionCounts, numberEnv, onStopSignal, reportFailure, UsageError } from './options.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const MAIN = path.resolve(HERE, '../src/cli/main.js');
@@ -92,8 +93,6 @@ const OWN_FIELDS = new Set([
   'x-spam-score',
   'x-spam-status',
 ]);
-
-class UsageError extends Error {}
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -1598,26 +1597,6 @@ function say(label: string, ...lines: string[]): void {
 // ---------------------------------------------------------------------------------------------------------
 // Main
 
-function numberEnv(name: string, fallback: number, min: number, max: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value < min || value > max) {
-    throw new UsageError(`${name}=${raw}: expected a number from ${min} to ${max}`);
-  }
-  return value;
-}
-
-function connectionCounts(): number[] {
-  const raw = process.env['BENCH_FILTER_CONNECTIONS'];
-  if (raw === undefined || raw === '') return [1, 4];
-  const counts = raw.split(',').map((s) => Number(s.trim()));
-  if (counts.some((n) => !Number.isInteger(n) || n < 1 || n > 20)) {
-    throw new UsageError(`BENCH_FILTER_CONNECTIONS=${raw}: expected a list like 1,4 (each 1..20)`);
-  }
-  return counts;
-}
-
 function options() {
   try {
     return parseArgs({
@@ -1675,7 +1654,7 @@ async function main(): Promise<number> {
   }
   const seconds = numberEnv('BENCH_FILTER_SECONDS', 10, 0, 600);
   const rounds = Math.round(numberEnv('BENCH_FILTER_ROUNDS', 5, 1, 100));
-  const counts = connectionCounts();
+  const counts = connectionCounts({ variable: 'BENCH_FILTER_CONNECTIONS', fallback: [1, 4], max: 20 });
   const wantClamd = numberEnv('BENCH_FILTER_CLAMD', 1, 0, 1) === 1;
   const wantRss = numberEnv('BENCH_FILTER_RSS', 1, 0, 1) === 1;
   if (!existsSync(MAIN) || !existsSync(RELAY)) {
@@ -1883,16 +1862,10 @@ process.on('exit', () => {
   killAllNow();
   if (tempDir) rmSync(tempDir, { recursive: true, force: true });
 });
-for (const [signal, code] of [
-  ['SIGINT', 130],
-  ['SIGTERM', 143],
-] as const) {
-  process.once(signal, () => {
-    stopping = true;
-    process.stderr.write(`\n${signal}: stopping the servers\n`);
-    void cleanup(1000).finally(() => process.exit(code));
-  });
-}
+onStopSignal(() => {
+  stopping = true;
+  return cleanup(1000);
+});
 
 main()
   .then(
@@ -1900,19 +1873,7 @@ main()
       process.exitCode = code;
     },
     (error: unknown) => {
-      if (stopping) return; // the servers went away under the load: that is the signal, not a failure
-      if (error instanceof UsageError) {
-        process.stderr.write(`bench: ${error.message}\n`);
-        process.exitCode = 2;
-      } else if (error instanceof BenchError) {
-        process.stderr.write(`bench: BROKEN — ${error.message}\n`);
-        process.exitCode = 1;
-      } else {
-        process.stderr.write(
-          `bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-        );
-        process.exitCode = 1;
-      }
+      if (!stopping) reportFailure(error); // after a signal the servers went away under the load: not a failure
     },
   )
   .finally(() => cleanup());

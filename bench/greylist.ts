@@ -61,6 +61,7 @@ import {
   waitForLine,
   waitForPolicy,
 } from './children.js';
+import { connectionCounts, numberEnv, onStopSignal, reportFailure, UsageError } from './options.js';
 import { BenchError, type CellResult, runSlice, type Slice, summarize } from './load.js';
 import {
   ensurePackages,
@@ -122,8 +123,6 @@ interface Row extends CellResult {
   readonly vsPostgrey: number;
 }
 
-class UsageError extends Error {}
-
 const DUNNO_REPLY = Buffer.from('action=DUNNO\n\n');
 const DEFER_REPLY = Buffer.from('action=DEFER_IF_PERMIT ');
 
@@ -152,26 +151,6 @@ const ANSWERS: Record<Exclude<ServerKey, 'dunno'>, { new: RegExp; passing: RegEx
 function expectReply(server: ServerKey, workload: Workload): (reply: Buffer) => boolean {
   if (server === 'dunno' || workload === 'known') return (reply) => reply.equals(DUNNO_REPLY);
   return (reply) => reply.subarray(0, DEFER_REPLY.length).equals(DEFER_REPLY);
-}
-
-function numberEnv(name: string, fallback: number, min: number, max: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value < min || value > max) {
-    throw new UsageError(`${name}=${raw}: expected a number from ${min} to ${max}`);
-  }
-  return value;
-}
-
-function connectionCounts(): number[] {
-  const raw = process.env['BENCH_CONNECTIONS'];
-  if (raw === undefined || raw === '') return [1, 8, 32];
-  const counts = raw.split(',').map((s) => Number(s.trim()));
-  if (counts.length === 0 || counts.some((n) => !Number.isInteger(n) || n < 1 || n > 1000)) {
-    throw new UsageError(`BENCH_CONNECTIONS=${raw}: expected a list like 1,8,32 (each 1..1000)`);
-  }
-  return counts;
 }
 
 /** Sends the requests over `connections` persistent connections (each sequential) and returns the answers. */
@@ -1072,38 +1051,14 @@ process.on('exit', () => {
   killAllNow();
   policyRun?.kill('SIGKILL');
 });
-for (const [signal, code] of [
-  ['SIGINT', 130],
-  ['SIGTERM', 143],
-] as const) {
-  process.once(signal, () => {
-    process.stderr.write(`\n${signal}: stopping the servers\n`);
-    policyRun?.kill(signal);
-    void stopAll(1000).finally(() => {
-      if (tempDir) rmSync(tempDir, { recursive: true, force: true });
-      // bench/policy.js cleans up after itself on the same signal; give it the moment it needs.
-      if (policyRun) policyRun.once('exit', () => process.exit(code));
-      else process.exit(code);
-    });
-  });
-}
+onStopSignal(async (signal) => {
+  policyRun?.kill(signal);
+  await stopAll(1000);
+  if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+  // bench/policy.js cleans up after itself on the same signal; give it the moment it needs.
+  if (policyRun) await new Promise((resolve) => policyRun?.once('exit', resolve));
+});
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    if (error instanceof UsageError) {
-      process.stderr.write(`bench: ${error.message}\n`);
-      process.exitCode = 2;
-    } else if (error instanceof BenchError) {
-      process.stderr.write(`bench: BROKEN — ${error.message}\n`);
-      process.exitCode = 1;
-    } else {
-      process.stderr.write(
-        `bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-      );
-      process.exitCode = 1;
-    }
-  },
-);
+main().then((code) => {
+  process.exitCode = code;
+}, reportFailure);

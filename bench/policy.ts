@@ -34,6 +34,7 @@ import {
   waitForLine,
   waitForPolicy,
 } from './children.js';
+import { connectionCounts, numberEnv, onStopSignal, reportFailure, UsageError } from './options.js';
 import { BenchError, type CellResult, runSlice, type Slice, summarize } from './load.js';
 import { type BenchRequest, encodeMix, type Fixture, requestMix, writeFixture } from './workload.js';
 
@@ -59,28 +60,6 @@ interface Row extends CellResult {
   readonly label: string;
   /** postwarden's req/s over the ceiling's at the same connection count (1 for the ceiling itself). */
   readonly ratio: number;
-}
-
-class UsageError extends Error {}
-
-function numberEnv(name: string, fallback: number, min: number, max: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value < min || value > max) {
-    throw new UsageError(`${name}=${raw}: expected a number from ${min} to ${max}`);
-  }
-  return value;
-}
-
-function connectionCounts(): number[] {
-  const raw = process.env['BENCH_CONNECTIONS'];
-  if (raw === undefined || raw === '') return [1, 8, 32];
-  const counts = raw.split(',').map((s) => Number(s.trim()));
-  if (counts.length === 0 || counts.some((n) => !Number.isInteger(n) || n < 1 || n > 1000)) {
-    throw new UsageError(`BENCH_CONNECTIONS=${raw}: expected a list like 1,8,32 (each 1..1000)`);
-  }
-  return counts;
 }
 
 /** Sends each request of the mix once and compares the answer with what it must be. */
@@ -414,35 +393,11 @@ async function main(): Promise<number> {
 }
 
 process.on('exit', killAllNow);
-for (const [signal, code] of [
-  ['SIGINT', 130],
-  ['SIGTERM', 143],
-] as const) {
-  process.once(signal, () => {
-    process.stderr.write(`\n${signal}: stopping the servers\n`);
-    void stopAll(1000).finally(() => {
-      if (tempDir) rmSync(tempDir, { recursive: true, force: true });
-      process.exit(code);
-    });
-  });
-}
+onStopSignal(async () => {
+  await stopAll(1000);
+  if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+});
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    if (error instanceof UsageError) {
-      process.stderr.write(`bench: ${error.message}\n`);
-      process.exitCode = 2;
-    } else if (error instanceof BenchError) {
-      process.stderr.write(`bench: BROKEN — ${error.message}\n`);
-      process.exitCode = 1;
-    } else {
-      process.stderr.write(
-        `bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-      );
-      process.exitCode = 1;
-    }
-  },
-);
+main().then((code) => {
+  process.exitCode = code;
+}, reportFailure);
