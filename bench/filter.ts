@@ -51,10 +51,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
-import zlib from 'node:zlib';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { stringify } from 'yaml';
 import { type ClamdServer, startClamd } from '../test/harness/clamd.js';
+import { zip } from '../test/harness/zip.js';
 import {
   type Child,
   freePort,
@@ -464,55 +464,9 @@ function jpegBytes(label: string, size: number): Buffer {
   return Buffer.concat([head, noise(label, Math.max(0, size - head.length - 2)), Buffer.from([0xff, 0xd9])]);
 }
 
-/** A zip archive (PKWARE APPNOTE), entries deflated. */
+/** A zip archive, entries deflated (the tests' writer, test/harness/zip.ts). */
 function zipBytes(entries: readonly { readonly name: string; readonly data: Buffer }[]): Buffer {
-  const u16 = (n: number) => {
-    const b = Buffer.alloc(2);
-    b.writeUInt16LE(n);
-    return b;
-  };
-  const u32 = (n: number) => {
-    const b = Buffer.alloc(4);
-    b.writeUInt32LE(n >>> 0);
-    return b;
-  };
-  const locals: Buffer[] = [];
-  const centrals: Buffer[] = [];
-  let offset = 0;
-  for (const entry of entries) {
-    const name = Buffer.from(entry.name, 'utf8');
-    const body = zlib.deflateRawSync(entry.data);
-    const common = Buffer.concat([
-      u16(20),
-      u16(0),
-      u16(8),
-      u16(0x6000),
-      u16(0x5b74),
-      u32(zlib.crc32(entry.data)),
-      u32(body.length),
-      u32(entry.data.length),
-      u16(name.length),
-      u16(0),
-    ]);
-    const local = Buffer.concat([u32(0x04034b50), common, name, body]);
-    centrals.push(
-      Buffer.concat([u32(0x02014b50), u16(20), common, u16(0), u16(0), u16(0), u32(0), u32(offset), name]),
-    );
-    locals.push(local);
-    offset += local.length;
-  }
-  const directory = Buffer.concat(centrals);
-  const end = Buffer.concat([
-    u32(0x06054b50),
-    u16(0),
-    u16(0),
-    u16(entries.length),
-    u16(entries.length),
-    u32(directory.length),
-    u32(offset),
-    u16(0),
-  ]);
-  return Buffer.concat([...locals, directory, end]);
+  return zip(entries.map((entry) => ({ name: entry.name, data: entry.data, deflate: true })));
 }
 
 function csvBytes(rnd: () => number, size: number): Buffer {

@@ -205,29 +205,7 @@ describe('the content filter through Postfix', () => {
   it('holds a zip with an .exe inside in quarantine', async () => {
     const tag = newTag();
     const archive = zip([{ name: 'invoice.pdf.exe', data: Buffer.from('MZ not really a program') }]);
-    const boundary = 'b-' + tag;
-    const raw = [
-      'From: sender@example.net',
-      'To: alice@example.test',
-      `Subject: zip ${tag}`,
-      `X-Pw-Test: ${tag}`,
-      'MIME-Version: 1.0',
-      `Content-Type: multipart/mixed; boundary="${boundary}"`,
-      '',
-      `--${boundary}`,
-      'Content-Type: text/plain',
-      '',
-      'See the invoice.',
-      `--${boundary}`,
-      'Content-Type: application/zip; name="invoice.zip"',
-      'Content-Disposition: attachment; filename="invoice.zip"',
-      'Content-Transfer-Encoding: base64',
-      '',
-      archive.toString('base64').replace(/.{76}/g, '$&\r\n'),
-      `--${boundary}--`,
-      '',
-    ].join('\r\n');
-    await sendRaw(raw);
+    await sendRaw(withAttachment(tag, 'invoice.zip', archive, 'application/zip'));
     const entry = await quarantined(tag);
     assert.equal(entry?.['symbol'], 'BANNED_IN_ARCHIVE');
     assert.equal(delivered(tag).length, 0);
@@ -235,7 +213,12 @@ describe('the content filter through Postfix', () => {
 });
 
 /** A message with one base64 attachment. */
-function withAttachment(tag: string, name: string, content: Buffer): string {
+function withAttachment(
+  tag: string,
+  name: string,
+  content: Buffer,
+  type = 'application/octet-stream',
+): string {
   const boundary = `b-${tag}`;
   return [
     'From: sender@example.net',
@@ -250,7 +233,7 @@ function withAttachment(tag: string, name: string, content: Buffer): string {
     '',
     'See the attachment.',
     `--${boundary}`,
-    `Content-Type: application/octet-stream; name="${name}"`,
+    `Content-Type: ${type}; name="${name}"`,
     `Content-Disposition: attachment; filename="${name}"`,
     'Content-Transfer-Encoding: base64',
     '',
