@@ -20,7 +20,9 @@
 #   content_filter, harness.md §4; proxy:127.0.0.1:PORT: smtpd_proxy_filter before the queue; both with
 #   the re-injection smtpd on 127.0.0.1:REINJECT_PORT (2527)),
 #   HARNESS_POSTFIX_EXTRA (raw `name = value` main.cf lines, newline-separated, applied last with
-#   postconf -e so they replace the defaults above), HARNESS_WAIT_S (15, readiness bound per port).
+#   postconf -e so they replace the defaults above), HARNESS_DOVECOT_INCLUDE (off; a Dovecot config file
+#   `!include`d at the end of dovecot.conf, e.g. a rendered dovecot-snippets/ fragment: its settings
+#   override the defaults above), HARNESS_WAIT_S (15, readiness bound per port).
 #
 # Failure: `up` refuses to start if a port is taken by another program, or if HARNESS_DIR exists and
 # is not a harness dir. If a daemon does not answer within HARNESS_WAIT_S, it names the log file,
@@ -42,6 +44,7 @@ HARNESS_POLICY_DEFAULT_ACTION="${HARNESS_POLICY_DEFAULT_ACTION:-451 4.3.5 policy
 HARNESS_FILTER="${HARNESS_FILTER:-off}"
 REINJECT_PORT="${REINJECT_PORT:-2527}"
 HARNESS_POSTFIX_EXTRA="${HARNESS_POSTFIX_EXTRA:-}"
+HARNESS_DOVECOT_INCLUDE="${HARNESS_DOVECOT_INCLUDE:-off}"
 HARNESS_WAIT_S="${HARNESS_WAIT_S:-15}"
 
 PF="$D/postfix/etc"             # Postfix config_directory (postfix -c "$PF")
@@ -479,6 +482,10 @@ protocol lmtp {
   postmaster_address = postmaster@example.test
 }
 EOF
+  if [ "$HARNESS_DOVECOT_INCLUDE" != off ]; then
+    [ -r "$HARNESS_DOVECOT_INCLUDE" ] || die "HARNESS_DOVECOT_INCLUDE: cannot read $HARNESS_DOVECOT_INCLUDE"
+    printf '!include %s\n' "$HARNESS_DOVECOT_INCLUDE" >>"$DC"
+  fi
 }
 
 write_env() {

@@ -36,6 +36,8 @@ export interface StartOptions {
   policy?: string;
   /** Raw main.cf lines (`name = value`), applied last with `postconf -e` (HARNESS_POSTFIX_EXTRA). */
   extraMainCf?: string[];
+  /** A Dovecot config file `!include`d last, overriding the defaults (HARNESS_DOVECOT_INCLUDE). */
+  dovecotInclude?: string;
   /** More environment for harness.sh, e.g. { HARNESS_DIR: '/tmp/pw-x', SMTP_PORT: '3525' }. */
   env?: Record<string, string>;
 }
@@ -399,6 +401,7 @@ export async function startHarness(opts: StartOptions = {}): Promise<Harness> {
   const env: NodeJS.ProcessEnv = { ...process.env, ...opts.env };
   if (opts.policy !== undefined) env['HARNESS_POLICY'] = opts.policy;
   if (opts.extraMainCf !== undefined) env['HARNESS_POSTFIX_EXTRA'] = opts.extraMainCf.join('\n');
+  if (opts.dovecotInclude !== undefined) env['HARNESS_DOVECOT_INCLUDE'] = opts.dovecotInclude;
 
   const install = await run('bash', [path.join(dir, 'install.sh')], env, 900_000);
   if (install.code !== 0) {
