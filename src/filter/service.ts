@@ -77,6 +77,19 @@ export function queueIdOf(received: string | undefined): string | undefined {
   return received ? /\bid\s+([0-9A-Za-z]{6,})\b/.exec(received)?.[1] : undefined;
 }
 
+/**
+ * The header fields postwarden writes (lower case). Incoming copies are removed from the message as delivered:
+ * Sieve files mail by X-Spam-Flag, clients sort by X-Spam-Status, and a sender must not set them in advance.
+ */
+export const OWN_HEADER_FIELDS: ReadonlySet<string> = new Set([
+  'x-spam-flag',
+  'x-spam-score',
+  'x-spam-status',
+  'x-postwarden-status',
+  'x-postwarden-note',
+  'x-postwarden-released',
+]);
+
 /** The filter's own header fields, prepended to the message: nothing of the original is re-encoded. */
 export function statusHeaders(
   decision: ContentDecision,
@@ -286,7 +299,7 @@ export class FilterService {
       const subject = facts.headers.find((h) => h.name.toLowerCase() === 'subject')?.value;
       const messageId = facts.headers.find((h) => h.name.toLowerCase() === 'message-id')?.value;
       if (signal.aborted) throw new MessageDeadline('the deadline passed before the message was held');
-      await this.deps.quarantine.hold(spooled.open(headers), {
+      await this.deps.quarantine.hold(spooled.forDelivery(headers), {
         id,
         time: Date.now(),
         scanner: outcome.by.scanner,
@@ -322,7 +335,7 @@ export class FilterService {
       const response = await reinject(
         this.deps.reinject,
         envelope,
-        () => spooled.open(headers),
+        () => spooled.forDelivery(headers),
         transaction.xforward,
         signal,
       );

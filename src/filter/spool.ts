@@ -4,6 +4,9 @@
  * parsers hide: NUL bytes, bare LF line ends and lines over RFC 5321's 998 characters. Scanners and the
  * re-injection read the file again as often as they need; it is removed when the message is done (delivered,
  * quarantined or answered 4xx), so a crash leaves at most files that a start-up sweep removes.
+ *
+ * The start of the header section is kept in memory (bounded) to find incoming copies of the fields the filter
+ * writes itself; the message as delivered leaves them out (see header-fields.ts).
  */
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -11,6 +14,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import type { MessageSource } from '../core/content.js';
+import { headerFieldRanges, keptRanges, type ByteRange } from './header-fields.js';
 
 export interface SpooledMessage extends MessageSource {
   readonly id: string;
@@ -21,12 +25,19 @@ export interface SpooledMessage extends MessageSource {
   readonly startsFolded: boolean;
   /** What the raw bytes show: NUL bytes, bare LF, overlong lines. */
   readonly problems: readonly string[];
-  /** A stream of the spooled bytes, optionally starting with `prefix` (the filter's own header fields). */
-  open(prefix?: Buffer): Readable;
+  /** A stream of the spooled bytes as they came. */
+  open(): Readable;
+  /** The message as delivered: `prefix` (the filter's own header fields), then the spooled bytes without incoming
+   * copies of the fields the spool was told to drop. */
+  forDelivery(prefix: Buffer): Readable;
   remove(): void;
 }
 
 const MAX_LINE = 998;
+
+/** Header bytes kept to find the fields to drop: far more than any real header section; a longer one keeps its
+ * fields past this point. */
+const MAX_HEAD_BYTES = 256 * 1024;
 
 /** Counts what a MIME parser smooths over, across chunk boundaries, without copying the bytes. */
 class RawInspector extends Transform {
@@ -36,6 +47,10 @@ class RawInspector extends Transform {
   bytes = 0;
   private lineLength = 0;
   private lastByte = -1;
+  /** The start of the message, up to the end of the header section or MAX_HEAD_BYTES. */
+  readonly head: Buffer[] = [];
+  private headBytes = 0;
+  private headEnded = false;
 
   constructor(private readonly maxBytes: number) {
     super();
@@ -47,6 +62,7 @@ class RawInspector extends Transform {
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
     if (this.bytes === 0 && chunk.length > 0) this.firstByte = chunk[0] ?? -1;
+    if (!this.headEnded) this.keepHead(chunk);
     this.bytes += chunk.length;
     if (chunk.indexOf(0) >= 0) for (const byte of chunk) if (byte === 0) this.nul += 1;
     let from = 0;
@@ -62,6 +78,16 @@ class RawInspector extends Transform {
     this.lastByte = chunk[chunk.length - 1] ?? this.lastByte;
     // Past the bound, keep reading (the client must finish DATA) but stop writing.
     done(null, this.exceeded ? undefined : chunk);
+  }
+
+  private keepHead(chunk: Buffer): void {
+    const part = chunk.subarray(0, MAX_HEAD_BYTES - this.headBytes);
+    // The blank line that ends the header section may straddle chunks: look at the last two bytes kept too.
+    const previous = this.head.at(-1);
+    const seam = Buffer.concat([previous ? previous.subarray(-2) : Buffer.alloc(0), part]);
+    this.head.push(part);
+    this.headBytes += part.length;
+    this.headEnded = this.headBytes >= MAX_HEAD_BYTES || seam.includes('\n\n') || seam.includes('\n\r\n');
   }
 
   /** The first byte: a message that starts with a space or tab begins with a folded (continuation) line. */
@@ -83,6 +109,8 @@ export class Spool {
   constructor(
     readonly dir: string,
     private readonly maxBytes: number,
+    /** Header fields (lower-case names) that the message as delivered leaves out. */
+    private readonly dropFields: ReadonlySet<string> = new Set(),
   ) {}
 
   /** Creates the directory (0700) and removes what an earlier run left behind; returns how many. */
@@ -108,11 +136,10 @@ export class Spool {
       throw error;
     }
     const size = inspector.exceeded ? inspector.bytes : statSync(file).size;
-    const open = (prefix?: Buffer): Readable => {
-      const stream = createReadStream(file, { highWaterMark: 256 * 1024 });
-      if (!prefix || prefix.length === 0) return stream;
-      return prefixed(prefix, stream);
-    };
+    const open = (): Readable => createReadStream(file, { highWaterMark: READ_CHUNK });
+    const drop =
+      this.dropFields.size > 0 ? headerFieldRanges(Buffer.concat(inspector.head), this.dropFields) : [];
+    const kept = drop.length > 0 ? keptRanges(size, drop) : undefined;
     return {
       id,
       path: file,
@@ -121,18 +148,33 @@ export class Spool {
       startsFolded: inspector.firstByte === 0x20 || inspector.firstByte === 0x09,
       problems: inspector.problems(),
       open,
+      forDelivery: (prefix) => concatenated(prefix, file, kept),
       chunks: () => open(),
       remove: () => rmSync(file, { force: true }),
     };
   }
 }
 
-/** `prefix` then the file's bytes, as one stream. */
-function prefixed(prefix: Buffer, rest: Readable): Readable {
+const READ_CHUNK = 256 * 1024;
+
+/** `prefix`, then the file's bytes (only the `kept` ranges of them when given), as one stream. */
+function concatenated(prefix: Buffer, file: string, kept: readonly ByteRange[] | undefined): Readable {
   return Readable.from(
     (async function* () {
-      yield prefix;
-      yield* rest;
+      if (prefix.length > 0) yield prefix;
+      if (!kept) {
+        yield* createReadStream(file, { highWaterMark: READ_CHUNK });
+        return;
+      }
+      for (const range of kept) {
+        if (range.end > range.start) {
+          yield* createReadStream(file, {
+            start: range.start,
+            end: range.end - 1,
+            highWaterMark: READ_CHUNK,
+          });
+        }
+      }
     })(),
     { objectMode: false },
   );

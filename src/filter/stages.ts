@@ -17,7 +17,7 @@ import type { Store } from '../core/store.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
 import { Quarantine } from './quarantine.js';
-import { FilterService } from './service.js';
+import { FilterService, OWN_HEADER_FIELDS } from './service.js';
 import { Spool } from './spool.js';
 
 /** What the scanners reach outside the core. */
@@ -115,7 +115,11 @@ export function buildFilterService(
   isLocalSender?: (address: string) => Promise<boolean>,
 ): { service: FilterService; spool: Spool; quarantine: Quarantine } {
   const filter = config.filter;
-  const spool = new Spool(path.resolve(baseDir, filter.spool_dir), filter.max_message_bytes);
+  const spool = new Spool(
+    path.resolve(baseDir, filter.spool_dir),
+    filter.max_message_bytes,
+    OWN_HEADER_FIELDS,
+  );
   const quarantine = new Quarantine(
     path.resolve(baseDir, filter.quarantine.dir),
     filter.quarantine.retention_days,

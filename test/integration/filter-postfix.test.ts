@@ -159,9 +159,10 @@ after(async () => {
 });
 
 describe('the content filter through Postfix', () => {
-  it('delivers a clean message with its headers in front and its DKIM signature intact', async () => {
+  it('delivers a clean message with its headers in front, forged copies of them gone, and its DKIM signature intact', async () => {
     const tag = newTag();
-    const unsigned = message(tag, [], 'A signed message.\r\nWith two lines.\r\n');
+    const forged = ['X-Spam-Flag: NO', 'X-Postwarden-Status: clean; score=-99.0;', ' by a sender']; // folded
+    const unsigned = message(tag, forged, 'A signed message.\r\nWith two lines.\r\n');
     const key = {
       signingDomain: 'example.net',
       selector: 's1',
@@ -177,6 +178,8 @@ describe('the content filter through Postfix', () => {
     assert.ok(copy, `not delivered: ${h().postfixLog().slice(-2000)}`);
     assert.equal(more.length, 0);
     assert.match(copy, /^X-Postwarden-Status: clean; score=0\.0; by mx\.example\.test; /m);
+    assert.equal(copy.match(/^X-Postwarden-Status:/gm)?.length, 1, copy);
+    assert.doesNotMatch(copy, /^X-Spam-Flag:|by a sender/m);
     assert.match(copy, /^X-Virus-Scanned: clamav via postwarden on mx\.example\.test$/m);
     const resolver = new Resolver();
     resolver.setServers([dns?.address ?? '']);
