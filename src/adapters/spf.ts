@@ -32,7 +32,7 @@ function dnsError(answer: Exclude<DnsAnswer<DnsType>, { status: 'ok' }>, name: s
 }
 
 /** mailauth's resolver signature (that of `dns.promises.resolve`), answered from ours. */
-function resolverFor(dns: DnsResolver, signal: AbortSignal) {
+export function mailauthResolver(dns: DnsResolver, signal: AbortSignal) {
   // mailauth types the answer as strings, but reads MX answers as node:dns gives them: objects.
   return async (name: string, type: string): Promise<string[][] | string[]> => {
     if (!RESOLVABLE.has(type)) throw Object.assign(new Error(`${type} not supported`), { code: 'ENOTIMP' });
@@ -81,7 +81,7 @@ export class MailauthSpf implements SpfEvaluator {
       sender: query.sender,
       helo: query.helo,
       mta: this.receiver,
-      resolver: resolverFor(this.dns, signal),
+      resolver: mailauthResolver(this.dns, signal),
     });
     const status = result.status.result;
     // mailauth spells one result `temperr` in its types; anything unexpected is a temporary error, never a pass.

@@ -15,13 +15,20 @@ import { Metrics } from '../observe/metrics.js';
 import { PolicyServer } from '../policy/server.js';
 import type { ResolverHealth } from '../adapters/dns.js';
 import { ClamdScanner } from '../adapters/clamd.js';
+import { MailauthAuthenticator } from '../adapters/message-auth.js';
+import type { MessageAuthenticator } from '../core/scanners/authentication.js';
 import { MailauthSpf } from '../adapters/spf.js';
 import { Locality } from '../core/locality.js';
 import { BayesModel } from '../core/spam/bayes.js';
 import { LearnQueue } from '../filter/learn.js';
 import type { Quarantine } from '../filter/quarantine.js';
 import { FilterServer } from '../filter/server.js';
-import { buildFilterService, buildScannerStages, filterNeedsStore } from '../filter/stages.js';
+import {
+  buildFilterService,
+  buildScannerStages,
+  filterNeedsDns,
+  filterNeedsStore,
+} from '../filter/stages.js';
 import {
   buildStages,
   createPolicyHandler,
@@ -70,7 +77,10 @@ export async function serve(argv: string[]): Promise<number> {
     maps.close();
     return EXIT.CONFIG;
   }
-  const resolver = needsDns(config) ? meteredDnsClient(config, metrics, logger) : undefined;
+  const resolver =
+    needsDns(config) || filterNeedsDns(config) ? meteredDnsClient(config, metrics, logger) : undefined;
+  // One SPF evaluator for the policy check and the filter: the filter then reuses the policy face's fresh result.
+  const spf = resolver ? new MailauthSpf(resolver, receiverName(config)) : undefined;
   const dnsbl =
     resolver && needsDnsLists(config)
       ? dnsblRuntime(config, resolver, logger.child({ face: 'policy' }), metrics)
@@ -79,7 +89,7 @@ export async function serve(argv: string[]): Promise<number> {
     open: (ref, key) => maps.openRef(ref, key),
     ...(store ? { store } : {}),
     ...(dnsbl ? { dnsbl } : {}),
-    ...(resolver ? { resolver, spf: new MailauthSpf(resolver, receiverName(config)) } : {}),
+    ...(resolver && spf ? { resolver, spf } : {}),
   });
   const policy = new PolicyServer(
     createPolicyHandler(config, stages, logger.child({ face: 'policy' }), metrics),
@@ -112,7 +122,15 @@ export async function serve(argv: string[]): Promise<number> {
       localNetworks: maps.openRef(config.local_networks, 'local_networks'),
     });
     filter = config.filter.enabled
-      ? buildFilter(config, baseDir, logger, metrics, store, locality)
+      ? buildFilter(
+          config,
+          baseDir,
+          logger,
+          metrics,
+          store,
+          locality,
+          resolver && spf ? new MailauthAuthenticator(resolver, spf) : undefined,
+        )
       : undefined;
   } catch (error) {
     logger.fatal({ code: 'PW-C007', reason: (error as Error).message }, 'cannot prepare the content filter');
@@ -199,6 +217,7 @@ function buildFilter(
   metrics: Metrics,
   store: Store | undefined,
   locality: Locality,
+  authenticator: MessageAuthenticator | undefined,
 ): { server: FilterServer; quarantine: Quarantine; learn?: LearnQueue } {
   const filterLogger = logger.child({ face: 'filter' });
   const bayes = store ? new BayesModel(store, config.filter.bayes.token_ttl_days * 86_400) : undefined;
@@ -206,6 +225,7 @@ function buildFilter(
   const stages = buildScannerStages(config, {
     ...(antivirus ? { virusScanner: new ClamdScanner(config.filter.antivirus) } : {}),
     ...(bayes ? { bayes } : {}),
+    ...(authenticator ? { authenticator } : {}),
   });
   const { service, spool, quarantine } = buildFilterService(
     config,

@@ -18,6 +18,7 @@ import {
   spfSchema,
 } from '../core/checks/index.js';
 import { antivirusSchema } from '../core/scanners/antivirus.js';
+import { authenticationSchema } from '../core/scanners/authentication.js';
 import { bannedSchema } from '../core/scanners/banned.js';
 import { bayesSchema } from '../core/scanners/bayes.js';
 import { loopSchema } from '../core/scanners/loop.js';
@@ -289,7 +290,15 @@ export const jobsSchema = z
   })
   .describe('Periodic jobs (cron expressions, local time); each reports its last run in the metrics');
 
-export const FILTER_SCANNER_NAMES = ['loop', 'sanity', 'banned', 'rules', 'antivirus', 'bayes'] as const;
+export const FILTER_SCANNER_NAMES = [
+  'loop',
+  'sanity',
+  'banned',
+  'authentication',
+  'rules',
+  'antivirus',
+  'bayes',
+] as const;
 
 export const filterSchema = z
   .strictObject({
@@ -381,6 +390,7 @@ export const filterSchema = z
     loop: loopSchema.prefault({}),
     sanity: sanitySchema.prefault({}),
     banned: bannedSchema.prefault({}),
+    authentication: authenticationSchema.prefault({}),
     rules: rulesSchema.prefault({}),
     antivirus: antivirusSchema.prefault({}),
     bayes: bayesSchema.prefault({}),

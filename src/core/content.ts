@@ -13,6 +13,8 @@ export interface Envelope {
   /** MAIL FROM; '' for the null sender. */
   readonly sender: string;
   readonly recipients: readonly string[];
+  /** The client that gave the message to Postfix, as Postfix forwards it (XFORWARD ADDR and HELO), when known. */
+  readonly client?: { readonly address: string; readonly helo: string };
 }
 
 /** One MIME part, as the parser found it (bounded: see MessageFacts.limitsHit). */
@@ -83,6 +85,9 @@ export interface ScanContext {
   readonly source: MessageSource;
   /** Aborted at the scanner's deadline. */
   readonly signal: AbortSignal;
+  /** Adds a header field to the message as delivered (not in observe mode), e.g. Authentication-Results;
+   * absent where nothing is delivered (learning, tests). */
+  addHeader?(field: HeaderField): void;
 }
 
 export interface ContentScanner {
@@ -127,6 +132,8 @@ export interface ContentDecision {
   readonly spam: boolean;
   readonly verdicts: readonly RecordedScanVerdict[];
   readonly failures: readonly ScanFailure[];
+  /** Header fields the enforcing scanners add, in scanner order. */
+  readonly headers: readonly HeaderField[];
 }
 
 class ScanTimeout extends Error {}
@@ -154,12 +161,15 @@ export async function scanMessage(
   const verdicts: RecordedScanVerdict[] = [];
   const failures: ScanFailure[] = [];
   const timings: { scanner: string; ms: number }[] = [];
+  const headers: HeaderField[] = [];
   for (const stage of stages) {
     const started = clock();
     const controller = new AbortController();
+    const added: HeaderField[] = [];
+    const ctx: ScanContext = { source, signal: controller.signal, addHeader: (field) => added.push(field) };
     try {
       const produced = await withDeadline(
-        Promise.resolve().then(() => stage.scanner.scan(message, { source, signal: controller.signal })),
+        Promise.resolve().then(() => stage.scanner.scan(message, ctx)),
         stage.timeoutMs,
         () => new ScanTimeout(`${stage.scanner.name} gave no answer within ${stage.timeoutMs} ms`),
         () => controller.abort(),
@@ -167,6 +177,7 @@ export async function scanMessage(
       const ms = clock() - started;
       timings.push({ scanner: stage.scanner.name, ms });
       for (const verdict of produced) verdicts.push({ ...verdict, mode: stage.mode, ms });
+      if (stage.mode === 'enforce') headers.push(...added);
     } catch (error) {
       failures.push({
         scanner: stage.scanner.name,
@@ -200,5 +211,13 @@ export async function scanMessage(
     : held
       ? { kind: 'quarantine', by: held }
       : { kind: 'deliver' };
-  return { outcome, timings, score, spam: spam !== undefined && score >= spam.tagAt, verdicts, failures };
+  return {
+    outcome,
+    timings,
+    score,
+    spam: spam !== undefined && score >= spam.tagAt,
+    verdicts,
+    failures,
+    headers,
+  };
 }

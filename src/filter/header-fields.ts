@@ -16,34 +16,42 @@ const SPACE = 0x20;
 const TAB = 0x09;
 const COLON = 0x3a;
 
+/** Which fields go: given the lower-case name and the raw value (after the colon, folding kept). */
+export type FieldFilter = (name: string, value: () => string) => boolean;
+
 /**
- * The byte ranges of the header fields named in `names` (lower case), each from the start of its first line to
- * the end of its last continuation line. `head` is the start of the message; a field that may go on past its end
- * is never included, so a cut-off header section only keeps more, never less.
+ * The byte ranges of the header fields `drop` picks, each from the start of its first line to the end of its last
+ * continuation line. `head` is the start of the message; a field that may go on past its end is never included,
+ * so a cut-off header section only keeps more, never less.
  */
-export function headerFieldRanges(head: Buffer, names: ReadonlySet<string>): ByteRange[] {
+export function headerFieldRanges(head: Buffer, drop: FieldFilter): ByteRange[] {
   const ranges: ByteRange[] = [];
   let fieldStart = -1;
-  let dropField = false;
+  let colon = -1;
+  const finish = (end: number): void => {
+    if (fieldStart < 0 || colon < 0) return;
+    const name = head.toString('latin1', fieldStart, colon).trimEnd().toLowerCase();
+    if (drop(name, () => head.toString('latin1', colon + 1, end))) ranges.push({ start: fieldStart, end });
+  };
   for (let lineStart = 0; lineStart < head.length;) {
     const lf = head.indexOf(LF, lineStart);
     if (lf < 0) break; // an unfinished line: its field may continue beyond what was captured
     const first = head[lineStart];
-    const blank = lf === lineStart || (lf === lineStart + 1 && first === CR);
-    const continuation = first === SPACE || first === TAB;
-    if (!continuation) {
-      if (dropField) ranges.push({ start: fieldStart, end: lineStart });
-      if (blank) return ranges;
+    if (first !== SPACE && first !== TAB) {
+      finish(lineStart);
+      if (lf === lineStart || (lf === lineStart + 1 && first === CR)) return ranges; // the blank line
       fieldStart = lineStart;
-      const colon = head.indexOf(COLON, lineStart);
-      dropField =
-        colon > lineStart &&
-        colon < lf &&
-        names.has(head.toString('latin1', lineStart, colon).trimEnd().toLowerCase());
+      const at = head.indexOf(COLON, lineStart);
+      colon = at > lineStart && at < lf ? at : -1;
     }
     lineStart = lf + 1;
   }
   return ranges; // the header section did not end within `head`: its last field stays
+}
+
+/** A filter dropping the fields named in `names` (lower case). */
+export function fieldsNamed(names: ReadonlySet<string>): FieldFilter {
+  return (name) => names.has(name);
 }
 
 /** The ranges of [0, size) that are not in `drop` (sorted, not overlapping). */

@@ -31,6 +31,7 @@ import {
   type ReinjectTarget,
   type XForward,
 } from './reinject.js';
+import type { FieldFilter } from './header-fields.js';
 import type { Spool, SpooledMessage } from './spool.js';
 
 export interface FilterTransaction {
@@ -90,6 +91,21 @@ export const OWN_HEADER_FIELDS: ReadonlySet<string> = new Set([
   'x-postwarden-released',
 ]);
 
+/**
+ * What the message as delivered leaves out: incoming copies of our own fields, and Authentication-Results fields
+ * that claim our authserv-id (RFC 8601 §5: only the copy this host adds may carry it).
+ */
+export function ownHeaderFields(authservId: string): FieldFilter {
+  const ours = authservId.toLowerCase();
+  return (name, value) => {
+    if (OWN_HEADER_FIELDS.has(name)) return true;
+    if (name !== 'authentication-results') return false;
+    // The authserv-id is the first token, after any comments: `mx.example.org 1; dkim=pass …`.
+    const id = /^[\s]*(?:\([^)]*\)[\s]*)*([^\s;()]+)/.exec(value())?.[1];
+    return id?.toLowerCase() === ours;
+  };
+}
+
 /** The filter's own header fields, prepended to the message: nothing of the original is re-encoded. */
 export function statusHeaders(
   decision: ContentDecision,
@@ -117,8 +133,17 @@ export function statusHeaders(
         ` tests=${symbols.join(',') || 'none'}`,
     );
   }
+  for (const field of decision.headers) lines.push(`${field.name}: ${field.value}`);
   if (startsFolded) lines.push('X-Postwarden-Note: the original header began with a continuation line');
   return Buffer.from(`${lines.join('\r\n')}\r\n`);
+}
+
+/** The client Postfix received the message from (XFORWARD ADDR and HELO), when Postfix knows it. */
+function clientOf(xforward: XForward): { address: string; helo: string } | undefined {
+  const address = xforward.get('ADDR');
+  if (!address || address.startsWith('[')) return undefined; // [UNAVAILABLE], [TEMPUNAVAIL]
+  const helo = xforward.get('HELO') ?? '';
+  return { address: address.replace(/^IPv6:/i, ''), helo: helo.startsWith('[') ? '' : helo };
 }
 
 class MessageDeadline extends Error {}
@@ -238,9 +263,14 @@ export class FilterService {
       return { code: 552, text: '5.3.4 Message too big for the content filter' };
     }
     const envelope = { ...transaction.envelope, size: spooled.size };
+    const client = clientOf(transaction.xforward);
     const facts = await parseMessage(
       spooled.open(),
-      { sender: envelope.sender, recipients: envelope.recipients.map((r) => r.address) },
+      {
+        sender: envelope.sender,
+        recipients: envelope.recipients.map((r) => r.address),
+        ...(client ? { client } : {}),
+      },
       spooled.size,
       spooled.problems,
       this.deps.parse,

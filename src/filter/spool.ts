@@ -14,7 +14,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import type { MessageSource } from '../core/content.js';
-import { headerFieldRanges, keptRanges, type ByteRange } from './header-fields.js';
+import { headerFieldRanges, keptRanges, type ByteRange, type FieldFilter } from './header-fields.js';
 
 export interface SpooledMessage extends MessageSource {
   readonly id: string;
@@ -109,8 +109,8 @@ export class Spool {
   constructor(
     readonly dir: string,
     private readonly maxBytes: number,
-    /** Header fields (lower-case names) that the message as delivered leaves out. */
-    private readonly dropFields: ReadonlySet<string> = new Set(),
+    /** Header fields that the message as delivered leaves out; none without it. */
+    private readonly dropField?: FieldFilter,
   ) {}
 
   /** Creates the directory (0700) and removes what an earlier run left behind; returns how many. */
@@ -137,8 +137,7 @@ export class Spool {
     }
     const size = inspector.exceeded ? inspector.bytes : statSync(file).size;
     const open = (): Readable => createReadStream(file, { highWaterMark: READ_CHUNK });
-    const drop =
-      this.dropFields.size > 0 ? headerFieldRanges(Buffer.concat(inspector.head), this.dropFields) : [];
+    const drop = this.dropField ? headerFieldRanges(Buffer.concat(inspector.head), this.dropField) : [];
     const kept = drop.length > 0 ? keptRanges(size, drop) : undefined;
     return {
       id,

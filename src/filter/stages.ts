@@ -6,6 +6,7 @@ import path from 'node:path';
 import { ZipArchiveLister } from '../adapters/archive.js';
 import type { ScannerStage } from '../core/content.js';
 import { createAntivirusScanner, type VirusScanner } from '../core/scanners/antivirus.js';
+import { createAuthenticationScanner, type MessageAuthenticator } from '../core/scanners/authentication.js';
 import { type ArchiveLister, createBannedScanner } from '../core/scanners/banned.js';
 import { createBayesScanner } from '../core/scanners/bayes.js';
 import { createLoopScanner } from '../core/scanners/loop.js';
@@ -17,7 +18,7 @@ import type { Store } from '../core/store.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
 import { Quarantine } from './quarantine.js';
-import { FilterService, OWN_HEADER_FIELDS } from './service.js';
+import { FilterService, ownHeaderFields } from './service.js';
 import { Spool } from './spool.js';
 
 /** What the scanners reach outside the core. */
@@ -25,6 +26,8 @@ export interface ScannerDeps {
   readonly virusScanner?: VirusScanner;
   readonly archives?: ArchiveLister;
   readonly bayes?: BayesModel;
+  /** DKIM, SPF, DMARC and ARC (src/adapters/message-auth.ts). */
+  readonly authenticator?: MessageAuthenticator;
 }
 
 /** Deadline of the scanners that only read what the parser found. */
@@ -34,6 +37,22 @@ const PURE_SCANNER_TIMEOUT_MS = 5000;
 export function filterNeedsStore(config: Readonly<Config>): boolean {
   const filter = config.filter;
   return filter.enabled && filter.scanners.includes('bayes') && filter.bayes.mode !== 'off';
+}
+
+/** Whether a filter scanner looks things up in DNS, so `serve` starts the resolver for it. */
+export function filterNeedsDns(config: Readonly<Config>): boolean {
+  const filter = config.filter;
+  return filter.enabled && filter.scanners.includes('authentication') && filter.authentication.mode !== 'off';
+}
+
+/** The name this host goes by in the filter's header fields. */
+function instanceName(config: Readonly<Config>): string {
+  return config.hostname || hostname();
+}
+
+/** The authserv-id of our Authentication-Results: the setting, or the host's name. */
+function authservId(config: Readonly<Config>): string {
+  return config.filter.authentication.authserv_id || instanceName(config);
 }
 
 export function buildScannerStages(config: Readonly<Config>, deps: ScannerDeps): ScannerStage[] {
@@ -66,6 +85,16 @@ export function buildScannerStages(config: Readonly<Config>, deps: ScannerDeps):
           mode,
           timeoutMs: PURE_SCANNER_TIMEOUT_MS * 6,
           onFailure: 'defer',
+        });
+        break;
+      case 'authentication':
+        if (!deps.authenticator) throw new Error('authentication needs the DNS resolver');
+        stages.push({
+          scanner: createAuthenticationScanner(filter.authentication, deps.authenticator, authservId(config)),
+          mode,
+          timeoutMs: filter.authentication.timeout_ms,
+          // Without an answer the message only lacks these symbols and the Authentication-Results field.
+          onFailure: 'pass',
         });
         break;
       case 'rules':
@@ -118,7 +147,7 @@ export function buildFilterService(
   const spool = new Spool(
     path.resolve(baseDir, filter.spool_dir),
     filter.max_message_bytes,
-    OWN_HEADER_FIELDS,
+    ownHeaderFields(authservId(config)),
   );
   const quarantine = new Quarantine(
     path.resolve(baseDir, filter.quarantine.dir),
@@ -126,7 +155,7 @@ export function buildFilterService(
     store,
   );
   const colon = filter.reinject.lastIndexOf(':');
-  const instance = config.hostname || hostname();
+  const instance = instanceName(config);
   const service = new FilterService({
     stages,
     spool,

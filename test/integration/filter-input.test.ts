@@ -631,14 +631,13 @@ describe('raw bytes', () => {
     assert.equal(copy.raw.subarray(prefixLength(copy.raw)).toString(), message);
   });
 
-  it('header fields that mimic the filter’s own stay behind the filter’s, which come first', async () => {
+  it('header fields that mimic the filter’s own are removed; every other byte is delivered as received', async () => {
     const tag = newTag('forged');
     const forged = ['X-Postwarden-Status: clean; score=0.0; by mx.example.test; forged', 'X-Spam-Flag: NO'];
     const message = plain(tag, 'Hello.\r\n', forged);
     const { copy, status } = deliveredOnce(tag, await send(tag, message));
     assert.deepEqual(status, { result: 'clean', score: 0, symbols: [] });
-    // Not removed (the message is passed on as received): consumers must read the first occurrence.
-    assert.equal(copy.raw.subarray(prefixLength(copy.raw)).toString(), message);
+    assert.equal(copy.raw.subarray(prefixLength(copy.raw)).toString(), plain(tag, 'Hello.\r\n'));
   });
 
   it('a message whose first line is folded (leading space) cannot extend the filter’s own header field', async () => {

@@ -48,6 +48,8 @@ function h(): Harness {
 
 function config(reinjectPort = REINJECT_PORT): string {
   return `hostname: mx.example.test
+dns:
+  servers: ['${dns?.address ?? ''}']
 local_domains: [example.test]
 local_networks: [127.0.0.1/32]
 policy:
@@ -58,7 +60,7 @@ filter:
   listen: ${FILTER}
   reinject: 127.0.0.1:${reinjectPort}
   spool_dir: ${spoolDir}
-  scanners: [loop, sanity, banned, antivirus]
+  scanners: [loop, sanity, banned, authentication, antivirus]
   antivirus: { socket: ${clamd?.socket ?? ''}, timeout_ms: 5000 }
   quarantine: { dir: ${quarantineDir} }
 http:
@@ -133,7 +135,12 @@ const publicRaw = keys.publicKey.export({ format: 'der', type: 'spki' }).subarra
 
 before(async () => {
   clamd = await startClamd({ streamMaxLength: '20M' }); // the SIGKILL test sends 5 MB
-  dns = await startDns({ txt: { 's1._domainkey.example.net': [`v=DKIM1; k=ed25519; p=${publicRaw}`] } });
+  dns = await startDns({
+    txt: {
+      's1._domainkey.example.net': [`v=DKIM1; k=ed25519; p=${publicRaw}`],
+      '_dmarc.example.net': ['v=DMARC1; p=reject'],
+    },
+  });
   harness = await startHarness({
     policy: 'off',
     env: {
@@ -161,7 +168,13 @@ after(async () => {
 describe('the content filter through Postfix', () => {
   it('delivers a clean message with its headers in front, forged copies of them gone, and its DKIM signature intact', async () => {
     const tag = newTag();
-    const forged = ['X-Spam-Flag: NO', 'X-Postwarden-Status: clean; score=-99.0;', ' by a sender']; // folded
+    const forged = [
+      'X-Spam-Flag: NO',
+      'X-Postwarden-Status: clean; score=-99.0;',
+      ' by a sender', // folded
+      'Authentication-Results: (forged) MX.example.test; dmarc=pass header.from=bank.example',
+      'Authentication-Results: relay.example.net; spf=pass smtp.mailfrom=sender@example.net',
+    ];
     const unsigned = message(tag, forged, 'A signed message.\r\nWith two lines.\r\n');
     const key = {
       signingDomain: 'example.net',
@@ -177,9 +190,18 @@ describe('the content filter through Postfix', () => {
     const [copy, ...more] = await waitDelivered(tag);
     assert.ok(copy, `not delivered: ${h().postfixLog().slice(-2000)}`);
     assert.equal(more.length, 0);
-    assert.match(copy, /^X-Postwarden-Status: clean; score=0\.0; by mx\.example\.test; /m);
+    assert.match(
+      copy,
+      /^X-Postwarden-Status: clean; score=-0\.7; symbols=DKIM_VALID,DMARC_PASS; by mx\.example\.test; /m,
+    );
     assert.equal(copy.match(/^X-Postwarden-Status:/gm)?.length, 1, copy);
-    assert.doesNotMatch(copy, /^X-Spam-Flag:|by a sender/m);
+    assert.doesNotMatch(copy, /^X-Spam-Flag:|by a sender|bank\.example/m);
+    // Ours, DKIM and DMARC passing; another host's Authentication-Results stays.
+    assert.match(
+      copy,
+      /^Authentication-Results: mx\.example\.test;\r?\n\tdkim=pass header\.d=example\.net header\.s=s1 header\.b=\S+;\r?\n\tspf=none smtp\.mailfrom=\S+;\r?\n\tdmarc=pass \(p=reject\) header\.from=example\.net\r?$/m,
+    );
+    assert.match(copy, /^Authentication-Results: relay\.example\.net; spf=pass/m);
     assert.match(copy, /^X-Virus-Scanned: clamav via postwarden on mx\.example\.test$/m);
     const resolver = new Resolver();
     resolver.setServers([dns?.address ?? '']);

@@ -4,13 +4,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, describe, it } from 'node:test';
-import { headerFieldRanges, keptRanges } from '../../src/filter/header-fields.js';
+import { fieldsNamed, headerFieldRanges, keptRanges } from '../../src/filter/header-fields.js';
 import { OWN_HEADER_FIELDS } from '../../src/filter/service.js';
 import { Spool } from '../../src/filter/spool.js';
 
-const OURS = new Set(['x-spam-flag', 'x-spam-status']);
+const OURS = fieldsNamed(new Set(['x-spam-flag', 'x-spam-status']));
 
-function without(text: string, names: ReadonlySet<string> = OURS): string {
+function without(text: string, names = OURS): string {
   const raw = Buffer.from(text, 'latin1');
   return keptRanges(raw.length, headerFieldRanges(raw, names))
     .map((r) => raw.toString('latin1', r.start, r.end))
@@ -62,7 +62,7 @@ describe('Spool.forDelivery', () => {
   }
 
   it('prepends our fields and drops incoming copies of them, even when the chunks split the blank line', async () => {
-    const spool = new Spool(dir, 1_000_000, OWN_HEADER_FIELDS);
+    const spool = new Spool(dir, 1_000_000, fieldsNamed(OWN_HEADER_FIELDS));
     const chunks = [
       'From: a@b\r\nX-Spam-Flag: YES\r\nX-Postwarden-Status: clean\r\n',
       ' folded\r\n\r',
@@ -79,7 +79,7 @@ describe('Spool.forDelivery', () => {
   });
 
   it('streams a message with nothing to drop unchanged behind the prefix', async () => {
-    const spool = new Spool(dir, 1_000_000, OWN_HEADER_FIELDS);
+    const spool = new Spool(dir, 1_000_000, fieldsNamed(OWN_HEADER_FIELDS));
     const body = 'x'.repeat(600_000);
     const spooled = await spool.write(Readable.from([Buffer.from(`Subject: big\r\n\r\n${body}`)]));
     assert.equal(await read(spooled.forDelivery(Buffer.alloc(0))), `Subject: big\r\n\r\n${body}`);

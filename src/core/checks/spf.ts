@@ -14,6 +14,7 @@
  */
 import { z } from 'zod';
 import { parseIp } from '../../util/ip.js';
+import { headerComment, headerValue } from '../header-values.js';
 import type { Locality } from '../locality.js';
 import type { PolicyCheck, PolicySession } from '../pipeline.js';
 import type { PolicyRequest } from '../request.js';
@@ -84,21 +85,6 @@ const CHECK = 'spf';
 /** Longest explanation kept in a header: the comment is the evaluator's prose, the key-value pairs matter. */
 const MAX_COMMENT = 200;
 
-/** A value of a key-value pair: dot-atom as it is, anything else as a quoted string (RFC 7208 §9.1). */
-function kv(value: string): string {
-  return /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$/.test(value) && !/^\.|\.\.|\.$/.test(value)
-    ? value
-    : `"${value.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
-}
-
-function comment(text: string): string {
-  const flat = text
-    .replace(/[()\\]/g, ' ')
-    .replace(/\s+/g, ' ')
-    .trim();
-  return flat.length > MAX_COMMENT ? `${flat.slice(0, MAX_COMMENT - 3)}...` : flat;
-}
-
 export interface SpfIdentity {
   readonly identity: 'mailfrom' | 'helo';
   /** The checked name: the sender address, or postmaster@HELO for the null sender. */
@@ -121,17 +107,19 @@ export function spfHeader(
   const { identity } = identityOf(request);
   if (form === 'authentication-results') {
     const property =
-      identity === 'mailfrom' ? `smtp.mailfrom=${kv(request.sender)}` : `smtp.helo=${kv(request.heloName)}`;
+      identity === 'mailfrom'
+        ? `smtp.mailfrom=${headerValue(request.sender)}`
+        : `smtp.helo=${headerValue(request.heloName)}`;
     return `Authentication-Results: ${receiver}; spf=${answer.result} ${property}`;
   }
   const pairs = [
-    `client-ip=${parseIp(request.clientAddress)?.text ?? kv(request.clientAddress)}`,
-    `envelope-from=${kv(request.sender === '' ? '<>' : request.sender)}`,
-    `helo=${kv(request.heloName || 'unknown')}`,
-    `receiver=${kv(receiver)}`,
+    `client-ip=${parseIp(request.clientAddress)?.text ?? headerValue(request.clientAddress)}`,
+    `envelope-from=${headerValue(request.sender === '' ? '<>' : request.sender)}`,
+    `helo=${headerValue(request.heloName || 'unknown')}`,
+    `receiver=${headerValue(receiver)}`,
     `identity=${identity}`,
   ];
-  const why = answer.comment ? ` (${comment(answer.comment)})` : '';
+  const why = answer.comment ? ` (${headerComment(answer.comment, MAX_COMMENT)})` : '';
   return `Received-SPF: ${answer.result}${why} ${pairs.join('; ')};`;
 }
 
