@@ -4,7 +4,9 @@
  * self-test that keeps it.
  */
 import { DnsClient, type DnsClientOptions } from '../adapters/dns.js';
-import { DnsListHealth, dnsLists, selfTest, type ListHealth } from '../core/checks/index.js';
+import { DnsListHealth, dnsLists, selfTest, type DnsList, type ListHealth } from '../core/checks/index.js';
+import { uriLists } from '../core/scanners/uribl.js';
+import { uriblRuns } from '../filter/stages.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
@@ -54,11 +56,14 @@ export function meteredDnsClient(config: Readonly<Config>, metrics: Metrics, log
 }
 
 export interface DnsblRuntime extends DnsblDeps {
+  /** The URI lists of filter.uribl (when that scanner runs); same health record, same self-test job. */
+  readonly uriLists: readonly DnsList[];
   /** Self-tests every list for every family it serves; the job's outcome for the log. */
   selfTestAll(): Promise<Record<string, unknown>>;
 }
 
-/** The lists, their health and their self-test, logging each change of health with its fix. */
+/** The lists (policy.dnsbl, and filter.uribl's when it runs), their health and their self-test, logging each
+ * change of health with its fix. */
 export function dnsblRuntime(
   config: Readonly<Config>,
   resolver: DnsClient,
@@ -66,8 +71,10 @@ export function dnsblRuntime(
   metrics: Metrics,
 ): DnsblRuntime {
   const lists = dnsLists(config.policy.dnsbl);
+  const uris = uriblRuns(config) ? uriLists(config.filter.uribl) : [];
+  const all = [...lists, ...uris];
   const onChange = (h: ListHealth) => {
-    const fields = { list: h.list, family: `ipv${h.family}` };
+    const fields = { list: h.list, family: h.target };
     if (h.healthy) {
       logger.info({ code: 'PW-D002', ...fields }, 'DNS list passes its self-test again; its hits count');
       return;
@@ -78,10 +85,9 @@ export function dnsblRuntime(
       'DNS list failed its self-test; its hits no longer count',
     );
   };
-  const health = new DnsListHealth(lists, onChange);
+  const health = new DnsListHealth(all, onChange);
   metrics.collectFrom('postwarden_dnsbl_list_healthy', (gauge) => {
-    for (const h of health.snapshot())
-      gauge.set({ list: h.list, family: `ipv${h.family}` }, h.healthy ? 1 : 0);
+    for (const h of health.snapshot()) gauge.set({ list: h.list, family: h.target }, h.healthy ? 1 : 0);
   });
   // The self-test asks the lists, not the cache: a list that turned bad must be seen at the next test.
   const uncached = new DnsClient({
@@ -91,9 +97,10 @@ export function dnsblRuntime(
   return {
     resolver,
     lists,
+    uriLists: uris,
     health,
     async selfTestAll() {
-      const runs = lists.flatMap((list) =>
+      const runs = all.flatMap((list) =>
         (list.ipv6 ? ([4, 6] as const) : ([4] as const)).map(async (family) => {
           health.record(list, family, await selfTest(list, family, uncached));
         }),
@@ -102,7 +109,7 @@ export function dnsblRuntime(
       const snapshot = health.snapshot();
       return {
         lists: snapshot.length,
-        unhealthy: snapshot.filter((h) => !h.healthy).map((h) => `${h.list} ipv${h.family}`),
+        unhealthy: snapshot.filter((h) => !h.healthy).map((h) => `${h.list} ${h.target}`),
       };
     },
   };

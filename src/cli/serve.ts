@@ -16,7 +16,6 @@ import { PolicyServer } from '../policy/server.js';
 import type { ResolverHealth } from '../adapters/dns.js';
 import { ClamdScanner } from '../adapters/clamd.js';
 import { MailauthAuthenticator } from '../adapters/message-auth.js';
-import type { MessageAuthenticator } from '../core/scanners/authentication.js';
 import { MailauthSpf } from '../adapters/spf.js';
 import { Locality } from '../core/locality.js';
 import { BayesModel } from '../core/spam/bayes.js';
@@ -28,6 +27,8 @@ import {
   buildScannerStages,
   filterNeedsDns,
   filterNeedsStore,
+  type ScannerDeps,
+  uriblRuns,
 } from '../filter/stages.js';
 import {
   buildStages,
@@ -82,7 +83,7 @@ export async function serve(argv: string[]): Promise<number> {
   // One SPF evaluator for the policy check and the filter: the filter then reuses the policy face's fresh result.
   const spf = resolver ? new MailauthSpf(resolver, receiverName(config)) : undefined;
   const dnsbl =
-    resolver && needsDnsLists(config)
+    resolver && (needsDnsLists(config) || uriblRuns(config))
       ? dnsblRuntime(config, resolver, logger.child({ face: 'policy' }), metrics)
       : undefined;
   const stages = buildStages(config, {
@@ -104,7 +105,7 @@ export async function serve(argv: string[]): Promise<number> {
     ...(resolver ? [resolverReadiness(resolver.health())] : []),
     // A failing DNS list is reported, not fatal: its hits stop counting and mail still flows.
     ...(dnsbl?.health.snapshot() ?? []).map((h) => ({
-      name: `dnsbl ${h.list} ipv${h.family}`,
+      name: `dnsbl ${h.list} ${h.target}`,
       ready: h.healthy,
       critical: false,
       ...(h.reason !== undefined && !h.healthy ? { reason: `${h.reason}; ${h.fix ?? ''}` } : {}),
@@ -122,15 +123,15 @@ export async function serve(argv: string[]): Promise<number> {
       localNetworks: maps.openRef(config.local_networks, 'local_networks'),
     });
     filter = config.filter.enabled
-      ? buildFilter(
-          config,
-          baseDir,
-          logger,
-          metrics,
+      ? buildFilter(config, baseDir, logger, metrics, {
           store,
           locality,
-          resolver && spf ? new MailauthAuthenticator(resolver, spf) : undefined,
-        )
+          open: (ref, key) => maps.openRef(ref, key),
+          ...(resolver && spf ? { authenticator: new MailauthAuthenticator(resolver, spf) } : {}),
+          ...(dnsbl
+            ? { uriLists: { resolver: dnsbl.resolver, lists: dnsbl.uriLists, health: dnsbl.health } }
+            : {}),
+        })
       : undefined;
   } catch (error) {
     logger.fatal({ code: 'PW-C007', reason: (error as Error).message }, 'cannot prepare the content filter');
@@ -215,17 +216,16 @@ function buildFilter(
   baseDir: string,
   logger: Logger,
   metrics: Metrics,
-  store: Store | undefined,
-  locality: Locality,
-  authenticator: MessageAuthenticator | undefined,
+  wiring: ScannerDeps & { readonly store: Store | undefined; readonly locality: Locality },
 ): { server: FilterServer; quarantine: Quarantine; learn?: LearnQueue } {
+  const { store, locality } = wiring;
   const filterLogger = logger.child({ face: 'filter' });
   const bayes = store ? new BayesModel(store, config.filter.bayes.token_ttl_days * 86_400) : undefined;
   const antivirus = config.filter.scanners.includes('antivirus') && config.filter.antivirus.mode !== 'off';
   const stages = buildScannerStages(config, {
+    ...wiring,
     ...(antivirus ? { virusScanner: new ClamdScanner(config.filter.antivirus) } : {}),
     ...(bayes ? { bayes } : {}),
-    ...(authenticator ? { authenticator } : {}),
   });
   const { service, spool, quarantine } = buildFilterService(
     config,

@@ -24,6 +24,7 @@ import { bayesSchema } from '../core/scanners/bayes.js';
 import { loopSchema } from '../core/scanners/loop.js';
 import { rulesSchema } from '../core/scanners/rules.js';
 import { sanitySchema } from '../core/scanners/sanity.js';
+import { uriblSchema } from '../core/scanners/uribl.js';
 import { mapRefSchema, scoreSchema } from '../core/schema.js';
 
 const HOST_PORT = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+|localhost)):(\d{1,5})$/;
@@ -296,6 +297,7 @@ export const FILTER_SCANNER_NAMES = [
   'banned',
   'authentication',
   'rules',
+  'uribl',
   'antivirus',
   'bayes',
 ] as const;
@@ -392,6 +394,7 @@ export const filterSchema = z
     banned: bannedSchema.prefault({}),
     authentication: authenticationSchema.prefault({}),
     rules: rulesSchema.prefault({}),
+    uribl: uriblSchema.prefault({}),
     antivirus: antivirusSchema.prefault({}),
     bayes: bayesSchema.prefault({}),
     spam: z

@@ -12,6 +12,9 @@ import { createBayesScanner } from '../core/scanners/bayes.js';
 import { createLoopScanner } from '../core/scanners/loop.js';
 import type { BayesModel } from '../core/spam/bayes.js';
 import { createRulesScanner } from '../core/scanners/rules.js';
+import { createUriblScanner, type UriLists } from '../core/scanners/uribl.js';
+import type { LookupTable } from '../core/ports.js';
+import type { MapRef } from '../core/schema.js';
 import { createSanityScanner } from '../core/scanners/sanity.js';
 import type { Config } from '../config/schema.js';
 import type { Store } from '../core/store.js';
@@ -28,6 +31,9 @@ export interface ScannerDeps {
   readonly bayes?: BayesModel;
   /** DKIM, SPF, DMARC and ARC (src/adapters/message-auth.ts). */
   readonly authenticator?: MessageAuthenticator;
+  /** The URI lists with their resolver and health (src/cli/dns.ts), and the opener of uribl's maps. */
+  readonly uriLists?: UriLists;
+  readonly open?: (ref: MapRef, key: string) => LookupTable[];
 }
 
 /** Deadline of the scanners that only read what the parser found. */
@@ -39,10 +45,19 @@ export function filterNeedsStore(config: Readonly<Config>): boolean {
   return filter.enabled && filter.scanners.includes('bayes') && filter.bayes.mode !== 'off';
 }
 
+function scannerRuns(config: Readonly<Config>, name: (typeof config.filter.scanners)[number]): boolean {
+  const filter = config.filter;
+  return filter.enabled && filter.scanners.includes(name) && filter[name].mode !== 'off';
+}
+
+/** Whether the uribl scanner has DNS lists to ask. */
+export function uriblRuns(config: Readonly<Config>): boolean {
+  return scannerRuns(config, 'uribl') && config.filter.uribl.lists.length > 0;
+}
+
 /** Whether a filter scanner looks things up in DNS, so `serve` starts the resolver for it. */
 export function filterNeedsDns(config: Readonly<Config>): boolean {
-  const filter = config.filter;
-  return filter.enabled && filter.scanners.includes('authentication') && filter.authentication.mode !== 'off';
+  return scannerRuns(config, 'authentication') || uriblRuns(config);
 }
 
 /** The name this host goes by in the filter's header fields. */
@@ -97,6 +112,23 @@ export function buildScannerStages(config: Readonly<Config>, deps: ScannerDeps):
           onFailure: 'pass',
         });
         break;
+      case 'uribl': {
+        const uribl = filter.uribl;
+        const block = deps.open?.(uribl.block, 'filter.uribl.block') ?? [];
+        const skip = deps.open?.(uribl.skip, 'filter.uribl.skip') ?? [];
+        if (uribl.lists.length > 0 && !deps.uriLists) throw new Error('uribl needs the DNS resolver');
+        const dns = uribl.lists.length > 0 ? deps.uriLists : undefined;
+        if (block.length === 0 && !dns) break; // nothing to ask, nothing to look up
+        stages.push({
+          scanner: createUriblScanner(uribl, { ...(dns ? { dns } : {}), block, skip }),
+          mode,
+          // Past the resolver's own deadline (timeout × tries), so its reason is the one logged.
+          timeoutMs: PURE_SCANNER_TIMEOUT_MS * 2,
+          // Without answers the message only lacks these symbols.
+          onFailure: 'pass',
+        });
+        break;
+      }
       case 'rules':
         stages.push({
           scanner: createRulesScanner(filter.rules),

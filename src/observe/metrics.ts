@@ -184,7 +184,7 @@ export const METRIC_DEFINITIONS = [
   {
     name: 'postwarden_dnsbl_list_healthy',
     type: 'gauge',
-    help: '1 when a DNS list passes its self-test and its answers count, 0 when it is skipped; by list and IP family',
+    help: '1 when a DNS list passes its self-test and its answers count, 0 when it is skipped; by list and family (ipv4, ipv6, or domain for URI lists)',
     labels: ['list', 'family'],
   },
 ] as const satisfies readonly MetricDefinition[];

@@ -60,7 +60,8 @@ filter:
   listen: ${FILTER}
   reinject: 127.0.0.1:${reinjectPort}
   spool_dir: ${spoolDir}
-  scanners: [loop, sanity, banned, authentication, antivirus]
+  scanners: [loop, sanity, banned, authentication, uribl, antivirus]
+  uribl: { lists: [{ zone: uribl.test, name: testuribl, weight: 4 }] }
   antivirus: { socket: ${clamd?.socket ?? ''}, timeout_ms: 5000 }
   quarantine: { dir: ${quarantineDir} }
 http:
@@ -140,6 +141,8 @@ before(async () => {
       's1._domainkey.example.net': [`v=DKIM1; k=ed25519; p=${publicRaw}`],
       '_dmarc.example.net': ['v=DMARC1; p=reject'],
     },
+    // A URI list: its RFC 5782 test point, and one listed shop domain.
+    a: { 'test.uribl.test': ['127.0.0.2'], 'spammy-shop.example.uribl.test': ['127.0.0.2'] },
   });
   harness = await startHarness({
     policy: 'off',
@@ -211,6 +214,19 @@ describe('the content filter through Postfix', () => {
     assert.equal(verified.results[0]?.status.result, 'pass', JSON.stringify(verified.results));
     const [line] = await pw.events('filter.decision', (l) => String(l['reinjected'] ?? '').length > 0);
     assert.match(String(line?.['queue_id']), /^[0-9A-F]{6,}$/);
+  });
+
+  it('scores a message whose URL leads to a domain a URI list lists', async () => {
+    const tag = newTag();
+    await sendRaw(
+      message(tag, [], 'Buy now: https://www.spammy-shop.example/deal and https://fine.example/\r\n'),
+    );
+    const [copy] = await waitDelivered(tag);
+    assert.ok(copy, `not delivered: ${h().postfixLog().slice(-2000)}`);
+    // 4 for the listed domain, 6 because the message is unsigned and example.net publishes DMARC p=reject.
+    assert.match(copy, /^X-Postwarden-Status: clean; score=10\.0; symbols=DMARC_REJECT,URIBL_LISTED; /m);
+    const [line] = await pw.events('filter.decision', (l) => JSON.stringify(l).includes('URIBL_LISTED'));
+    assert.match(JSON.stringify(line), /listed by testuribl: spammy-shop\.example \(127\.0\.0\.2\)/);
   });
 
   it('holds a looping message in quarantine, never delivered', async () => {

@@ -117,6 +117,8 @@ export interface DnsList {
   readonly codes: readonly { readonly pattern: CodePattern; readonly weight: number }[];
   /** Allow lists: weight by trust level 0..3. */
   readonly trust: readonly [number, number, number, number];
+  /** Domain (URI) lists only: the domain the list always lists, its self-test point. */
+  readonly testDomain?: string;
 }
 
 function compiled(text: string): CodePattern {
@@ -204,6 +206,8 @@ export interface ListHealth {
   readonly list: string;
   readonly zone: string;
   readonly family: IpFamily;
+  /** A domain (URI) list: it has no address family (recorded as 4), `target` says `domain`. */
+  readonly target: 'ipv4' | 'ipv6' | 'domain';
   readonly healthy: boolean;
   /** Why it is unhealthy, and what to do. */
   readonly reason?: string;
@@ -244,6 +248,7 @@ export class DnsListHealth {
           list: list.name,
           zone: list.zone,
           family,
+          target: list.testDomain !== undefined ? 'domain' : `ipv${family}`,
           healthy: true,
           failures: 0,
           since: this.now(),
@@ -267,6 +272,7 @@ export class DnsListHealth {
       list: before.list,
       zone: before.zone,
       family,
+      target: before.target,
       healthy,
       failures,
       since: healthy === before.healthy ? before.since : this.now(),
@@ -308,43 +314,91 @@ function noAnswer(list: DnsList, what: string, answer: DnsAnswer<'A'>): SelfTest
   };
 }
 
+/** The names a self-test asks: one the list must list, one it must not; labels say what they stand for. */
+export interface TestPoints {
+  readonly listed: { readonly name: string; readonly label: string };
+  readonly unlisted: { readonly name: string; readonly label: string };
+}
+
 /**
  * The RFC 5782 §5 self-test of one list for one family: it must list its test point (127.0.0.2, or
- * ::FFFF:7F00:2) with a code that may count, and must not list 127.0.0.1 (a list that lists everything has
- * usually cut the querier off).
+ * ::FFFF:7F00:2; a domain list its `testDomain`) with a code that may count, and must not list 127.0.0.1 (a
+ * domain list: `invalid`): a list that lists everything has usually cut the querier off.
  */
-export async function selfTest(
+export function selfTest(
   list: DnsList,
   family: IpFamily,
   resolver: DnsResolver,
   signal?: AbortSignal,
 ): Promise<SelfTestOutcome> {
-  const listed = family === 4 ? `2.0.0.127.${list.zone}` : ipv6TestPointName(2, list.zone);
-  const unlisted = family === 4 ? `1.0.0.127.${list.zone}` : ipv6TestPointName(1, list.zone);
-  const point = family === 4 ? '127.0.0.2' : '::FFFF:7F00:2';
+  if (list.testDomain !== undefined) {
+    return testPoints(
+      list,
+      {
+        listed: { name: `${list.testDomain}.${list.zone}`, label: list.testDomain },
+        unlisted: { name: `invalid.${list.zone}`, label: 'invalid' },
+      },
+      resolver,
+      signal,
+    );
+  }
+  return testPoints(
+    list,
+    {
+      listed: {
+        name: family === 4 ? `2.0.0.127.${list.zone}` : ipv6TestPointName(2, list.zone),
+        label: family === 4 ? '127.0.0.2' : '::FFFF:7F00:2',
+      },
+      unlisted: {
+        name: family === 4 ? `1.0.0.127.${list.zone}` : ipv6TestPointName(1, list.zone),
+        label: '127.0.0.1',
+      },
+    },
+    resolver,
+    signal,
+  );
+}
+
+/** Asks a list about its two test points; any list kind (address or domain lists). */
+export async function testPoints(
+  list: DnsList,
+  points: TestPoints,
+  resolver: DnsResolver,
+  signal?: AbortSignal,
+): Promise<SelfTestOutcome> {
   const [positive, negative] = await Promise.all([
-    resolver.query(listed, 'A', signal),
-    resolver.query(unlisted, 'A', signal),
+    resolver.query(points.listed.name, 'A', signal),
+    resolver.query(points.unlisted.name, 'A', signal),
   ]);
-  const failed = noAnswer(list, point, positive) ?? noAnswer(list, '127.0.0.1', negative);
+  const failed =
+    noAnswer(list, points.listed.label, positive) ?? noAnswer(list, points.unlisted.label, negative);
   if (failed) return failed;
   if (positive.status !== 'ok') {
     return {
       ok: false,
       transient: false,
-      reason: `${list.name} does not list its test point ${point}`,
+      reason: `${list.name} does not list its test point ${points.listed.label}`,
       fix: `check the zone of list ${list.name}; a list that was shut down answers nothing`,
     };
   }
   const reading = readListAnswer(list, positive.records);
   if (reading.refused.length > 0) return refusedOutcome(list, reading.refused);
+  if (list.kind === 'block' && reading.symbol === '') {
+    // URIBL, for one, answers 127.0.0.1 to a query it refuses: a "listing" no configured code counts.
+    return {
+      ok: false,
+      transient: false,
+      reason: `${list.name} answers its test point ${points.listed.label} with ${positive.records.join(', ')}, which none of its codes counts`,
+      fix: `${FIX_RESOLVER}; or correct the list's codes`,
+    };
+  }
   if (negative.status === 'ok') {
     const negativeReading = readListAnswer(list, negative.records);
     if (negativeReading.refused.length > 0) return refusedOutcome(list, negativeReading.refused);
     return {
       ok: false,
       transient: false,
-      reason: `${list.name} lists 127.0.0.1, which no list may: it answers "listed" for every address`,
+      reason: `${list.name} lists ${points.unlisted.label}, which no list may: it answers "listed" for everything`,
       fix: 'remove the list, or ask its operator whether your resolver or host was cut off',
     };
   }
