@@ -51,6 +51,7 @@ const work = mkdtempSync('/tmp/pw-h-learn-');
 chmodSync(work, 0o755);
 const socket = path.join(work, 'postwarden-learn');
 const sieveDir = path.join(work, 'sieve');
+const TOKEN = 't'.repeat(40);
 
 let harness: Harness | undefined;
 let imap: ImapFlow | undefined;
@@ -122,7 +123,7 @@ filter:
         description: the test's spam
   bayes: { autolearn: { enabled: false } }
   quarantine: { dir: ${path.join(work, 'quarantine')} }
-http: { listen: ${HTTP} }
+http: { listen: ${HTTP}, token_file: ${path.join(work, 'admin.token')} }
 learn: { socket: ${socket}, socket_mode: '0660', socket_group: vmail }
 `;
 }
@@ -238,6 +239,7 @@ before(async () => {
     await run('sievec', ['-c', dovecotConf, path.join(sieveDir, name)]);
     assert.ok(existsSync(path.join(sieveDir, name.replace(/\.sieve$/, '.svbin'))), `sievec ${name}`);
   }
+  writeFileSync(path.join(work, 'admin.token'), `${TOKEN}\n`, { mode: 0o600 });
   await pw.start(config());
   imap = new ImapFlow({
     host: '127.0.0.1',
@@ -301,5 +303,23 @@ describe('learning from users moving mail in Dovecot', () => {
       .split('\n')
       .filter((line) => /sieve|pipe|program/i.test(line) && /error|warning/i.test(line));
     assert.deepEqual(errors, []);
+  });
+
+  it('the HTTP variant (postwarden-learn-http.sh, for a Dovecot on another host) reports through the API', async () => {
+    const headerFile = path.join(work, 'learn.header');
+    writeFileSync(headerFile, `Authorization: Bearer ${TOKEN}\n`, { mode: 0o600 });
+    const tag = newTag();
+    const message = path.join(work, `${tag}.eml`);
+    writeFileSync(
+      message,
+      `Subject: remote ${tag}\r\nMessage-ID: <${tag}@example.net>\r\n\r\nMoved on another host.\r\n`,
+    );
+    const script = path.join(SNIPPETS, 'postwarden-learn-http.sh');
+    const { stdout } = await run('sh', ['-c', `exec sh "$0" ham < "$1"`, script, message], {
+      env: { ...process.env, POSTWARDEN_URL: `http://${HTTP}`, TOKEN_HEADER_FILE: headerFile },
+    });
+    assert.match(stdout, /"result":"queued"/);
+    assert.equal(await learned('ham', 2), 2);
+    await assert.rejects(run('sh', [script, 'eggs']), /usage: postwarden-learn spam\|ham/);
   });
 });
