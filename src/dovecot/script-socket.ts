@@ -16,8 +16,8 @@
  * env values and args are tab-escaped (\001 then 0, 1, t, r, n for NUL, \001, TAB, CR, LF). Then comes the
  * message, raw (no dot-stuffing on a unix socket; CRLF or LF per sieve_pipe_input_eol), ended by the client
  * shutting down its side. The result is the last two bytes the server sends before closing: "+\n" success, "-\n"
- * failure (anything before them is the program's output, which `pipe` ignores). The client writes the whole
- * message before it reads, so the server reads to the end before it answers.
+ * failure (anything before them is the program's output, which `pipe` ignores). A close before the client
+ * wrote everything fails its write, so the server reads to the end before it answers (both Dovecot 2.3 and 2.4).
  *
  * Limits: connections at once (more are closed at once), header bytes, message bytes (the rest is read and
  * dropped, and the handler is told the input was cut), and an idle timeout per connection. A malformed header
@@ -212,7 +212,7 @@ export class ScriptSocketServer {
     const takeBody = (chunk: Buffer) => {
       bodySize += chunk.length;
       if (bodySize <= this.options.maxInputBytes) body.push(chunk);
-      else body = []; // over the bound: keep reading (the client writes it all before it reads), keep nothing
+      else body = []; // over the bound: keep reading to the end (closing would fail the client's write), keep nothing
     };
 
     socket.on('data', (chunk: Buffer) => {
@@ -222,14 +222,15 @@ export class ScriptSocketServer {
       }
       header.push(chunk);
       headerSize += chunk.length;
-      const parsed = parseScriptHeader(Buffer.concat(header, headerSize), this.options.maxHeaderBytes);
+      const received = Buffer.concat(header, headerSize);
+      const parsed = parseScriptHeader(received, this.options.maxHeaderBytes);
       if (parsed.kind === 'more') return;
       if (parsed.kind === 'bad') {
         this.refuse(socket, 'PW-V001', parsed.reason);
         return;
       }
       request = parsed.request;
-      const rest = Buffer.concat(header, headerSize).subarray(parsed.headerBytes);
+      const rest = received.subarray(parsed.headerBytes);
       header = [];
       if (rest.length > 0) takeBody(rest);
     });
