@@ -19,6 +19,7 @@ const LAYERS = {
   filter: { mayImport: ['util', 'core', 'maps', 'store', 'adapters', 'config', 'observe'] },
   http: { mayImport: ['util', 'core', 'maps', 'store', 'adapters', 'config', 'observe'] },
   generate: { mayImport: ['util', 'core', 'config', 'observe'] },
+  dovecot: { mayImport: ['util', 'core', 'maps', 'store', 'adapters', 'config', 'observe'] },
   cli: {
     mayImport: [
       'util',
@@ -32,6 +33,7 @@ const LAYERS = {
       'filter',
       'http',
       'generate',
+      'dovecot',
     ],
   },
 };

@@ -9,6 +9,8 @@ import path from 'node:path';
 import type { Config } from '../config/schema.js';
 import type { Store, StoreHealth } from '../core/store.js';
 import { buildHttpApp, type ReadinessItem } from '../http/app.js';
+import { openLearnSocket } from '../dovecot/learn.js';
+import type { ScriptSocketServer } from '../dovecot/script-socket.js';
 import { MapRegistry } from '../maps/index.js';
 import { createLogger, type Logger } from '../observe/logger.js';
 import { Metrics } from '../observe/metrics.js';
@@ -156,25 +158,39 @@ export async function serve(argv: string[]): Promise<number> {
     ...(learnQueue ? { learn: (cls, raw) => learnQueue.submit(cls, raw) } : {}),
   });
 
+  let learnSocket: ScriptSocketServer | undefined;
   try {
     const bound = await policy.listen(listenList(config.policy.listen));
     policyListening = true;
     const filterAddress = filter ? await filter.server.listen(config.filter.listen) : undefined;
     filterListening = filter !== undefined;
     const httpAddress = await listenHttp(http, config.http.listen);
+    learnSocket = await openLearnSocket(
+      config,
+      learnQueue ? (cls, raw) => learnQueue.submit(cls, raw) : undefined,
+      logger,
+      metrics,
+    );
     logger.info(
       {
         code: 'PW-C005',
         policy: bound.map((b) => b.address),
         ...(filterAddress ? { filter: filterAddress } : {}),
         http: httpAddress,
+        ...(learnSocket ? { learn_socket: config.learn.socket } : {}),
         config: source,
       },
       'postwarden started',
     );
   } catch (error) {
     logger.fatal({ code: 'PW-C003', err: error }, 'cannot open a listener');
-    await Promise.allSettled([policy.close(0), filter?.server.close(), http.close(), store?.close()]);
+    await Promise.allSettled([
+      policy.close(0),
+      filter?.server.close(),
+      http.close(),
+      learnSocket?.close(),
+      store?.close(),
+    ]);
     maps.close();
     return EXIT.UNAVAILABLE;
   }
@@ -197,13 +213,17 @@ export async function serve(argv: string[]): Promise<number> {
     });
     const stop = (signal: string) => {
       logger.info({ code: 'PW-C006', signal }, 'stopping');
-      void Promise.allSettled([policy.close(), filter?.server.close(), http.close(), stopJobs()]).then(
-        async () => {
-          await store?.close();
-          maps.close();
-          resolve(EXIT.OK);
-        },
-      );
+      void Promise.allSettled([
+        policy.close(),
+        filter?.server.close(),
+        http.close(),
+        learnSocket?.close(),
+        stopJobs(),
+      ]).then(async () => {
+        await store?.close();
+        maps.close();
+        resolve(EXIT.OK);
+      });
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));

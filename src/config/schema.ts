@@ -467,6 +467,61 @@ export const logSchema = z
   })
   .describe('Logging (JSON lines on stdout)');
 
+export const learnSchema = z
+  .strictObject({
+    socket: z
+      .string()
+      .refine((v) => v === '' || v.startsWith('/'), 'not an absolute path; use e.g. /run/postwarden/learn')
+      .refine(
+        (v) => Buffer.byteLength(v) <= 107,
+        'longer than 107 bytes (a unix socket path); use a shorter one',
+      )
+      .default('')
+      .describe(
+        "A unix socket Dovecot's Sieve `pipe` reaches to report a message moved into or out of Junk (Dovecot's script-service protocol; the program name in the script is the socket's file name, found in base_dir/sieve_pipe_socket_dir); '' = off",
+      ),
+    socket_mode: z
+      .string()
+      .regex(/^0?[0-7]{3}$/, 'not an octal file mode; use e.g. 0660')
+      .default('0660')
+      .describe(
+        'File mode of the socket: the mail processes (Dovecot mail_uid/mail_gid) must be able to write to it',
+      ),
+    socket_group: z
+      .string()
+      .max(64)
+      .default('')
+      .describe(
+        "Group (name or number) given to the socket, e.g. the mail processes' group (vmail); postwarden must be a member; '' = postwarden's own",
+      ),
+    max_message_bytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(104_857_600)
+      .default(10_485_760)
+      .describe(
+        'Largest message a report may carry; a larger one is read, dropped and answered with failure',
+      ),
+    max_connections: z
+      .number()
+      .int()
+      .min(1)
+      .max(10_000)
+      .default(50)
+      .describe('Reports being received at once (one per IMAP process moving mail); more are closed at once'),
+    timeout_s: z
+      .number()
+      .int()
+      .min(1)
+      .max(3600)
+      .default(30)
+      .describe('A report connection idle this long is closed without an answer'),
+  })
+  .describe(
+    'Learning from users moving mail into and out of Junk, reported by Dovecot (IMAPSieve) over a unix socket; the reports join the learn queue of the HTTP learn API (http.learn_queue)',
+  );
+
 export const configSchema = z
   .strictObject({
     hostname: z
@@ -500,6 +555,7 @@ export const configSchema = z
     filter: filterSchema.prefault({}),
     http: httpSchema.prefault({}),
     log: logSchema.prefault({}),
+    learn: learnSchema.prefault({}),
   })
   .superRefine((config, ctx) => {
     const relayOn = config.policy.checks.includes('relay') && config.policy.relay.mode === 'enforce';

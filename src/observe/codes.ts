@@ -239,6 +239,35 @@ const table = [
     summary: 'HTTP request failed inside a route',
     fix: 'Report it with the log line.',
   },
+  // Dovecot (the learn socket, Dovecot's script-service protocol)
+  {
+    code: 'PW-V001',
+    level: 'warn',
+    summary:
+      'A connection to the learn socket was closed without an answer: not the script protocol, a malformed header, or closed before the header ended',
+    fix: "Only Dovecot's Sieve `pipe` (sieve_pipe_socket_dir) should connect; check that nothing else writes to learn.socket.",
+  },
+  {
+    code: 'PW-V002',
+    level: 'warn',
+    summary:
+      'A learn socket connection was closed without an answer: too many at once (learn.max_connections) or idle (learn.timeout_s)',
+    fix: 'Raise learn.max_connections if users move many messages at once; an idle connection is a stuck client.',
+  },
+  {
+    code: 'PW-V003',
+    level: 'warn',
+    summary:
+      'A learn report from Dovecot was answered with failure: no class (spam or ham) as the first argument, a message over learn.max_message_bytes, or the learn queue full',
+    fix: 'Call the program as `pipe :copy "<socket name>" ["spam"]` (or "ham"); raise learn.max_message_bytes or http.learn_queue when they are the reason.',
+  },
+  {
+    code: 'PW-V004',
+    level: 'error',
+    summary:
+      'learn.socket is set but nothing learns here (the content filter with its Bayes store is off): the socket stays closed',
+    fix: 'Enable the filter (filter.enabled) with a store on this instance, or set learn.socket on the instance that runs it.',
+  },
 ] as const satisfies readonly EventCode[];
 
 export type Code = (typeof table)[number]['code'];

@@ -187,6 +187,12 @@ export const METRIC_DEFINITIONS = [
     help: '1 when a DNS list passes its self-test and its answers count, 0 when it is skipped; by list and family (ipv4, ipv6, or domain for URI lists)',
     labels: ['list', 'family'],
   },
+  {
+    name: 'postwarden_learn_socket_reports_total',
+    type: 'counter',
+    help: 'Learn reports received on the learn socket (Dovecot IMAPSieve pipe), by class (spam, ham, none) and result (queued, duplicate, full, too_large, no_class)',
+    labels: ['class', 'result'],
+  },
 ] as const satisfies readonly MetricDefinition[];
 
 type Defs = (typeof METRIC_DEFINITIONS)[number];

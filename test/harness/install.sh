@@ -6,7 +6,8 @@
 # loopback, test/harness/redis.ts), dnsmasq-base (dnsmasq: just /usr/sbin/dnsmasq, with no init script or
 # service unlike the `dnsmasq` package; test/harness/dns.ts starts its own DNS server on loopback),
 # clamav-daemon (/usr/sbin/clamd) and clamdscan (/usr/bin/clamdscan): test/harness/clamd.ts starts its own clamd
-# on loopback with a two-signature EICAR database it writes itself. clamav-daemon pulls in clamav-freshclam,
+# on loopback with a two-signature EICAR database it writes itself. dovecot-sieve (Pigeonhole: the sieve, imap_sieve
+# and extprograms plugins, sievec) runs dovecot-snippets/ in test/integration/dovecot-learn.test.ts. clamav-daemon pulls in clamav-freshclam,
 # which never runs: debconf is preseeded to its "manual" mode (no daemon, no cron, no if-up hook; its postinst
 # then only tries `invoke-rc.d clamav-freshclam no-daemon`, a one-shot download that the guard below refuses),
 # and after the install clamav-daemon's init links and systemd units, which its postinst enables whatever debconf
@@ -22,7 +23,7 @@
 set -euo pipefail
 
 PATH="$PATH:/usr/sbin:/sbin"
-PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd swaks redis-server dnsmasq-base clamav-daemon clamdscan)
+PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd swaks redis-server dnsmasq-base clamav-daemon clamdscan dovecot-sieve)
 
 die() {
   echo "install.sh: $*" >&2
@@ -37,6 +38,7 @@ missing() {
   done
   [ -x /usr/lib/dovecot/imap ] || echo "dovecot-imapd (/usr/lib/dovecot/imap)"
   [ -x /usr/lib/dovecot/lmtp ] || echo "dovecot-lmtpd (/usr/lib/dovecot/lmtp)"
+  [ -e /usr/lib/dovecot/modules/lib90_sieve_plugin.so ] || echo "dovecot-sieve (/usr/lib/dovecot/modules/lib90_sieve_plugin.so)"
 }
 
 todo="$(missing)"
