@@ -19,7 +19,8 @@
  * A failure that reaches a `*_block_after` threshold writes a block marker that lives `auth_block_s`; refusals
  * the block causes (`policy_reject`, 2.4's `fail_type: policy`) are not counted again, so a block ends on time.
  * A successful login clears its address+login counters and exempts that address+login from address and
- * network blocks (a shared NAT address guessed at by someone else) for `exempt_s`.
+ * network blocks (a shared NAT address guessed at by someone else) for `exempt_s`, renewed by later successes
+ * once half of it has passed.
  *
  * Keys (readable, for an admin with `redis-cli --scan` or sqlite3): `auth:fail:addr:<ip>`,
  * `auth:fail:net:<cidr>`, `auth:fail:login:<ip>|<login>`, `auth:tries:login:<ip>|<login>`, `auth:pw:<ip>|<login>`
@@ -325,6 +326,7 @@ export class AuthGuard {
     private readonly store: Store,
     /** The `allow` map's tables (trusted networks). */
     private readonly trusted: readonly LookupTable[],
+    private readonly now: () => number = Date.now,
   ) {}
 
   private async isTrusted(address: string): Promise<boolean> {
@@ -383,12 +385,7 @@ export class AuthGuard {
     if (await this.isTrusted(subject.address)) return { outcome: 'trusted', blocked: [] };
     const keys = authKeys(subject);
     if (report.success) {
-      await Promise.all([
-        this.store.delete(keys.failLogin),
-        this.store.delete(keys.triesLogin),
-        this.store.delete(keys.passwords),
-        ...(this.settings.exempt_s > 0 ? [this.store.set(keys.exempt, '1', this.settings.exempt_s)] : []),
-      ]);
+      await this.recordSuccess(keys);
       return { outcome: 'success', blocked: [] };
     }
     if (report.policyReject || NOT_GUESSING.has(report.failType)) return { outcome: 'ignored', blocked: [] };
@@ -419,6 +416,25 @@ export class AuthGuard {
       }
     }
     return { outcome: fresh ? 'counted' : 'repeat', blocked };
+  }
+
+  /**
+   * Clears the address+login's failures and writes its exemption (the time, in ms): one read, then writes only
+   * for what is there, and the exemption only when absent or older than half of exempt_s — most successes (a
+   * phone polling every few minutes) write nothing.
+   */
+  private async recordSuccess(keys: ReturnType<typeof authKeys>): Promise<void> {
+    const cleared = [keys.failLogin, keys.triesLogin, keys.passwords];
+    const values = await this.store.getMany([...cleared, keys.exempt]);
+    const writes: Promise<unknown>[] = cleared
+      .filter((_, i) => values[i] !== undefined)
+      .map((key) => this.store.delete(key));
+    const exemptS = this.settings.exempt_s;
+    const age = this.now() - Number(values[cleared.length] ?? NaN);
+    if (exemptS > 0 && !(age < exemptS * 500)) {
+      writes.push(this.store.set(keys.exempt, String(this.now()), exemptS));
+    }
+    await Promise.all(writes);
   }
 
   /** Adds the hash to the address+login's set; true when it was not there (a new password). */

@@ -93,7 +93,7 @@ function guardWith(overrides: Partial<AuthPolicySettings> = {}, trusted: readonl
   let now = 1_700_000_000_000;
   const store = new SqliteStore({ path: ':memory:', now: () => now });
   const settings = authPolicySchema.parse({ tarpit_steps_s: [], ...overrides });
-  const guard = new AuthGuard(settings, store, trusted);
+  const guard = new AuthGuard(settings, store, trusted, () => now);
   const fail = (remote: string, login: string, pwhash: string, extra: Partial<AuthReport> = {}) =>
     guard.report({ remote, login, pwhash, success: false, policyReject: false, failType: '', ...extra });
   const succeed = (remote: string, login: string) =>
@@ -197,6 +197,28 @@ test('a success clears the address+login and exempts it from address and network
   const alice = await guard.allow('192.0.2.1', 'alice');
   assert.equal(alice.status, 0);
   assert.equal(alice.outcome, 'exempt');
+});
+
+test('the exemption lasts exempt_s and later successes renew it once half of it has passed', async () => {
+  const { guard, store, fail, succeed, advance } = guardWith({
+    exempt_s: 100,
+    address_block_after: 1,
+    auth_block_s: 1000,
+  });
+  const exempt = () => store.getEntry('auth:ok:192.0.2.1|alice');
+  await succeed('192.0.2.1', 'alice');
+  const first = await exempt();
+  advance(30);
+  await succeed('192.0.2.1', 'alice');
+  assert.deepEqual(await exempt(), first, 'not rewritten before half of exempt_s');
+  advance(30);
+  await succeed('192.0.2.1', 'alice');
+  assert.notDeepEqual(await exempt(), first, 'renewed after half of it');
+  await fail('192.0.2.1', 'mallory', '1');
+  advance(90);
+  assert.equal((await guard.allow('192.0.2.1', 'alice')).outcome, 'exempt');
+  advance(20);
+  assert.equal((await guard.allow('192.0.2.1', 'alice')).scope, 'address', 'the exemption ended');
 });
 
 test('trusted networks are never counted or refused; no address means no opinion', async () => {
