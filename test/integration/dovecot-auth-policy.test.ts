@@ -6,8 +6,8 @@
  * Shows: a stale password repeated many times does not block and the right one then works; distinct wrong
  * passwords block that address+login (even the right password is refused) while the same login from another
  * address still gets in; many logins guessed from one address block the address, except for a login that
- * succeeded there before (the exemption); SMTP AUTH is refused from the blocked address too; the block ends after
- * auth_block_s.
+ * succeeded there before (the exemption); SMTP AUTH is refused from the blocked address too, and the policy
+ * service refuses it at CONNECT; the block ends after auth_block_s.
  *
  * Ports 21201-21211 and /tmp/pw-h-auth* only (this file's own range), so it can run beside other suites.
  */
@@ -18,6 +18,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { startHarness, type Harness } from '../harness/harness.js';
+import { PolicyClient } from '../../src/policy/client.js';
 import { Postwarden, sleep } from '../harness/postwarden.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -188,6 +189,26 @@ test('guessing many logins blocks the address (IMAP and SMTP AUTH) except an exe
   const accepted = await auth('127.0.0.2');
   assert.equal(accepted.code, 0, accepted.transcript);
   assert.equal(await metric('postwarden_auth_policy_blocks_total', 'scope="address"'), 1);
+
+  // The policy face reads the same block list: at CONNECT, and for a SASL client that is not exempt.
+  const policy = await PolicyClient.connect(server.policy);
+  try {
+    const ask = (attributes: Record<string, string>) =>
+      policy.query({ request: 'smtpd_access_policy', client_address: '127.0.0.1', ...attributes });
+    assert.match(await ask({ protocol_state: 'CONNECT' }), /^450 4\.7\.1 Too many failed logins/);
+    assert.match(
+      await ask({
+        protocol_state: 'RCPT',
+        sasl_username: 'bob@example.test',
+        sender: 'bob@example.test',
+        recipient: 'x@remote.test',
+      }),
+      /^450 4\.7\.1/,
+    );
+    assert.match(await ask({ protocol_state: 'CONNECT', client_address: '127.0.0.2' }), /^DUNNO/);
+  } finally {
+    policy.close();
+  }
 
   await sleep(Math.max(0, blockedAt + BLOCK_S * 1000 + 500 - Date.now()));
   assert.ok(ok(await imapLogin('bob@example.test', 'bob-secret', '127.0.0.1')), 'the block ended');

@@ -4,6 +4,9 @@
  * the exemption a success gives, trusted networks, and the auth_block policy check reading the same blocks.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
 import {
   addPassword,
@@ -234,6 +237,34 @@ test('trusted networks are never counted or refused; no address means no opinion
   assert.equal((await guard.allow('10.1.2.3', 'alice')).outcome, 'trusted');
   assert.equal((await fail('', 'alice', '1')).outcome, 'ignored');
   assert.equal((await guard.allow('', 'alice')).outcome, 'no_address');
+});
+
+test('two instances on one store agree: failures seen by one block logins at the other', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'pw-auth-guard-'));
+  const file = path.join(dir, 'state.db');
+  const settings = authPolicySchema.parse({ login_block_after: 3, tarpit_steps_s: [] });
+  const stores = [new SqliteStore({ path: file }), new SqliteStore({ path: file })];
+  try {
+    const [a, b] = stores.map((store) => new AuthGuard(settings, store, []));
+    const report = (guard: AuthGuard | undefined, pwhash: string) =>
+      guard?.report({
+        remote: '192.0.2.1',
+        login: 'alice',
+        pwhash,
+        success: false,
+        policyReject: false,
+        failType: '',
+      });
+    await report(a, '1');
+    await report(b, '2');
+    await report(a, '2'); // seen by b: a repeat, whichever instance sees it
+    assert.equal((await b?.allow('192.0.2.1', 'alice'))?.status, 0);
+    await report(a, '3');
+    assert.equal((await b?.allow('192.0.2.1', 'alice'))?.status, -1);
+  } finally {
+    await Promise.all(stores.map((store) => store.close()));
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('a store that cannot answer rejects (callers fail open or go through on_error)', async () => {
