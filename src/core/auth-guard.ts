@@ -32,7 +32,7 @@
  * `policy.on_error`). Password hashes are kept in the store only, never returned or logged.
  */
 import { z } from 'zod';
-import { networkPrefix, parseIp } from '../util/ip.js';
+import { networkOf, parseIp } from '../util/ip.js';
 import { find } from './locality.js';
 import type { LookupTable } from './ports.js';
 import { mapRefSchema } from './schema.js';
@@ -164,7 +164,8 @@ export function authSubject(
 ): AuthSubject | undefined {
   const ip = parseIp(remote);
   if (!ip) return undefined;
-  const network = networkPrefix(ip.text, settings.ipv4_prefix, settings.ipv6_prefix) ?? ip.text;
+  const network =
+    networkOf(ip, ip.family === 4 ? settings.ipv4_prefix : settings.ipv6_prefix)?.text ?? ip.text;
   return { address: ip.text, network, login: login.trim().toLowerCase().slice(0, MAX_LOGIN) };
 }
 
