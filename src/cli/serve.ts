@@ -7,10 +7,12 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import type { Config } from '../config/schema.js';
+import { AuthGuard } from '../core/auth-guard.js';
 import type { Store, StoreHealth } from '../core/store.js';
 import { buildHttpApp, type ReadinessItem } from '../http/app.js';
 import { openLearnSocket } from '../dovecot/learn.js';
 import type { ScriptSocketServer } from '../dovecot/script-socket.js';
+import type { AuthPolicyDeps } from '../http/auth-policy.js';
 import { MapRegistry } from '../maps/index.js';
 import { createLogger, type Logger } from '../observe/logger.js';
 import { Metrics } from '../observe/metrics.js';
@@ -88,9 +90,14 @@ export async function serve(argv: string[]): Promise<number> {
     resolver && (needsDnsLists(config) || uriblRuns(config))
       ? dnsblRuntime(config, resolver, logger.child({ face: 'policy' }), metrics)
       : undefined;
+  const authGuard =
+    config.auth_policy.enabled && store
+      ? new AuthGuard(config.auth_policy, store, maps.openRef(config.auth_policy.allow, 'auth_policy.allow'))
+      : undefined;
   const stages = buildStages(config, {
     open: (ref, key) => maps.openRef(ref, key),
     ...(store ? { store } : {}),
+    ...(authGuard ? { authGuard } : {}),
     ...(dnsbl ? { dnsbl } : {}),
     ...(resolver && spf ? { resolver, spf } : {}),
   });
@@ -156,6 +163,7 @@ export async function serve(argv: string[]): Promise<number> {
     readiness: readinessWithFilter,
     ...(adminToken ? { adminToken } : {}),
     ...(learnQueue ? { learn: (cls, raw) => learnQueue.submit(cls, raw) } : {}),
+    ...(authGuard ? { authPolicy: authPolicyDeps(config, baseDir, logger, authGuard) } : {}),
   });
 
   let learnSocket: ScriptSocketServer | undefined;
@@ -284,17 +292,26 @@ function buildFilter(
   return { server, quarantine, ...(learn ? { learn } : {}) };
 }
 
+/** The first line of a secret file, trimmed: `missing` when it cannot be read, `short` below `minLength`. */
+function readSecretFile(file: string, minLength: number): string | 'missing' | 'short' {
+  let secret: string;
+  try {
+    secret = (readFileSync(file, 'utf8').split('\n')[0] ?? '').trim();
+  } catch {
+    return 'missing';
+  }
+  return secret.length < minLength ? 'short' : secret;
+}
+
 /** The admin API token (first line of http.token_file); none, with a warning, when it is missing or too short. */
 function readAdminToken(config: Readonly<Config>, baseDir: string, logger: Logger): string | undefined {
   const file = path.resolve(baseDir, config.http.token_file);
-  let token: string;
-  try {
-    token = (readFileSync(file, 'utf8').split('\n')[0] ?? '').trim();
-  } catch {
+  const token = readSecretFile(file, 32);
+  if (token === 'missing') {
     logger.info({ code: 'PW-H003', file }, 'no admin token file: the admin API answers 503');
     return undefined;
   }
-  if (token.length < 32) {
+  if (token === 'short') {
     logger.warn(
       { code: 'PW-H003', file },
       'the admin token is shorter than 32 characters: the admin API stays off',
@@ -302,6 +319,30 @@ function readAdminToken(config: Readonly<Config>, baseDir: string, logger: Logge
     return undefined;
   }
   return token;
+}
+
+/** The key Dovecot sends (first line of auth_policy.api_key_file); none, with a warning, when it is unusable. */
+function readAuthPolicyKey(config: Readonly<Config>, baseDir: string, logger: Logger): string | undefined {
+  const file = path.resolve(baseDir, config.auth_policy.api_key_file);
+  const key = readSecretFile(file, 16);
+  if (key === 'missing' || key === 'short') {
+    logger.warn(
+      { code: 'PW-G003', file, problem: key },
+      'no usable auth policy key: the Dovecot auth-policy endpoint answers 503 (Dovecot lets logins through)',
+    );
+    return undefined;
+  }
+  return key;
+}
+
+function authPolicyDeps(
+  config: Readonly<Config>,
+  baseDir: string,
+  logger: Logger,
+  guard: AuthGuard,
+): AuthPolicyDeps {
+  const apiKey = readAuthPolicyKey(config, baseDir, logger);
+  return { guard, settings: config.auth_policy, ...(apiKey ? { apiKey } : {}) };
 }
 
 function resolverReadiness(health: ResolverHealth): ReadinessItem {

@@ -5,7 +5,9 @@
  */
 import { validate as validCron } from 'node-cron';
 import { z } from 'zod';
+import { authPolicySchema } from '../core/auth-guard.js';
 import {
+  authBlockSchema,
   dnsblSchema,
   dnsSanitySchema,
   greylistSchema,
@@ -131,6 +133,7 @@ export const policySchema = z
     dnsbl: dnsblSchema.prefault({}),
     spf: spfSchema.prefault({}),
     greylist: greylistSchema.prefault({}),
+    auth_block: authBlockSchema.prefault({}),
   })
   .describe('The policy service (Postfix check_policy_service)');
 
@@ -556,6 +559,7 @@ export const configSchema = z
     http: httpSchema.prefault({}),
     log: logSchema.prefault({}),
     learn: learnSchema.prefault({}),
+    auth_policy: authPolicySchema.prefault({}),
   })
   .superRefine((config, ctx) => {
     const relayOn = config.policy.checks.includes('relay') && config.policy.relay.mode === 'enforce';

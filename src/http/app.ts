@@ -9,9 +9,10 @@ import Fastify, {
   type FastifyInstance,
   LogController,
 } from 'fastify';
-import { timingSafeEqual } from 'node:crypto';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
+import { secretMatches } from '../util/secret.js';
+import { registerAuthPolicy, type AuthPolicyDeps } from './auth-policy.js';
 
 export interface ReadinessItem {
   readonly name: string;
@@ -32,17 +33,12 @@ export interface HttpDeps {
   readonly adminToken?: string;
   /** Takes a learn report (the classifier and its store run); absent when nothing learns. */
   readonly learn?: LearnSubmit;
+  /** Dovecot's auth policy (`auth_policy.enabled`); absent: POST /dovecot/auth-policy answers 503. */
+  readonly authPolicy?: AuthPolicyDeps;
 }
 
 /** Largest message a learn report may carry. */
 const MAX_LEARN_BYTES = 10 * 1024 * 1024;
-
-/** Compares in constant time, so the answer's timing tells nothing about the token. */
-function tokenMatches(given: string | undefined, token: string): boolean {
-  const a = Buffer.from(given ?? '');
-  const b = Buffer.from(token);
-  return a.length === b.length && timingSafeEqual(a, b);
-}
 
 export function buildHttpApp(deps: HttpDeps): FastifyInstance {
   const app = Fastify({
@@ -92,7 +88,7 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
     }
     const header = request.headers.authorization;
     const given = header?.startsWith('Bearer ') ? header.slice(7) : undefined;
-    if (!tokenMatches(given, deps.adminToken)) {
+    if (!secretMatches(given, deps.adminToken)) {
       deps.metrics.get('postwarden_errors_total').inc({ code: 'PW-H002' });
       return reply
         .status(401)
@@ -117,6 +113,8 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
       return reply.status(503).send({ error: 'the learn queue is full; try again later' });
     return reply.status(202).send({ result });
   });
+
+  registerAuthPolicy(app, deps);
 
   return app;
 }

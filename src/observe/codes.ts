@@ -268,6 +268,35 @@ const table = [
       'learn.socket is set but nothing learns here (the content filter with its Bayes store is off): the socket stays closed',
     fix: 'Enable the filter (filter.enabled) with a store on this instance, or set learn.socket on the instance that runs it.',
   },
+  // Dovecot auth policy
+  {
+    code: 'PW-G001',
+    level: 'warn',
+    summary:
+      'The auth policy could not decide (store or allow map unavailable) and answered 0: Dovecot let the login through and nothing was counted (fail-open, as Dovecot itself does); logged at most every 10 s with the number of requests not logged',
+    fix: 'Read the reason; bring the store back (see PW-S001) or fix the auth_policy.allow map. postwarden_auth_policy_requests_total{result="fail_open"} counts the requests.',
+  },
+  {
+    code: 'PW-G002',
+    level: 'warn',
+    summary:
+      'An auth-policy request without the right X-API-Key was refused (401); Dovecot let the login through',
+    fix: 'Make Dovecot’s auth_policy_server_api_header the key in auth_policy.api_key_file (`X-API-Key: <key>`), then `doveadm reload`.',
+  },
+  {
+    code: 'PW-G003',
+    level: 'warn',
+    summary:
+      'The auth policy is enabled but auth_policy.api_key_file is missing, unreadable or shorter than 16 characters: every request answers 503 and Dovecot lets logins through',
+    fix: 'Write one: `umask 077; head -c 24 /dev/urandom | base64 > /etc/postwarden/auth-policy.key`, put the same key in Dovecot’s auth_policy_server_api_header, restart postwarden.',
+  },
+  {
+    code: 'PW-G004',
+    level: 'warn',
+    summary:
+      'An address, network or address+login reached its failed-login threshold and is blocked for auth_policy.auth_block_s',
+    fix: 'None if it is an attack. For a false block, delete the key (`auth:block:addr:<ip>`, `auth:block:net:<cidr>`, `auth:block:login:<ip>|<login>`) from the store, and add trusted networks to auth_policy.allow.',
+  },
 ] as const satisfies readonly EventCode[];
 
 export type Code = (typeof table)[number]['code'];

@@ -193,6 +193,25 @@ export const METRIC_DEFINITIONS = [
     help: 'Learn reports received on the learn socket (Dovecot IMAPSieve pipe), by class (spam, ham, none) and result (queued, duplicate, full, too_large, no_class)',
     labels: ['class', 'result'],
   },
+  {
+    name: 'postwarden_auth_policy_requests_total',
+    type: 'counter',
+    help: 'Dovecot auth-policy requests, by command (allow, report) and result (allow: accept, tarpit, reject, exempt, trusted, no_address; report: counted, repeat, success, ignored, trusted; either: fail_open, shed, bad_request, too_large, unauthorized, off)',
+    labels: ['command', 'result'],
+  },
+  {
+    name: 'postwarden_auth_policy_blocks_total',
+    type: 'counter',
+    help: 'Blocks the auth policy started for failed logins, by scope (login = one address+login, address, network)',
+    labels: ['scope'],
+  },
+  {
+    name: 'postwarden_auth_policy_request_duration_seconds',
+    type: 'histogram',
+    help: 'Time the auth policy took to answer Dovecot, store included, by command',
+    labels: ['command'],
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2],
+  },
 ] as const satisfies readonly MetricDefinition[];
 
 type Defs = (typeof METRIC_DEFINITIONS)[number];

@@ -4,8 +4,10 @@
  * failure answers per `policy.on_error`.
  */
 import { hostname } from 'node:os';
+import type { AuthGuard } from '../core/auth-guard.js';
 import {
   BIG_SENDER_CLIENT_DOMAINS,
+  createAuthBlockCheck,
   createDnsblCheck,
   createDnsSanityCheck,
   createGreylistCheck,
@@ -66,6 +68,8 @@ export interface StageDeps {
   readonly spf?: SpfEvaluator;
   /** Required when dns_sanity runs (see `needsDns`). */
   readonly resolver?: DnsResolver;
+  /** Required when auth_block runs (`auth_policy.enabled`): the Dovecot auth policy's block list. */
+  readonly authGuard?: AuthGuard;
   readonly now?: () => number;
 }
 
@@ -78,7 +82,7 @@ export interface DnsblDeps {
 
 /** Whether the configured pipeline keeps state, so `serve` opens the store only when something uses it. */
 export function needsStore(config: Readonly<Config>): boolean {
-  return runs(config, 'greylist');
+  return runs(config, 'greylist') || config.auth_policy.enabled;
 }
 
 function runs(config: Readonly<Config>, name: PolicyCheckName): boolean {
@@ -150,11 +154,17 @@ export function buildStages(config: Readonly<Config>, deps: StageDeps): Pipeline
         deps.now,
       );
     },
+    auth_block: () => {
+      if (!deps.authGuard)
+        throw new Error('auth_block needs the auth guard: build it when auth_policy.enabled');
+      return createAuthBlockCheck(policy.auth_block, deps.authGuard, config.auth_policy.block_text);
+    },
   };
   const stages: PipelineStage[] = [];
   for (const name of policy.checks) {
     const mode = policy[name].mode;
     if (name === 'dnsbl' && !needsDnsLists(config)) continue; // no list configured: nothing to ask
+    if (name === 'auth_block' && !config.auth_policy.enabled) continue; // no auth policy: nothing blocked
     if (mode !== 'off') stages.push({ check: factories[name](), mode, timeoutMs: policy.check_timeout_ms });
   }
   return stages;

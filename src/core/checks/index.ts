@@ -39,10 +39,13 @@ export {
   type SenderOwnershipSettings,
 } from './sender-ownership.js';
 
+export { authBlockSchema, createAuthBlockCheck, type AuthBlockSettings } from './auth-block.js';
+
 export const POLICY_CHECK_NAMES = [
   'relay',
   'sender_ownership',
   'limits',
+  'auth_block',
   'lists',
   'helo',
   'dns_sanity',
