@@ -36,6 +36,7 @@ import { parse } from './args.js';
 import { loadOrReport, mapEventSink, storeEventSink, storeOptions } from './common.js';
 import { dnsblRuntime, meteredDnsClient } from './dns.js';
 import { startJobs } from './jobs.js';
+import { linkSecret, noticeLinks, quarantinePageOptions } from './quarantine-page.js';
 
 function listenList(listen: string | readonly string[]): string[] {
   return typeof listen === 'string' ? [listen] : [...listen];
@@ -106,13 +107,14 @@ export async function serve(argv: string[]): Promise<number> {
     })),
   ];
   let filter: ReturnType<typeof buildFilter> | undefined;
+  const secret = config.filter.enabled ? linkSecret(config, baseDir, logger) : undefined;
   try {
     const locality = new Locality({
       localDomains: maps.openRef(config.local_domains, 'local_domains'),
       localNetworks: maps.openRef(config.local_networks, 'local_networks'),
     });
     filter = config.filter.enabled
-      ? buildFilter(config, baseDir, logger, metrics, store, locality)
+      ? buildFilter(config, baseDir, logger, metrics, store, locality, secret)
       : undefined;
   } catch (error) {
     logger.fatal({ code: 'PW-C007', reason: (error as Error).message }, 'cannot prepare the content filter');
@@ -135,6 +137,7 @@ export async function serve(argv: string[]): Promise<number> {
     readiness: readinessWithFilter,
     ...(adminToken ? { adminToken } : {}),
     ...(learnQueue ? { learn: (cls, raw) => learnQueue.submit(cls, raw) } : {}),
+    ...(filter ? { quarantinePage: quarantinePageOptions(config, filter.quarantine, secret) } : {}),
   });
 
   try {
@@ -199,6 +202,7 @@ function buildFilter(
   metrics: Metrics,
   store: Store | undefined,
   locality: Locality,
+  linkKey?: Buffer,
 ): { server: FilterServer; quarantine: Quarantine; learn?: LearnQueue } {
   const filterLogger = logger.child({ face: 'filter' });
   const bayes = store ? new BayesModel(store, config.filter.bayes.token_ttl_days * 86_400) : undefined;
@@ -216,6 +220,7 @@ function buildFilter(
     store,
     bayes,
     (address) => locality.isLocalAddress(address),
+    linkKey ? noticeLinks(config, linkKey) : undefined,
   );
   const swept = spool.prepare();
   if (swept > 0)

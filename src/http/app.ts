@@ -12,6 +12,7 @@ import Fastify, {
 import { timingSafeEqual } from 'node:crypto';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
+import { quarantinePage, type QuarantinePageOptions } from './quarantine-page/routes.js';
 
 export interface ReadinessItem {
   readonly name: string;
@@ -32,6 +33,8 @@ export interface HttpDeps {
   readonly adminToken?: string;
   /** Takes a learn report (the classifier and its store run); absent when nothing learns. */
   readonly learn?: LearnSubmit;
+  /** The quarantine page (/quarantine/); absent when there is no quarantine (the filter is off). */
+  readonly quarantinePage?: QuarantinePageOptions;
 }
 
 /** Largest message a learn report may carry. */
@@ -117,6 +120,16 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
       return reply.status(503).send({ error: 'the learn queue is full; try again later' });
     return reply.status(202).send({ result });
   });
+
+  if (deps.quarantinePage) {
+    const { adminToken, metrics, logger } = deps;
+    void app.register(quarantinePage, {
+      ...deps.quarantinePage,
+      ...(adminToken ? { adminToken } : {}),
+      metrics,
+      logger,
+    });
+  }
 
   return app;
 }
