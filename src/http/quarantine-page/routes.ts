@@ -127,14 +127,18 @@ export async function quarantinePage(app: FastifyInstance, deps: QuarantinePageD
         <p class="problem">${text}</p>`,
     );
 
-  /** A POST from a page of this site: refused when the browser says it came from elsewhere. */
+  /**
+   * A POST from a page of this site: refused when the browser says it came from elsewhere. Sec-Fetch-Site, set by
+   * the browser and beyond a page's reach, decides when present. Origin is the fallback for browsers without it;
+   * `null` tells nothing (browsers send it for our own forms because of `Referrer-Policy: no-referrer`). With
+   * neither, the CSRF token (admin forms) or the link's signature (release links) is the protection.
+   */
   function sameOrigin(request: FastifyRequest): boolean {
     const site = request.headers['sec-fetch-site'];
-    if (site !== undefined && site !== 'same-origin') return false;
+    if (site !== undefined) return site === 'same-origin';
     const origin = request.headers.origin;
-    if (origin === undefined) return true; // an older client; the CSRF token or the link's signature decides
-    const expected = deps.publicOrigin ?? `${request.protocol}://${request.host}`;
-    return origin === expected;
+    if (origin === undefined || origin === 'null') return true;
+    return origin === (deps.publicOrigin ?? `${request.protocol}://${request.host}`);
   }
 
   function refuseCrossSite(request: FastifyRequest, reply: FastifyReply) {
