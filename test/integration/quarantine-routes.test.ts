@@ -7,12 +7,12 @@
  * traversal, links off, re-injection refused). Every answer carries the security headers.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
-import { quarantinePageOptions } from '../../src/cli/quarantine-page.js';
+import { linkSecret, quarantinePageOptions } from '../../src/cli/quarantine-page.js';
 import { configSchema } from '../../src/config/schema.js';
 import { releaseLinkPath } from '../../src/core/release-link.js';
 import { noticeText } from '../../src/filter/notice.js';
@@ -436,5 +436,30 @@ describe('the notice', () => {
     assert.ok(noticeText(entry('recipient'), settings, false, linkFor).includes(linkFor.url));
     assert.match(noticeText(entry('recipient'), settings), /ask postmaster to release it/);
     assert.match(noticeText(entry('admin'), settings), /Only the postmaster can release it/);
+  });
+});
+
+describe('the key of release links', () => {
+  const withKey = (file: string, publicUrl = 'https://mail.example.test') =>
+    configSchema.parse({
+      local_domains: ['example.test'],
+      http: { public_url: publicUrl, link_secret_file: file },
+    });
+  const logger = createLogger('fatal');
+
+  it('is created (32 bytes, 0600) when missing, then read again; none without public_url', () => {
+    const file = path.join(work, 'link.secret');
+    const made = linkSecret(withKey(file), work, logger);
+    assert.equal(made?.length, 32);
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    assert.deepEqual(linkSecret(withKey(file), work, logger), readFileSync(file));
+    assert.equal(linkSecret(withKey(file, ''), work, logger), undefined);
+  });
+
+  it('is off (links off, serve runs on) when it is short or cannot be created', () => {
+    const short = path.join(work, 'short.secret');
+    writeFileSync(short, 'too short');
+    assert.equal(linkSecret(withKey(short), work, logger), undefined);
+    assert.equal(linkSecret(withKey(path.join(work, 'no-such-dir', 'key')), work, logger), undefined);
   });
 });
