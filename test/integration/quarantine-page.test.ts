@@ -3,10 +3,12 @@
  * the built bin's `serve` with its HTTP face on 127.0.0.1:21403, behind a real mail chain: Postfix (:21404,
  * content_filter → postwarden :21401 → re-injection smtpd :21402 → Dovecot LMTP → Maildir) and a real clamd.
  * The held messages come through that chain, not written by the test: a spam message (an admin rule scores its
- * subject 20, above quarantine_at) and an EICAR attachment (the virus). Then:
+ * subject 20, above quarantine_at), a second one with markup in its subject, and an EICAR attachment (the
+ * virus). Sending through Postfix and clamd rather than writing entries costs a few seconds and shows the notice's
+ * link as a recipient gets it. Then:
  *
- * - the admin logs in with the token in the browser and the list shows both, styled (the style sheet loads under
- *   the content-security policy) and with no CSP violation;
+ * - the admin logs in with the token in the browser and the list shows them, the markup subject as text (no
+ *   element, no dialog), styled (the style sheet loads under the content-security policy), no CSP violation;
  * - the signed link from alice's notice opens a confirmation page, and clicking its button releases the spam: it
  *   reaches alice's Maildir with `X-Postwarden-Released`; the link then says it was released;
  * - the virus's notice carries no link, and even a genuinely signed link (made here with the server's key) is
@@ -76,6 +78,8 @@ http:
 }
 
 const tag = `qp-${process.pid}`;
+/** Spam whose subject is markup: the page must show it as text, and no script may run. */
+const XSS_SUBJECT = `qp-spam <script>alert(1)</script><img src=x onerror=alert(2)> ${tag}-x`;
 
 function message(subject: string, body: string[]): string {
   return [
@@ -160,6 +164,7 @@ before(async () => {
   browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
 
   await send(message(`qp-spam offer ${tag}`, ['Content-Type: text/plain', '', 'Cheap watches.', '']));
+  await send(message(XSS_SUBJECT, ['Content-Type: text/plain', '', 'Markup in the subject.', '']));
   const virusTag = `${tag}-v`;
   await send(withAttachment(virusTag, 'readme.txt', clamd.eicar));
   spam = await notice(`qp-spam offer ${tag}`);
@@ -175,14 +180,21 @@ after(async () => {
 });
 
 describe('the quarantine page in Chromium', () => {
-  it('the admin logs in with the token and sees both held messages, styled, with no CSP violation', async () => {
+  it('the admin logs in with the token and sees the held messages, markup as text, styled, no CSP violation', async () => {
     const { page, violations } = await newPage();
     const login = await page.goto(`${PUBLIC}/quarantine/`);
     assert.equal(login?.status(), 401);
     assert.match(String(login?.headers()['content-security-policy']), /default-src 'none'/);
     await page.fill('input[name=token]', TOKEN);
     await Promise.all([page.waitForURL(`${PUBLIC}/quarantine/`), page.click('button[type=submit]')]);
+    const dialogs: string[] = [];
+    page.on('dialog', (d) => {
+      dialogs.push(d.message());
+      void d.dismiss();
+    });
     const body = await page.textContent('body');
+    assert.ok(body?.includes(XSS_SUBJECT), 'the markup in a subject is shown as text');
+    assert.equal(await page.$('img'), null, 'and is not an element');
     assert.ok(body?.includes(`qp-spam offer ${tag}`), body ?? '');
     assert.ok(body?.includes(`attachment ${tag}-v`));
     assert.ok(body?.includes('SPAM_HELD') && body.includes('VIRUS_FOUND'));
@@ -194,6 +206,7 @@ describe('the quarantine page in Chromium', () => {
     assert.ok(session?.httpOnly && session.sameSite === 'Strict' && session.path === '/quarantine');
     assert.ok(!session.value.includes(TOKEN));
     await shot(page, 'admin-list');
+    assert.deepEqual(dialogs, [], 'no script ran');
     await page.click(`a[href="/quarantine/m/${virus.id}"]`);
     assert.match((await page.textContent('pre')) ?? '', /Subject: attachment/);
     await shot(page, 'admin-message');
@@ -278,7 +291,7 @@ describe('the quarantine page in Chromium', () => {
       page.click('button:has-text("Release to alice@example.test")'),
     ]);
     assert.match((await page.textContent('.note')) ?? '', /Released/);
-    assert.match((await page.textContent('body')) ?? '', /0 held/);
+    assert.match(((await page.textContent('p.muted')) ?? '').trim(), /^1 held\.$/, 'the markup spam is left');
     const [copy] = await h().waitForMessages('alice', tagged(`${tag}-v`), 1, 20_000);
     assert.ok(copy, 'released but not delivered');
     assert.match(copy, new RegExp(`^X-Postwarden-Released: ${virus.id} by the admin`, 'm'));

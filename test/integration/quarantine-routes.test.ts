@@ -248,6 +248,9 @@ describe('quarantine page: admin', () => {
       new RegExp(`^X-Postwarden-Released: ${entry.id} by the admin`),
     );
     assert.equal(quarantine.entry(entry.id), undefined);
+    const again = await a.inject({ method: 'POST', url, headers: { cookie }, payload: { csrf } });
+    assert.equal(again.statusCode, 404, 'an already released message');
+    assert.equal(smtp.received.length, 1);
   });
 
   it('delete removes it; a refused re-injection answers 503 and changes nothing', async () => {

@@ -53,7 +53,8 @@ export const STYLE_SHEET = `body{font:15px/1.45 system-ui,sans-serif;margin:0;co
 main{max-width:72rem;margin:0 auto;padding:1.5rem}
 h1{font-size:1.4rem;margin:0 0 1rem}
 table{border-collapse:collapse;width:100%;background:#fff}
-th,td{text-align:left;padding:.4rem .6rem;border-bottom:1px solid #ddd;vertical-align:top;overflow-wrap:anywhere}
+th,td{text-align:left;padding:.4rem .6rem;border-bottom:1px solid #ddd;vertical-align:top;overflow-wrap:break-word}
+.nowrap{white-space:nowrap}
 th{background:#eceae4;font-weight:600}
 pre{background:#fff;border:1px solid #ddd;padding:.75rem;overflow:auto;max-height:32rem;white-space:pre-wrap;overflow-wrap:anywhere}
 form.inline{display:inline}

@@ -243,8 +243,8 @@ export async function quarantinePage(app: FastifyInstance, deps: QuarantinePageD
           <td>${m.symbol}<br /><span class="muted">${m.reason}</span></td>
           <td>${m.sender || '<>'}</td>
           <td>${m.recipients.join(', ')}</td>
-          <td>${size(m.size)}</td>
-          <td title="${new Date(m.time).toISOString()}">${age(m.time, now)}</td>
+          <td class="nowrap">${size(m.size)}</td>
+          <td class="nowrap" title="${new Date(m.time).toISOString()}">${age(m.time, now)}</td>
         </tr>`,
     );
     return send(
