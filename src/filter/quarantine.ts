@@ -120,7 +120,12 @@ export class Quarantine {
       await this.remove(entry.id);
       return true;
     }
-    this.writeEntry({ ...entry, released });
+    const updated = { ...entry, released };
+    this.writeEntry(updated);
+    const left = this.retentionDays * 86_400 - Math.floor((Date.now() - entry.time) / 1000);
+    await this.store
+      ?.set(`${QUARANTINE_KEY_PREFIX}${entry.id}`, JSON.stringify(updated), Math.max(1, left))
+      .catch(() => undefined);
     return false;
   }
 
