@@ -13,10 +13,8 @@
  */
 import { hostname } from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import type { Config } from '../config/schema.js';
-import { Quarantine, type QuarantineEntry } from '../filter/quarantine.js';
-import { reinject, ReinjectError } from '../filter/reinject.js';
+import { Quarantine, type QuarantineEntry, releaseHeld } from '../filter/quarantine.js';
 import { EXIT } from '../util/sysexits.js';
 import { parse, UsageError } from './args.js';
 import { loadOrReport } from './common.js';
@@ -36,16 +34,9 @@ function quarantineOf(config: Readonly<Config>, baseDir: string): Quarantine {
 }
 
 function entryOrFail(quarantine: Quarantine, id: string): QuarantineEntry | undefined {
-  const valid = /^[0-9]{8}-[0-9a-f]{16}$/.test(id);
-  const entry = valid ? quarantine.entry(id) : undefined;
+  const entry = quarantine.entry(id);
   if (!entry) process.stderr.write(`postwarden quarantine: no held message ${JSON.stringify(id)}\n`);
   return entry;
-}
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
 }
 
 export async function quarantine(argv: string[]): Promise<number> {
@@ -93,7 +84,7 @@ export async function quarantine(argv: string[]): Promise<number> {
       if (positionals.length !== 1) throw new UsageError('show takes one quarantine id');
       const entry = entryOrFail(store, positionals[0] ?? '');
       if (!entry) return EXIT.DATAERR;
-      const message = await readAll(store.open(entry.id));
+      const message = await store.read(entry.id);
       if (values.raw === true) {
         process.stdout.write(message);
         return EXIT.OK;
@@ -107,35 +98,28 @@ export async function quarantine(argv: string[]): Promise<number> {
       if (positionals.length !== 1) throw new UsageError('release takes one quarantine id');
       const entry = entryOrFail(store, positionals[0] ?? '');
       if (!entry) return EXIT.DATAERR;
-      const recipients = values.to && values.to.length > 0 ? values.to : [...entry.recipients];
-      const name = loaded.config.hostname || hostname();
-      const prefix = Buffer.from(
-        `X-Postwarden-Released: ${entry.id} by the admin on ${name}; ${new Date().toUTCString()}\r\n`,
-      );
-      const message = Buffer.concat([prefix, await readAll(store.open(entry.id))]);
       const target = loaded.config.filter.reinject;
       const colon = target.lastIndexOf(':');
-      try {
-        const response = await reinject(
-          { host: target.slice(0, colon), port: Number(target.slice(colon + 1)), name, timeoutMs: 60_000 },
-          {
-            sender: entry.sender,
-            recipients: recipients.map((address) => ({ address })),
-            size: message.length,
-          },
-          () => Readable.from([message]),
-          new Map(),
-        );
-        await store.remove(entry.id);
-        process.stdout.write(`released ${entry.id} to ${recipients.join(', ')}: ${response}\n`);
+      const name = loaded.config.hostname || hostname();
+      const result = await releaseHeld(
+        store,
+        entry.id,
+        { kind: 'admin' },
+        { host: target.slice(0, colon), port: Number(target.slice(colon + 1)), name, timeoutMs: 60_000 },
+        values.to,
+      );
+      if (result.kind === 'released') {
+        process.stdout.write(`released ${entry.id} to ${result.recipients.join(', ')}: ${result.response}\n`);
         return EXIT.OK;
-      } catch (error) {
-        if (!(error instanceof ReinjectError)) throw error;
-        process.stderr.write(
-          `postwarden quarantine: ${error.message}${error.response ? ` (${error.response})` : ''}\n`,
-        );
+      }
+      if (result.kind === 'unavailable') {
+        process.stderr.write(`postwarden quarantine: ${result.reason}\n`);
         return EXIT.UNAVAILABLE;
       }
+      process.stderr.write(
+        `postwarden quarantine: ${entry.id} is ${result.kind === 'busy' ? 'being released' : 'gone'}\n`,
+      );
+      return EXIT.TEMPFAIL;
     }
     case 'delete': {
       if (positionals.length === 0) throw new UsageError('delete takes one or more quarantine ids');

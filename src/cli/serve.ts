@@ -48,6 +48,7 @@ import { parse } from './args.js';
 import { loadOrReport, mapEventSink, storeEventSink, storeOptions } from './common.js';
 import { dnsblRuntime, meteredDnsClient } from './dns.js';
 import { startJobs } from './jobs.js';
+import { linkSecret, noticeLinks, quarantinePageOptions } from './quarantine-page.js';
 
 function listenList(listen: string | readonly string[]): string[] {
   return typeof listen === 'string' ? [listen] : [...listen];
@@ -126,6 +127,7 @@ export async function serve(argv: string[]): Promise<number> {
     })),
   ];
   let filter: ReturnType<typeof buildFilter> | undefined;
+  const secret = config.filter.enabled ? linkSecret(config, baseDir, logger) : undefined;
   try {
     const locality = new Locality({
       localDomains: maps.openRef(config.local_domains, 'local_domains'),
@@ -136,6 +138,7 @@ export async function serve(argv: string[]): Promise<number> {
           store,
           locality,
           open: (ref, key) => maps.openRef(ref, key),
+          ...(secret ? { linkKey: secret } : {}),
           ...(resolver && spf ? { authenticator: new MailauthAuthenticator(resolver, spf) } : {}),
           ...(dnsbl
             ? { uriLists: { resolver: dnsbl.resolver, lists: dnsbl.uriLists, health: dnsbl.health } }
@@ -164,6 +167,7 @@ export async function serve(argv: string[]): Promise<number> {
     ...(adminToken ? { adminToken } : {}),
     ...(learnQueue ? { learn: (cls, raw) => learnQueue.submit(cls, raw) } : {}),
     ...(authGuard ? { authPolicy: authPolicyDeps(config, baseDir, logger, authGuard) } : {}),
+    ...(filter ? { quarantinePage: quarantinePageOptions(config, filter.quarantine, secret) } : {}),
   });
 
   let learnSocket: ScriptSocketServer | undefined;
@@ -244,9 +248,14 @@ function buildFilter(
   baseDir: string,
   logger: Logger,
   metrics: Metrics,
-  wiring: ScannerDeps & { readonly store: Store | undefined; readonly locality: Locality },
+  wiring: ScannerDeps & {
+    readonly store: Store | undefined;
+    readonly locality: Locality;
+    /** Signs the recipients' release links in notices; absent: no links. */
+    readonly linkKey?: Buffer;
+  },
 ): { server: FilterServer; quarantine: Quarantine; learn?: LearnQueue } {
-  const { store, locality } = wiring;
+  const { store, locality, linkKey } = wiring;
   const filterLogger = logger.child({ face: 'filter' });
   const bayes = store ? new BayesModel(store, config.filter.bayes.token_ttl_days * 86_400) : undefined;
   const antivirus = config.filter.scanners.includes('antivirus') && config.filter.antivirus.mode !== 'off';
@@ -264,6 +273,7 @@ function buildFilter(
     store,
     bayes,
     (address) => locality.isLocalAddress(address),
+    linkKey ? noticeLinks(config, linkKey) : undefined,
   );
   const swept = spool.prepare();
   if (swept > 0)

@@ -458,6 +458,33 @@ export const httpSchema = z
       .describe(
         'Learn reports (from Dovecot) waiting at most; more are refused with 503 and Dovecot retries nothing',
       ),
+    public_url: z
+      .string()
+      .max(500)
+      .refine(
+        (u) => u === '' || (/^https?:\/\/[^/?#@\s]+(\/[^?#\s]*)?$/.test(u) && URL.canParse(u)),
+        'not an http(s) base address; use e.g. https://mail.example.org or https://mail.example.org/postwarden (no user, query or fragment)',
+      )
+      .default('')
+      .describe(
+        'The address users reach the quarantine page at (e.g. https://mail.example.org, through a reverse proxy); set, notices carry signed release links; empty: no links',
+      ),
+    link_secret_file: z
+      .string()
+      .min(1)
+      .default('/var/lib/postwarden/link.secret')
+      .describe(
+        'The key that signs release links (32+ bytes); created (mode 0600, 32 random bytes) when missing and public_url is set. Replacing it voids every link sent',
+      ),
+    link_valid_days: z
+      .number()
+      .int()
+      .min(1)
+      .max(365)
+      .default(7)
+      .describe(
+        'Days a release link in a notice stays valid (never longer than the message stays in quarantine)',
+      ),
   })
   .describe('The HTTP face');
 

@@ -4,6 +4,11 @@
  * filter answer 250 to Postfix (DESIGN.md §4: acknowledged only when safe on disk). Its index entry (who, why,
  * when, size) goes to the state store under `quarantine:<id>` with the retention as expiry, and to a JSON file
  * beside it, so the message can be listed, shown, released or deleted even if the store was reset.
+ *
+ * Release (`releaseHeld`) re-injects the message through the re-injection smtpd, with `X-Postwarden-Released` in
+ * front, and only then changes the quarantine: the admin's release removes the message; a recipient's release
+ * (a signed link) records that recipient in the entry's `released`, and removes the message once every recipient
+ * has it. A release that the smtpd refuses changes nothing and can be tried again.
  */
 import { randomBytes } from 'node:crypto';
 import {
@@ -22,10 +27,11 @@ import {
 } from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { createGunzip, createGzip } from 'node:zlib';
 import type { ReleasableBy } from '../core/content.js';
 import type { Store } from '../core/store.js';
+import { reinject, ReinjectError, type ReinjectTarget } from './reinject.js';
 
 export interface QuarantineEntry {
   readonly id: string;
@@ -42,9 +48,13 @@ export interface QuarantineEntry {
   readonly messageId?: string;
   /** Postfix's queue id of the message when it reached the filter. */
   readonly queueId?: string;
+  /** Recipients who released it for themselves (a signed link); it stays held for the others. */
+  readonly released?: readonly string[];
 }
 
 export const QUARANTINE_KEY_PREFIX = 'quarantine:';
+/** What newId() makes: the day held, then 16 hex digits. Anything else names no held message. */
+export const QUARANTINE_ID = /^[0-9]{8}-[0-9a-f]{16}$/;
 
 function fsyncPath(file: string): void {
   const fd = openSync(file, 'r');
@@ -71,7 +81,7 @@ export class Quarantine {
   }
 
   messagePath(id: string): string {
-    if (!/^[0-9]{8}-[0-9a-f]{16}$/.test(id)) throw new Error(`not a quarantine id: ${id}`);
+    if (!QUARANTINE_ID.test(id)) throw new Error(`not a quarantine id: ${id}`);
     return path.join(this.dir, `${id}.eml.gz`);
   }
 
@@ -83,10 +93,7 @@ export class Quarantine {
       await pipeline(message, createGzip(), createWriteStream(temporary, { mode: 0o600, flags: 'wx' }));
       fsyncPath(temporary);
       renameSync(temporary, final);
-      const meta = path.join(this.dir, `${entry.id}.json`);
-      writeFileSync(meta, `${JSON.stringify(entry)}\n`, { mode: 0o600 });
-      fsyncPath(meta);
-      fsyncPath(this.dir);
+      this.writeEntry(entry);
     } catch (error) {
       rmSync(temporary, { force: true });
       throw error;
@@ -97,6 +104,31 @@ export class Quarantine {
       .catch(() => undefined);
   }
 
+  /** Writes the entry's JSON file durably (temporary file, fsync, rename, directory fsync). */
+  private writeEntry(entry: QuarantineEntry): void {
+    const meta = path.join(this.dir, `${entry.id}.json`);
+    writeFileSync(`${meta}.tmp`, `${JSON.stringify(entry)}\n`, { mode: 0o600 });
+    fsyncPath(`${meta}.tmp`);
+    renameSync(`${meta}.tmp`, meta);
+    fsyncPath(this.dir);
+  }
+
+  /** Records that `recipients` have the message now; removes it when every recipient has. */
+  async markReleased(entry: QuarantineEntry, recipients: readonly string[]): Promise<boolean> {
+    const released = [...new Set([...(entry.released ?? []), ...recipients])];
+    if (entry.recipients.every((r) => released.includes(r))) {
+      await this.remove(entry.id);
+      return true;
+    }
+    const updated = { ...entry, released };
+    this.writeEntry(updated);
+    const left = this.retentionDays * 86_400 - Math.floor((Date.now() - entry.time) / 1000);
+    await this.store
+      ?.set(`${QUARANTINE_KEY_PREFIX}${entry.id}`, JSON.stringify(updated), Math.max(1, left))
+      .catch(() => undefined);
+    return false;
+  }
+
   /** The held message, decompressed. */
   open(id: string): Readable {
     const stream = createReadStream(this.messagePath(id));
@@ -105,7 +137,40 @@ export class Quarantine {
     return stream.pipe(gunzip);
   }
 
+  /** The whole held message, decompressed, in memory (at most filter.max_message_bytes). */
+  async read(id: string): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of this.open(id)) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks);
+  }
+
+  /**
+   * The message's header section (up to the empty line), reading no more than `maxBytes` of the message; the
+   * second value says whether it was cut there.
+   */
+  async header(id: string, maxBytes: number): Promise<{ text: string; truncated: boolean }> {
+    const chunks: Buffer[] = [];
+    let length = 0;
+    const stream = this.open(id);
+    try {
+      for await (const chunk of stream) {
+        chunks.push(chunk as Buffer);
+        length += (chunk as Buffer).length;
+        const end = Buffer.concat(chunks).indexOf('\r\n\r\n');
+        if (end >= 0 && end <= maxBytes) {
+          return { text: Buffer.concat(chunks).subarray(0, end).toString('utf8'), truncated: false };
+        }
+        if (length >= maxBytes) break;
+      }
+    } finally {
+      stream.destroy();
+    }
+    const all = Buffer.concat(chunks);
+    return { text: all.subarray(0, maxBytes).toString('utf8'), truncated: all.length >= maxBytes };
+  }
+
   entry(id: string): QuarantineEntry | undefined {
+    if (!QUARANTINE_ID.test(id)) return undefined; // never a path outside the directory
     try {
       return JSON.parse(readFileSync(path.join(this.dir, `${id}.json`), 'utf8')) as QuarantineEntry;
     } catch {
@@ -140,5 +205,86 @@ export class Quarantine {
       removed += 1;
     }
     return removed;
+  }
+}
+
+/** Who releases: the admin (any recipients; the message leaves the quarantine) or one recipient (a signed link). */
+export type Releaser = { readonly kind: 'admin' } | { readonly kind: 'recipient'; readonly address: string };
+
+export type ReleaseResult =
+  | {
+      readonly kind: 'released';
+      readonly recipients: readonly string[];
+      /** The re-injection smtpd's reply. */
+      readonly response: string;
+      /** Whether the message left the quarantine (otherwise other recipients have yet to release it). */
+      readonly removed: boolean;
+    }
+  /** No such held message (released to all, deleted or expired). */
+  | { readonly kind: 'gone' }
+  /** This recipient released it before. */
+  | { readonly kind: 'already' }
+  /** Another release of the same message is under way. */
+  | { readonly kind: 'busy' }
+  | { readonly kind: 'unavailable'; readonly reason: string };
+
+/** Releases under way, by message file: one at a time per message, so no one gets it twice. */
+const releasing = new Set<string>();
+
+/**
+ * Re-injects a held message (to `to`, else to its recipients who do not have it yet) and then updates the
+ * quarantine (see the module header). `target.name` names this host in `X-Postwarden-Released`.
+ */
+export async function releaseHeld(
+  quarantine: Quarantine,
+  id: string,
+  by: Releaser,
+  target: ReinjectTarget,
+  to?: readonly string[],
+): Promise<ReleaseResult> {
+  const key = path.join(quarantine.dir, id);
+  if (releasing.has(key)) return { kind: 'busy' };
+  releasing.add(key);
+  try {
+    const entry = quarantine.entry(id);
+    if (!entry) return { kind: 'gone' };
+    const done = entry.released ?? [];
+    if (by.kind === 'recipient' && done.includes(by.address)) return { kind: 'already' };
+    const recipients =
+      by.kind === 'recipient'
+        ? [by.address]
+        : to && to.length > 0
+          ? [...to]
+          : entry.recipients.filter((r) => !done.includes(r));
+    const who = by.kind === 'admin' ? 'the admin' : `${by.address} (release link)`;
+    const prefix = Buffer.from(
+      `X-Postwarden-Released: ${entry.id} by ${who} on ${target.name}; ${new Date().toUTCString()}\r\n`,
+    );
+    const message = Buffer.concat([prefix, await quarantine.read(entry.id)]);
+    let response: string;
+    try {
+      response = await reinject(
+        target,
+        {
+          sender: entry.sender,
+          recipients: recipients.map((address) => ({ address })),
+          size: message.length,
+        },
+        () => Readable.from([message]),
+        new Map(),
+      );
+    } catch (error) {
+      if (!(error instanceof ReinjectError)) throw error;
+      return {
+        kind: 'unavailable',
+        reason: `${error.message}${error.response ? ` (${error.response})` : ''}`,
+      };
+    }
+    let removed = true;
+    if (by.kind === 'admin') await quarantine.remove(entry.id);
+    else removed = await quarantine.markReleased(entry, recipients);
+    return { kind: 'released', recipients, response, removed };
+  } finally {
+    releasing.delete(key);
   }
 }

@@ -21,6 +21,7 @@ import type { Store } from '../core/store.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
 import { Quarantine } from './quarantine.js';
+import type { NoticeSettings } from './notice.js';
 import { FilterService, ownHeaderFields } from './service.js';
 import { Spool } from './spool.js';
 
@@ -174,6 +175,7 @@ export function buildFilterService(
   store?: Store,
   bayes?: BayesModel,
   isLocalSender?: (address: string) => Promise<boolean>,
+  releaseLink?: NoticeSettings['releaseLink'],
 ): { service: FilterService; spool: Spool; quarantine: Quarantine } {
   const filter = config.filter;
   const spool = new Spool(
@@ -225,7 +227,15 @@ export function buildFilterService(
           },
         }
       : {}),
-    ...(filter.quarantine.notify ? { notify: { postmaster: filter.quarantine.postmaster, instance } } : {}),
+    ...(filter.quarantine.notify
+      ? {
+          notify: {
+            postmaster: filter.quarantine.postmaster,
+            instance,
+            ...(releaseLink ? { releaseLink } : {}),
+          },
+        }
+      : {}),
     instance,
     logger,
     metrics,

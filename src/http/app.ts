@@ -13,6 +13,7 @@ import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
 import { secretMatches } from '../util/secret.js';
 import { registerAuthPolicy, type AuthPolicyDeps } from './auth-policy.js';
+import { quarantinePage, type QuarantinePageOptions } from './quarantine-page/routes.js';
 
 export interface ReadinessItem {
   readonly name: string;
@@ -35,6 +36,8 @@ export interface HttpDeps {
   readonly learn?: LearnSubmit;
   /** Dovecot's auth policy (`auth_policy.enabled`); absent: POST /dovecot/auth-policy answers 503. */
   readonly authPolicy?: AuthPolicyDeps;
+  /** The quarantine page (/quarantine/); absent when there is no quarantine (the filter is off). */
+  readonly quarantinePage?: QuarantinePageOptions;
 }
 
 /** Largest message a learn report may carry. */
@@ -115,6 +118,15 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
   });
 
   registerAuthPolicy(app, deps);
+  if (deps.quarantinePage) {
+    const { adminToken, metrics, logger } = deps;
+    void app.register(quarantinePage, {
+      ...deps.quarantinePage,
+      ...(adminToken ? { adminToken } : {}),
+      metrics,
+      logger,
+    });
+  }
 
   return app;
 }

@@ -297,6 +297,38 @@ const table = [
       'An address, network or address+login reached its failed-login threshold and is blocked for auth_policy.auth_block_s',
     fix: 'None if it is an attack. For a false block, delete the key (`auth:block:addr:<ip>`, `auth:block:net:<cidr>`, `auth:block:login:<ip>|<login>`) from the store, and add trusted networks to auth_policy.allow.',
   },
+  {
+    code: 'PW-H020',
+    level: 'info',
+    summary: 'The key of release links (http.link_secret_file) was missing and has been created (mode 0600)',
+    fix: 'None: informational. Keep the file when you move or rebuild the host, or links already sent stop working.',
+  },
+  {
+    code: 'PW-H021',
+    level: 'error',
+    summary:
+      'Release links are off: http.link_secret_file cannot be read or created, or holds fewer than 32 bytes',
+    fix: 'Let the postwarden user create the file (its directory writable), or write 32+ random bytes to it: `umask 077; head -c 32 /dev/urandom > FILE`, then restart.',
+  },
+  {
+    code: 'PW-H022',
+    level: 'warn',
+    summary:
+      'The quarantine page refused a forged, tampered or malformed release link, or a form sent from another site',
+    fix: 'None if it is rare (a link mangled by a mail client). Many of them are someone probing: look at the remote addresses.',
+  },
+  {
+    code: 'PW-H023',
+    level: 'warn',
+    summary: 'A login to the quarantine page with a wrong admin token',
+    fix: 'Use the token of http.token_file; repeated failures from elsewhere are someone guessing.',
+  },
+  {
+    code: 'PW-H024',
+    level: 'warn',
+    summary: 'A release from the quarantine page failed: the re-injection smtpd did not take the message',
+    fix: 'Check the re-injection smtpd (filter.reinject); nothing changed, the release can be tried again.',
+  },
 ] as const satisfies readonly EventCode[];
 
 export type Code = (typeof table)[number]['code'];

@@ -12,6 +12,7 @@
 # then only tries `invoke-rc.d clamav-freshclam no-daemon`, a one-shot download that the guard below refuses),
 # and after the install clamav-daemon's init links and systemd units, which its postinst enables whatever debconf
 # says, are disabled again, then checked: nothing of clamav is enabled at boot. Nothing downloads signatures.
+# chromium (/usr/bin/chromium): the quarantine page's browser test drives it headless with playwright-core.
 # Idempotent: prints nothing and exits 0 when all of them are present.
 # Otherwise, as in the harness recipe (harness.md §0): preseed debconf ("No configuration", so no system-wide
 # /etc/postfix/main.cf), put a temporary /usr/sbin/policy-rc.d (exit 101) in place so that no
@@ -23,7 +24,7 @@
 set -euo pipefail
 
 PATH="$PATH:/usr/sbin:/sbin"
-PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd swaks redis-server dnsmasq-base clamav-daemon clamdscan dovecot-sieve)
+PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd swaks redis-server dnsmasq-base clamav-daemon clamdscan dovecot-sieve chromium)
 
 die() {
   echo "install.sh: $*" >&2
@@ -39,6 +40,7 @@ missing() {
   [ -x /usr/lib/dovecot/imap ] || echo "dovecot-imapd (/usr/lib/dovecot/imap)"
   [ -x /usr/lib/dovecot/lmtp ] || echo "dovecot-lmtpd (/usr/lib/dovecot/lmtp)"
   [ -e /usr/lib/dovecot/modules/lib90_sieve_plugin.so ] || echo "dovecot-sieve (/usr/lib/dovecot/modules/lib90_sieve_plugin.so)"
+  [ -x /usr/bin/chromium ] || echo "chromium (/usr/bin/chromium)"
 }
 
 todo="$(missing)"

@@ -273,7 +273,8 @@ function refusal(rule: RefusalRule): Error {
   return Object.assign(new Error(rule.message), { responseCode: rule.code });
 }
 
-export async function startRecordingSmtp(): Promise<RecordingSmtp> {
+/** `port`: a fixed loopback port; default: a free one. */
+export async function startRecordingSmtp(port = 0): Promise<RecordingSmtp> {
   const commands = new Map<string, string[]>();
   const received: ReceivedMessage[] = [];
   const refused = { rcpt: 0, data: 0 };
@@ -335,16 +336,16 @@ export async function startRecordingSmtp(): Promise<RecordingSmtp> {
     },
   });
   server.on('error', () => {});
-  const port = await new Promise<number>((resolve, reject) => {
+  const bound = await new Promise<number>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
+    server.listen(port, '127.0.0.1', () => {
       const info = server.server.address();
       resolve(typeof info === 'object' && info ? info.port : 0);
     });
   });
   return {
     host: '127.0.0.1',
-    port,
+    port: bound,
     received,
     refused,
     get rules() {

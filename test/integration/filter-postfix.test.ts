@@ -26,6 +26,7 @@ import { type ClamdServer, startClamd } from '../harness/clamd.js';
 import { type DnsServer, startDns } from '../harness/dns.js';
 import { type Harness, startHarness, tagged } from '../harness/harness.js';
 import { BIN, Postwarden, sleep } from '../harness/postwarden.js';
+import { withAttachment } from '../harness/mail.js';
 import { zip } from '../harness/zip.js';
 
 const run = promisify(execFile);
@@ -252,37 +253,6 @@ describe('the content filter through Postfix', () => {
     assert.equal(delivered(tag).length, 0);
   });
 });
-
-/** A message with one base64 attachment. */
-function withAttachment(
-  tag: string,
-  name: string,
-  content: Buffer,
-  type = 'application/octet-stream',
-): string {
-  const boundary = `b-${tag}`;
-  return [
-    'From: sender@example.net',
-    'To: alice@example.test',
-    `Subject: attachment ${tag}`,
-    `X-Pw-Test: ${tag}`,
-    'MIME-Version: 1.0',
-    `Content-Type: multipart/mixed; boundary="${boundary}"`,
-    '',
-    `--${boundary}`,
-    'Content-Type: text/plain',
-    '',
-    'See the attachment.',
-    `--${boundary}`,
-    `Content-Type: ${type}; name="${name}"`,
-    `Content-Disposition: attachment; filename="${name}"`,
-    'Content-Transfer-Encoding: base64',
-    '',
-    content.toString('base64').replace(/.{76}/g, '$&\r\n'),
-    `--${boundary}--`,
-    '',
-  ].join('\r\n');
-}
 
 describe('viruses', () => {
   it('holds an EICAR attachment, tells the recipient, and releases it on the admin’s word', async () => {
