@@ -31,11 +31,20 @@ import {
   receiverName,
 } from '../policy/service.js';
 import { openStore, StoreOptionsError } from '../store/index.js';
+import type { AdminServices } from '../admin/index.js';
+import { ListOps } from '../admin/lists.js';
+import { quarantineOpsOf } from '../admin/quarantine.js';
+import { instanceStatus, type FaceStatus } from '../admin/status.js';
+import { DecisionRecorder } from '../core/decisions.js';
+import { RuntimeEntries } from '../maps/runtime.js';
 import { EXIT } from '../util/sysexits.js';
 import { parse } from './args.js';
 import { loadOrReport, mapEventSink, storeEventSink, storeOptions } from './common.js';
 import { dnsblRuntime, meteredDnsClient } from './dns.js';
 import { startJobs } from './jobs.js';
+
+/** How often the runtime list entries are re-read from the store (edits made by the CLI or another host). */
+const RUNTIME_LISTS_REFRESH_MS = 10_000;
 
 function listenList(listen: string | readonly string[]): string[] {
   return typeof listen === 'string' ? [listen] : [...listen];
@@ -70,6 +79,21 @@ export async function serve(argv: string[]): Promise<number> {
     maps.close();
     return EXIT.CONFIG;
   }
+  const startedAt = new Date();
+  const recordResults = metrics.get('postwarden_decision_records_total');
+  const recorder =
+    store && config.decisions.enabled
+      ? new DecisionRecorder(store, {
+          retentionS: config.decisions.retention_s,
+          maxPending: config.decisions.max_pending,
+          onResult: (result) => recordResults.inc({ result }),
+        })
+      : undefined;
+  // The admin's runtime block and allow entries, shared through the store (and re-read for other hosts' edits).
+  const runtimeLists = store
+    ? new RuntimeEntries(store, { baseDir, recipientDelimiter: config.recipient_delimiter })
+    : undefined;
+  await runtimeLists?.refresh();
   const resolver = needsDns(config) ? meteredDnsClient(config, metrics, logger) : undefined;
   const dnsbl =
     resolver && needsDnsLists(config)
@@ -80,9 +104,10 @@ export async function serve(argv: string[]): Promise<number> {
     ...(store ? { store } : {}),
     ...(dnsbl ? { dnsbl } : {}),
     ...(resolver ? { resolver, spf: new MailauthSpf(resolver, receiverName(config)) } : {}),
+    ...(runtimeLists ? { runtimeLists: (list: string) => runtimeLists.table(list) } : {}),
   });
   const policy = new PolicyServer(
-    createPolicyHandler(config, stages, logger.child({ face: 'policy' }), metrics),
+    createPolicyHandler(config, stages, logger.child({ face: 'policy' }), metrics, recorder),
     policyLimits(config),
     logger.child({ face: 'policy' }),
     metrics,
@@ -112,7 +137,7 @@ export async function serve(argv: string[]): Promise<number> {
       localNetworks: maps.openRef(config.local_networks, 'local_networks'),
     });
     filter = config.filter.enabled
-      ? buildFilter(config, baseDir, logger, metrics, store, locality)
+      ? buildFilter(config, baseDir, logger, metrics, store, locality, recorder)
       : undefined;
   } catch (error) {
     logger.fatal({ code: 'PW-C007', reason: (error as Error).message }, 'cannot prepare the content filter');
@@ -129,10 +154,38 @@ export async function serve(argv: string[]): Promise<number> {
   ];
   const adminToken = readAdminToken(config, baseDir, logger);
   const learnQueue = filter?.learn;
+  const listening = new Map<string, string[]>();
+  const faces = (): FaceStatus[] =>
+    ['policy', ...(filter ? ['filter'] : []), 'http'].map((name) => {
+      const addresses = listening.get(name);
+      return { name, listening: addresses !== undefined, ...(addresses ? { addresses } : {}) };
+    });
+  const quarantineOps = filter ? quarantineOpsOf(config, baseDir, filter.quarantine) : undefined;
+  const admin: AdminServices = {
+    status: () =>
+      instanceStatus({
+        instance: config.hostname || hostname(),
+        startedAt,
+        faces,
+        readiness: readinessWithFilter,
+      }),
+    ...(quarantineOps ? { quarantine: quarantineOps } : {}),
+    ...(store && needsStore(config)
+      ? {
+          greylist: {
+            store,
+            settings: { greylist: config.policy.greylist, recipientDelimiter: config.recipient_delimiter },
+          },
+        }
+      : {}),
+    ...(runtimeLists ? { lists: new ListOps(config.policy.lists, runtimeLists) } : {}),
+    ...(recorder && store ? { decisions: store } : {}),
+  };
   const http = buildHttpApp({
     metrics,
     logger,
     readiness: readinessWithFilter,
+    admin,
     ...(adminToken ? { adminToken } : {}),
     ...(learnQueue ? { learn: (cls, raw) => learnQueue.submit(cls, raw) } : {}),
   });
@@ -140,9 +193,16 @@ export async function serve(argv: string[]): Promise<number> {
   try {
     const bound = await policy.listen(listenList(config.policy.listen));
     policyListening = true;
+    listening.set(
+      'policy',
+      bound.map((b) => b.address),
+    );
     const filterAddress = filter ? await filter.server.listen(config.filter.listen) : undefined;
     filterListening = filter !== undefined;
+    if (filterAddress) listening.set('filter', [filterAddress]);
     const httpAddress = await listenHttp(http, config.http.listen);
+    listening.set('http', [httpAddress]);
+    runtimeLists?.start(RUNTIME_LISTS_REFRESH_MS);
     logger.info(
       {
         code: 'PW-C005',
@@ -165,7 +225,14 @@ export async function serve(argv: string[]): Promise<number> {
     {
       ...(store ? { store } : {}),
       ...(dnsbl ? { dnsblSelfTest: () => dnsbl.selfTestAll() } : {}),
-      ...(filter ? { quarantineExpiry: () => filter.quarantine.expire() } : {}),
+      ...(filter
+        ? {
+            quarantineExpiry: async () => {
+              quarantineOps?.expireReleaseMarkers(config.filter.quarantine.retention_days);
+              return filter.quarantine.expire();
+            },
+          }
+        : {}),
     },
     logger,
     metrics,
@@ -178,8 +245,10 @@ export async function serve(argv: string[]): Promise<number> {
     });
     const stop = (signal: string) => {
       logger.info({ code: 'PW-C006', signal }, 'stopping');
+      runtimeLists?.stop();
       void Promise.allSettled([policy.close(), filter?.server.close(), http.close(), stopJobs()]).then(
         async () => {
+          await recorder?.settled();
           await store?.close();
           maps.close();
           resolve(EXIT.OK);
@@ -199,6 +268,7 @@ function buildFilter(
   metrics: Metrics,
   store: Store | undefined,
   locality: Locality,
+  recorder: DecisionRecorder | undefined,
 ): { server: FilterServer; quarantine: Quarantine; learn?: LearnQueue } {
   const filterLogger = logger.child({ face: 'filter' });
   const bayes = store ? new BayesModel(store, config.filter.bayes.token_ttl_days * 86_400) : undefined;
@@ -216,6 +286,7 @@ function buildFilter(
     store,
     bayes,
     (address) => locality.isLocalAddress(address),
+    recorder,
   );
   const swept = spool.prepare();
   if (swept > 0)

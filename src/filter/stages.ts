@@ -13,6 +13,7 @@ import type { BayesModel } from '../core/spam/bayes.js';
 import { createRulesScanner } from '../core/scanners/rules.js';
 import { createSanityScanner } from '../core/scanners/sanity.js';
 import type { Config } from '../config/schema.js';
+import type { DecisionRecorder } from '../core/decisions.js';
 import type { Store } from '../core/store.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
@@ -113,6 +114,7 @@ export function buildFilterService(
   store?: Store,
   bayes?: BayesModel,
   isLocalSender?: (address: string) => Promise<boolean>,
+  decisions?: DecisionRecorder,
 ): { service: FilterService; spool: Spool; quarantine: Quarantine } {
   const filter = config.filter;
   const spool = new Spool(path.resolve(baseDir, filter.spool_dir), filter.max_message_bytes);
@@ -142,6 +144,7 @@ export function buildFilterService(
     messageTimeoutMs: filter.message_timeout_ms,
     beforeQueue: filter.mode === 'before_queue',
     ...(isLocalSender ? { isLocalSender } : {}),
+    ...(decisions ? { decisions } : {}),
     ...(bayes && filter.bayes.autolearn.enabled && stages.some((s) => s.scanner.name === 'bayes')
       ? {
           autolearn: {

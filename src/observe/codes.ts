@@ -239,6 +239,13 @@ const table = [
     summary: 'HTTP request failed inside a route',
     fix: 'Report it with the log line.',
   },
+  {
+    code: 'PW-H004',
+    level: 'info',
+    summary:
+      'An admin changed state through the API (quarantine release or delete, greylist delete or allow, list entry add or remove); the line says what and from where',
+    fix: 'None: an audit record. Unexpected ones mean the admin token is known to someone it should not be: replace it.',
+  },
 ] as const satisfies readonly EventCode[];
 
 export type Code = (typeof table)[number]['code'];

@@ -187,6 +187,12 @@ export const METRIC_DEFINITIONS = [
     help: '1 when a DNS list passes its self-test and its answers count, 0 when it is skipped; by list and IP family',
     labels: ['list', 'family'],
   },
+  {
+    name: 'postwarden_decision_records_total',
+    type: 'counter',
+    help: 'Decision records (GET /api/v1/decisions) by result: recorded, dropped (too many pending) or failed (the store did not take it)',
+    labels: ['result'],
+  },
 ] as const satisfies readonly MetricDefinition[];
 
 type Defs = (typeof METRIC_DEFINITIONS)[number];
