@@ -27,11 +27,10 @@ import {
   type GreylistAdminSettings,
   type Removal,
 } from '../admin/greylist.js';
-import { MAX_SCAN_LIMIT, StoreUnavailable, type Store } from '../core/store.js';
-import { openStore, StoreOptionsError } from '../store/index.js';
+import { MAX_SCAN_LIMIT, type Store } from '../core/store.js';
 import { EXIT } from '../util/sysexits.js';
 import { parse, UsageError } from './args.js';
-import { loadOrReport, storeOptions, type Loaded } from './common.js';
+import { loadOrReport, withStore, type Loaded } from './common.js';
 import { print } from './render.js';
 
 export const GREYLIST_USAGE = `usage: postwarden greylist <action> [--config FILE] [options]
@@ -64,27 +63,6 @@ function usage<T>(fn: () => T): T {
   } catch (error) {
     if (error instanceof GreylistInputError) throw new UsageError(error.message);
     throw error;
-  }
-}
-
-/** Opens the configured store, runs `fn`, closes it: 69 when the store is unavailable, 78 on bad options. */
-async function withStore(loaded: Loaded, fn: (store: Store) => Promise<number>): Promise<number> {
-  let store: Store;
-  try {
-    store = await openStore(storeOptions(loaded.config, loaded.baseDir));
-  } catch (error) {
-    if (!(error instanceof StoreOptionsError)) throw error;
-    process.stderr.write(`postwarden greylist: ${error.message}\n`);
-    return EXIT.CONFIG;
-  }
-  try {
-    return await fn(store);
-  } catch (error) {
-    if (!(error instanceof StoreUnavailable)) throw error;
-    process.stderr.write(`postwarden greylist: ${error.message} (${error.code})\n`);
-    return EXIT.UNAVAILABLE;
-  } finally {
-    await store.close();
   }
 }
 
@@ -136,7 +114,7 @@ async function list(argv: string[]): Promise<number> {
       settings,
     ),
   );
-  return withStore(loaded, async (store) => {
+  return withStore('greylist', loaded, async (store) => {
     if (values.awl) {
       const { items, cut } = await listAwl(store, filter.network, limit, settings);
       const rows = items.map((a) => ({
@@ -208,7 +186,7 @@ async function remove(argv: string[]): Promise<number> {
     );
     run = (store) => deleteGreylist(store, filter);
   }
-  return withStore(loaded, async (store) => {
+  return withStore('greylist', loaded, async (store) => {
     const { removed, incomplete } = await run(store);
     process.stdout.write(`${removed} removed\n`);
     if (incomplete) {
@@ -228,7 +206,7 @@ async function allow(argv: string[]): Promise<number> {
   const settings = settingsOf(loaded);
   const text = values.network;
   usage(() => checkAllow(text, settings));
-  return withStore(loaded, async (store) => {
+  return withStore('greylist', loaded, async (store) => {
     const done = await allowNetwork(store, text, settings);
     process.stdout.write(
       `${done.network} auto-whitelisted (${done.passes} passes) until ${iso(done.expiresAt) ?? 'forever'}\n`,
