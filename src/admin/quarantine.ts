@@ -204,7 +204,13 @@ export class QuarantineOps {
     const recipients = to && to.length > 0 ? [...to] : [...entry.recipients];
     const at = new Date();
     const marker: ReleaseMarker = { id, at: at.toISOString(), by: who, recipients };
-    if (!this.claim(marker)) {
+    let claimed: boolean;
+    try {
+      claimed = this.claim(marker);
+    } catch (error) {
+      return { status: 'failed', reason: `cannot mark the release: ${(error as Error).message}` };
+    }
+    if (!claimed) {
       // The marker may be an instant old and still empty: it is a release all the same.
       const release = this.released(id) ?? { id, at: '', by: 'another release in progress', recipients: [] };
       return { status: 'already_released', release };

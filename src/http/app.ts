@@ -95,7 +95,9 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
   );
   const refused = createThrottledLog(app.log as Logger);
   app.addHook('onRequest', async (request, reply) => {
-    if (!request.url.startsWith('/api/')) return;
+    // By the matched route, not only the spelling of the URL: `/%61pi/v1/…` reaches the same routes.
+    const route = request.routeOptions.url;
+    if (!(route ?? request.url).startsWith('/api/') && !request.url.startsWith('/api/')) return;
     if (!deps.adminToken) {
       return reply.status(503).send({ error: 'the admin API is off: write a token to http.token_file' });
     }

@@ -209,6 +209,17 @@ describe('authentication', () => {
     assert.ok(!logText.some((line) => line.includes(TOKEN.slice(0, 20))), 'the token is never logged');
   });
 
+  test('an encoded spelling of the path is refused too', async () => {
+    for (const url of [
+      '/%61pi/v1/status',
+      '/api/v1/%73tatus',
+      '/%61%70%69/v1/quarantine',
+      '/api/v1/status/',
+    ]) {
+      assert.equal((await app.inject({ url })).statusCode, 401, url);
+    }
+  });
+
   test('the Bearer scheme is case-insensitive; an unknown route behind a good token is 404', async () => {
     const res = await app.inject({ url: '/api/v1/status', headers: { authorization: `bearer ${TOKEN}` } });
     assert.equal(res.statusCode, 200);
