@@ -7,7 +7,9 @@
  * Contract: `table(name)` answers from memory, synchronously compiled like an inline table (same entry syntax and
  * matching). The contents are reloaded from the store by `refresh` — at once after a local add or remove, and
  * every `refreshMs` for the changes other hosts or the CLI made. Keys are stored as `listentry:<list>|<key>`
- * with the key in its canonical form, the value as JSON `{ value, by, at }`.
+ * with the key in its canonical form, the value as JSON `{ value, by, at }`. Every change also counts up
+ * `listentry-version`, so a periodic refresh costs one read and scans the entries only when they changed (a
+ * scan walks the whole keyspace on Redis, where Bayes tokens may number millions).
  *
  * Failure behaviour: a refresh that cannot reach the store keeps the contents loaded last (before the first
  * good load: none, so lookups say "not found" and the config entries still apply); the failure is returned to
@@ -19,6 +21,8 @@ import { compileInline, type MapEnv, type TableContents } from './drivers.js';
 import { parseKey } from './matcher.js';
 
 export const RUNTIME_ENTRY_PREFIX = 'listentry:';
+/** Counts changes to the runtime entries: a reader scans again only when it moved. */
+export const RUNTIME_VERSION_KEY = 'listentry-version';
 /** The most runtime entries across all lists (one store scan). */
 export const MAX_RUNTIME_ENTRIES = MAX_SCAN_LIMIT;
 /** The longest value (reply text) of an entry. */
@@ -79,6 +83,8 @@ export class RuntimeEntries {
   private timer: NodeJS.Timeout | undefined;
   private loadedAt: Date | null = null;
   private failure: string | undefined;
+  /** The version the contents were loaded at (null: never loaded). */
+  private version: string | undefined | null = null;
 
   constructor(
     private readonly store: Store,
@@ -106,6 +112,7 @@ export class RuntimeEntries {
   async add(list: string, key: string, value: string, by: string): Promise<RuntimeEntry> {
     const entry: RuntimeEntry = { list, key, value, by, at: new Date().toISOString() };
     await this.store.set(storeKey(list, key), JSON.stringify({ value, by, at: entry.at }));
+    await this.store.increment(RUNTIME_VERSION_KEY, 1);
     await this.refresh();
     return entry;
   }
@@ -113,14 +120,22 @@ export class RuntimeEntries {
   /** Removes an entry; false when there was none. */
   async remove(list: string, key: string): Promise<boolean> {
     const removed = await this.store.delete(storeKey(list, key));
+    if (removed) await this.store.increment(RUNTIME_VERSION_KEY, 1);
     await this.refresh();
     return removed;
   }
 
-  /** Reloads every table from the store; resolves with the failure reason, if any (the old contents stay). */
+  /**
+   * Reloads every table from the store when the entries changed since the last load; resolves with the failure
+   * reason, if any (the old contents stay).
+   */
   async refresh(): Promise<string | undefined> {
     let all: RuntimeEntry[];
+    let version: string | undefined;
     try {
+      // Read before the scan: a change made during the scan moves it again, and the next refresh sees it.
+      version = await this.store.get(RUNTIME_VERSION_KEY);
+      if (this.version !== null && version === this.version) return undefined;
       all = await this.entries();
     } catch (error) {
       this.failure = (error as Error).message;
@@ -139,6 +154,7 @@ export class RuntimeEntries {
       if (compiled.ok) table.contents = compiled.contents;
     }
     this.loadedAt = new Date();
+    this.version = version;
     this.failure = undefined;
     return undefined;
   }

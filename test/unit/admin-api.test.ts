@@ -634,6 +634,37 @@ describe('block and allow lists', () => {
     registry.close();
   });
 
+  test('a periodic refresh scans the entries only when they changed, also when another process changed them', async () => {
+    let scans = 0;
+    const counting = new Proxy(store, {
+      get(target, key) {
+        if (key === 'scan') {
+          return (prefix: string, limit: number) => {
+            scans++;
+            return target.scan(prefix, limit);
+          };
+        }
+        const value = Reflect.get(target, key) as unknown;
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const reader = new RuntimeEntries(counting);
+    await reader.refresh();
+    assert.equal(scans, 1, 'the first refresh loads');
+    await reader.refresh();
+    await reader.refresh();
+    assert.equal(scans, 1, 'nothing changed: no scan');
+    const other = new RuntimeEntries(store);
+    await other.add('block.helo', 'bad.example', '', 'another process');
+    await reader.refresh();
+    assert.equal(scans, 2);
+    assert.equal(
+      (await reader.table('block.helo').lookup({ kind: 'hostname', value: 'bad.example' })).status,
+      'found',
+    );
+    await other.remove('block.helo', 'bad.example');
+  });
+
   test('refusals: a file:-backed list (409), a config entry (409), a bad entry or value (400)', async () => {
     const post = (list: string, payload: unknown) =>
       app.inject({
