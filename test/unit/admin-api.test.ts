@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
@@ -407,6 +407,19 @@ describe('quarantine', () => {
       smtp.received.at(-1)!.rcptTo.map((r) => r.address),
       ['carol@example.org'],
     );
+  });
+
+  test('release markers go with the retention', async () => {
+    const ops = services().quarantine!;
+    const id = await hold('marker');
+    assert.equal((await ops.remove(id)).status, 'removed');
+    const marker = path.join(quarantine.dir, `${id}.released`);
+    writeFileSync(marker, JSON.stringify({ id, at: '2026-01-01T00:00:00.000Z', by: 'test', recipients: [] }));
+    assert.equal((await ops.release(id, 'again')).status, 'already_released');
+    const old = new Date(Date.now() - 31 * 86_400_000);
+    utimesSync(marker, old, old);
+    assert.equal(ops.expireReleaseMarkers(30), 1);
+    assert.equal((await ops.release(id, 'again')).status, 'not_found');
   });
 
   test('delete removes without delivering; a second delete is 404', async () => {
