@@ -17,7 +17,10 @@ const LAYERS = {
   observe: { mayImport: ['util', 'core'] },
   policy: { mayImport: ['util', 'core', 'maps', 'store', 'adapters', 'config', 'observe'] },
   filter: { mayImport: ['util', 'core', 'maps', 'store', 'adapters', 'config', 'observe'] },
-  http: { mayImport: ['util', 'core', 'maps', 'store', 'adapters', 'config', 'observe'] },
+  // The admin operations (quarantine, greylist, list entries, decisions, status): one implementation that the
+  // HTTP face and the CLI both call. It reaches the quarantine files and the re-injection client of the filter.
+  admin: { mayImport: ['util', 'core', 'maps', 'store', 'adapters', 'config', 'observe', 'filter'] },
+  http: { mayImport: ['util', 'core', 'maps', 'store', 'adapters', 'config', 'observe', 'admin'] },
   generate: { mayImport: ['util', 'core', 'config', 'observe'] },
   dovecot: { mayImport: ['util', 'core', 'maps', 'store', 'adapters', 'config', 'observe'] },
   cli: {
@@ -34,6 +37,7 @@ const LAYERS = {
       'http',
       'generate',
       'dovecot',
+      'admin',
     ],
   },
 };

@@ -5,7 +5,9 @@ import { type ConfigSource, loadConfig, mapRefsOf } from '../config/load.js';
 import { type ConfigProblem, formatProblem, showValue } from '../config/problems.js';
 import type { Config } from '../config/schema.js';
 import { type MapEvent, validateMapRef } from '../maps/index.js';
-import { type StoreEvent, type StoreOptions, StoreOptionsError } from '../store/index.js';
+import { StoreUnavailable, type Store } from '../core/store.js';
+import { openStore, type StoreEvent, type StoreOptions, StoreOptionsError } from '../store/index.js';
+import { EXIT } from '../util/sysexits.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
 
@@ -119,4 +121,32 @@ export function storeOptions(config: Readonly<Config>, baseDir: string): StoreOp
         ...(sentinelPassword !== '' ? { sentinelPassword } : {}),
       }
     : { driver: 'redis', url: s.url, keyPrefix: s.key_prefix, timeoutMs: s.timeout_ms, ...auth };
+}
+
+/**
+ * Opens the configured store, runs `fn`, closes it: 69 when the store is unavailable (PW-S001), 78 on options no
+ * driver can use; `command` names the command in the messages.
+ */
+export async function withStore(
+  command: string,
+  loaded: Loaded,
+  fn: (store: Store) => Promise<number>,
+): Promise<number> {
+  let store: Store;
+  try {
+    store = await openStore(storeOptions(loaded.config, loaded.baseDir));
+  } catch (error) {
+    if (!(error instanceof StoreOptionsError)) throw error;
+    process.stderr.write(`postwarden ${command}: ${error.message}\n`);
+    return EXIT.CONFIG;
+  }
+  try {
+    return await fn(store);
+  } catch (error) {
+    if (!(error instanceof StoreUnavailable)) throw error;
+    process.stderr.write(`postwarden ${command}: ${error.message} (${error.code})\n`);
+    return EXIT.UNAVAILABLE;
+  } finally {
+    await store.close();
+  }
 }

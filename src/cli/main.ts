@@ -16,11 +16,14 @@ commands:
                                              inspect and edit greylisting state (greylist help)
   quarantine list|show|release|delete [--config FILE] [options]
                                              held messages of the content filter (quarantine help)
+  lists show|add|remove [--config FILE] [options]
+                                             runtime block and allow entries (lists help)
+  decisions [--config FILE] QUEUE_ID         what was decided about a message, and why
   learn spam|ham [--config FILE] PATH...     teach the Bayesian classifier from files, directories
                                              (Maildir) or mbox files
   dnsbl-check [--config FILE] IP             what every configured DNS list says about IP, and
                                              whether each list passes its self-test
-  reference config|metrics|events [--out FILE] | all [--root DIR]
+  reference config|metrics|events|openapi [--out FILE] | all [--root DIR]
                                              print (or write) a generated reference (docs/)
   help                                       this text
 `;
@@ -34,6 +37,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   greylist: async () => (await import('./greylist.js')).greylist,
   quarantine: async () => (await import('./quarantine.js')).quarantine,
   learn: async () => (await import('./learn.js')).learn,
+  lists: async () => (await import('./lists.js')).lists,
+  decisions: async () => (await import('./decisions.js')).decisions,
   'dnsbl-check': async () => (await import('./dnsbl-check.js')).dnsblCheck,
   reference: async () => (await import('./reference.js')).reference,
 };

@@ -6,15 +6,14 @@
  *   release ID [--to ADDR]...             re-inject to the original recipients (or the given ones), then remove
  *   delete  ID...                         remove
  *
- * Release goes through the re-injection smtpd (`filter.reinject`), which does not filter again: releasing is the
- * admin's decision. A released message carries `X-Postwarden-Released` in front.
+ * The operations are src/admin/quarantine.ts (the admin API calls the same ones): release goes through the
+ * re-injection smtpd (`filter.reinject`), which does not filter again, with `X-Postwarden-Released` in front,
+ * and delivers a message once however often it is asked.
  *
- * Exit codes: 0 done, 64 usage, 65 no such quarantine id, 69 the re-injection smtpd did not take it, 78 config.
+ * Exit codes: 0 done, 64 usage, 65 no such quarantine id (or released already), 69 the re-injection smtpd did
+ * not take it, 78 config.
  */
-import { hostname } from 'node:os';
-import path from 'node:path';
-import type { Config } from '../config/schema.js';
-import { Quarantine, type QuarantineEntry, releaseHeld } from '../filter/quarantine.js';
+import { MAX_RELEASE_RECIPIENTS, quarantineOpsOf, type ReleaseMarker } from '../admin/quarantine.js';
 import { EXIT } from '../util/sysexits.js';
 import { parse, UsageError } from './args.js';
 import { loadOrReport } from './common.js';
@@ -28,15 +27,12 @@ export const QUARANTINE_USAGE = `usage: postwarden quarantine <action> [--config
   delete  ID...                    remove held messages
 `;
 
-function quarantineOf(config: Readonly<Config>, baseDir: string): Quarantine {
-  const q = config.filter.quarantine;
-  return new Quarantine(path.resolve(baseDir, q.dir), q.retention_days);
-}
-
-function entryOrFail(quarantine: Quarantine, id: string): QuarantineEntry | undefined {
-  const entry = quarantine.entry(id);
-  if (!entry) process.stderr.write(`postwarden quarantine: no held message ${JSON.stringify(id)}\n`);
-  return entry;
+function missing(id: string, release?: ReleaseMarker): number {
+  const why = release
+    ? `${JSON.stringify(id)} was released already (${release.at} by ${release.by})`
+    : `no held message ${JSON.stringify(id)}`;
+  process.stderr.write(`postwarden quarantine: ${why}\n`);
+  return EXIT.DATAERR;
 }
 
 export async function quarantine(argv: string[]): Promise<number> {
@@ -58,13 +54,13 @@ export async function quarantine(argv: string[]): Promise<number> {
   );
   const loaded = loadOrReport(values.config);
   if (!loaded) return EXIT.CONFIG;
-  const store = quarantineOf(loaded.config, loaded.baseDir);
+  const ops = quarantineOpsOf(loaded.config, loaded.baseDir);
 
   switch (action) {
     case 'list': {
       const limit = Number(values.limit);
       if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit takes a positive number');
-      const entries = store.list().slice(0, limit);
+      const entries = ops.list({ limit }).items;
       print(
         entries.map((e) => ({
           id: e.id,
@@ -82,57 +78,52 @@ export async function quarantine(argv: string[]): Promise<number> {
     }
     case 'show': {
       if (positionals.length !== 1) throw new UsageError('show takes one quarantine id');
-      const entry = entryOrFail(store, positionals[0] ?? '');
-      if (!entry) return EXIT.DATAERR;
-      const message = await store.read(entry.id);
+      const id = positionals[0] ?? '';
       if (values.raw === true) {
-        process.stdout.write(message);
+        const raw = ops.raw(id);
+        if (!raw) return missing(id, ops.released(id));
+        for await (const chunk of raw) process.stdout.write(chunk as Buffer);
         return EXIT.OK;
       }
-      const end = message.indexOf('\r\n\r\n');
-      process.stdout.write(`${JSON.stringify(entry, null, 2)}\n\n`);
-      process.stdout.write(`${message.subarray(0, end < 0 ? message.length : end).toString('utf8')}\n`);
+      const shown = await ops.show(id);
+      if (shown.status !== 'found')
+        return missing(id, shown.status === 'already_released' ? shown.release : undefined);
+      process.stdout.write(`${JSON.stringify(shown.entry, null, 2)}\n\n${shown.header}\n`);
       return EXIT.OK;
     }
     case 'release': {
       if (positionals.length !== 1) throw new UsageError('release takes one quarantine id');
-      const entry = entryOrFail(store, positionals[0] ?? '');
-      if (!entry) return EXIT.DATAERR;
-      const target = loaded.config.filter.reinject;
-      const colon = target.lastIndexOf(':');
-      const name = loaded.config.hostname || hostname();
-      const result = await releaseHeld(
-        store,
-        entry.id,
-        { kind: 'admin' },
-        { host: target.slice(0, colon), port: Number(target.slice(colon + 1)), name, timeoutMs: 60_000 },
-        values.to,
-      );
-      if (result.kind === 'released') {
-        process.stdout.write(`released ${entry.id} to ${result.recipients.join(', ')}: ${result.response}\n`);
-        return EXIT.OK;
+      const id = positionals[0] ?? '';
+      if ((values.to?.length ?? 0) > MAX_RELEASE_RECIPIENTS)
+        throw new UsageError(`--to takes at most ${MAX_RELEASE_RECIPIENTS} addresses`);
+      const released = await ops.release(id, 'the admin (CLI)', values.to);
+      switch (released.status) {
+        case 'released':
+          process.stdout.write(`released ${id} to ${released.recipients.join(', ')}: ${released.response}\n`);
+          return EXIT.OK;
+        case 'failed':
+          process.stderr.write(`postwarden quarantine: ${released.reason}\n`);
+          return EXIT.UNAVAILABLE;
+        case 'already_released':
+          return missing(id, released.release);
+        case 'not_found':
+          return missing(id);
       }
-      if (result.kind === 'unavailable') {
-        process.stderr.write(`postwarden quarantine: ${result.reason}\n`);
-        return EXIT.UNAVAILABLE;
-      }
-      process.stderr.write(
-        `postwarden quarantine: ${entry.id} is ${result.kind === 'busy' ? 'being released' : 'gone'}\n`,
-      );
-      return EXIT.TEMPFAIL;
+      return EXIT.DATAERR;
     }
     case 'delete': {
       if (positionals.length === 0) throw new UsageError('delete takes one or more quarantine ids');
-      let missing = 0;
+      let failed = 0;
       for (const id of positionals) {
-        if (!entryOrFail(store, id)) {
-          missing += 1;
+        const removed = await ops.remove(id);
+        if (removed.status === 'removed') {
+          process.stdout.write(`deleted ${id}\n`);
           continue;
         }
-        await store.remove(id);
-        process.stdout.write(`deleted ${id}\n`);
+        failed += 1;
+        missing(id, removed.status === 'already_released' ? removed.release : undefined);
       }
-      return missing > 0 ? EXIT.DATAERR : EXIT.OK;
+      return failed > 0 ? EXIT.DATAERR : EXIT.OK;
     }
     default:
       throw new UsageError(`unknown action '${action}'\n\n${QUARANTINE_USAGE}`);

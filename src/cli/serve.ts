@@ -43,12 +43,21 @@ import {
   receiverName,
 } from '../policy/service.js';
 import { openStore, StoreOptionsError } from '../store/index.js';
+import type { AdminServices } from '../admin/index.js';
+import { ListOps } from '../admin/lists.js';
+import { quarantineOpsOf } from '../admin/quarantine.js';
+import { instanceStatus, type FaceStatus } from '../admin/status.js';
+import { DecisionRecorder } from '../core/decisions.js';
+import { RuntimeEntries } from '../maps/runtime.js';
 import { EXIT } from '../util/sysexits.js';
 import { parse } from './args.js';
 import { loadOrReport, mapEventSink, storeEventSink, storeOptions } from './common.js';
 import { dnsblRuntime, meteredDnsClient } from './dns.js';
 import { startJobs } from './jobs.js';
 import { linkSecret, noticeLinks, quarantinePageOptions } from './quarantine-page.js';
+
+/** How often the runtime list entries are re-read from the store (edits made by the CLI or another host). */
+const RUNTIME_LISTS_REFRESH_MS = 10_000;
 
 function listenList(listen: string | readonly string[]): string[] {
   return typeof listen === 'string' ? [listen] : [...listen];
@@ -83,6 +92,21 @@ export async function serve(argv: string[]): Promise<number> {
     maps.close();
     return EXIT.CONFIG;
   }
+  const startedAt = new Date();
+  const recordResults = metrics.get('postwarden_decision_records_total');
+  const recorder =
+    store && config.decisions.enabled
+      ? new DecisionRecorder(store, {
+          retentionS: config.decisions.retention_s,
+          maxPending: config.decisions.max_pending,
+          onResult: (result) => recordResults.inc({ result }),
+        })
+      : undefined;
+  // The admin's runtime block and allow entries, shared through the store (and re-read for other hosts' edits).
+  const runtimeLists = store
+    ? new RuntimeEntries(store, { baseDir, recipientDelimiter: config.recipient_delimiter })
+    : undefined;
+  await runtimeLists?.refresh();
   const resolver =
     needsDns(config) || filterNeedsDns(config) ? meteredDnsClient(config, metrics, logger) : undefined;
   // One SPF evaluator for the policy check and the filter: the filter then reuses the policy face's fresh result.
@@ -101,9 +125,10 @@ export async function serve(argv: string[]): Promise<number> {
     ...(authGuard ? { authGuard } : {}),
     ...(dnsbl ? { dnsbl } : {}),
     ...(resolver && spf ? { resolver, spf } : {}),
+    ...(runtimeLists ? { runtimeLists: (list: string) => runtimeLists.table(list) } : {}),
   });
   const policy = new PolicyServer(
-    createPolicyHandler(config, stages, logger.child({ face: 'policy' }), metrics),
+    createPolicyHandler(config, stages, logger.child({ face: 'policy' }), metrics, recorder),
     policyLimits(config),
     logger.child({ face: 'policy' }),
     metrics,
@@ -139,6 +164,7 @@ export async function serve(argv: string[]): Promise<number> {
           locality,
           open: (ref, key) => maps.openRef(ref, key),
           ...(secret ? { linkKey: secret } : {}),
+          ...(recorder ? { recorder } : {}),
           ...(resolver && spf ? { authenticator: new MailauthAuthenticator(resolver, spf) } : {}),
           ...(dnsbl
             ? { uriLists: { resolver: dnsbl.resolver, lists: dnsbl.uriLists, health: dnsbl.health } }
@@ -160,10 +186,38 @@ export async function serve(argv: string[]): Promise<number> {
   ];
   const adminToken = readAdminToken(config, baseDir, logger);
   const learnQueue = filter?.learn;
+  const listening = new Map<string, string[]>();
+  const faces = (): FaceStatus[] =>
+    ['policy', ...(filter ? ['filter'] : []), 'http'].map((name) => {
+      const addresses = listening.get(name);
+      return { name, listening: addresses !== undefined, ...(addresses ? { addresses } : {}) };
+    });
+  const quarantineOps = filter ? quarantineOpsOf(config, baseDir, filter.quarantine) : undefined;
+  const admin: AdminServices = {
+    status: () =>
+      instanceStatus({
+        instance: config.hostname || hostname(),
+        startedAt,
+        faces,
+        readiness: readinessWithFilter,
+      }),
+    ...(quarantineOps ? { quarantine: quarantineOps } : {}),
+    ...(store && needsStore(config)
+      ? {
+          greylist: {
+            store,
+            settings: { greylist: config.policy.greylist, recipientDelimiter: config.recipient_delimiter },
+          },
+        }
+      : {}),
+    ...(runtimeLists ? { lists: new ListOps(config.policy.lists, runtimeLists) } : {}),
+    ...(recorder && store ? { decisions: store } : {}),
+  };
   const http = buildHttpApp({
     metrics,
     logger,
     readiness: readinessWithFilter,
+    admin,
     ...(adminToken ? { adminToken } : {}),
     ...(learnQueue ? { learn: (cls, raw) => learnQueue.submit(cls, raw) } : {}),
     ...(authGuard ? { authPolicy: authPolicyDeps(config, baseDir, logger, authGuard) } : {}),
@@ -174,9 +228,16 @@ export async function serve(argv: string[]): Promise<number> {
   try {
     const bound = await policy.listen(listenList(config.policy.listen));
     policyListening = true;
+    listening.set(
+      'policy',
+      bound.map((b) => b.address),
+    );
     const filterAddress = filter ? await filter.server.listen(config.filter.listen) : undefined;
     filterListening = filter !== undefined;
+    if (filterAddress) listening.set('filter', [filterAddress]);
     const httpAddress = await listenHttp(http, config.http.listen);
+    listening.set('http', [httpAddress]);
+    runtimeLists?.start(RUNTIME_LISTS_REFRESH_MS);
     learnSocket = await openLearnSocket(
       config,
       learnQueue ? (cls, raw) => learnQueue.submit(cls, raw) : undefined,
@@ -212,7 +273,14 @@ export async function serve(argv: string[]): Promise<number> {
     {
       ...(store ? { store } : {}),
       ...(dnsbl ? { dnsblSelfTest: () => dnsbl.selfTestAll() } : {}),
-      ...(filter ? { quarantineExpiry: () => filter.quarantine.expire() } : {}),
+      ...(filter
+        ? {
+            quarantineExpiry: async () => {
+              quarantineOps?.expireReleaseMarkers(config.filter.quarantine.retention_days);
+              return filter.quarantine.expire();
+            },
+          }
+        : {}),
     },
     logger,
     metrics,
@@ -225,6 +293,7 @@ export async function serve(argv: string[]): Promise<number> {
     });
     const stop = (signal: string) => {
       logger.info({ code: 'PW-C006', signal }, 'stopping');
+      runtimeLists?.stop();
       void Promise.allSettled([
         policy.close(),
         filter?.server.close(),
@@ -232,6 +301,7 @@ export async function serve(argv: string[]): Promise<number> {
         learnSocket?.close(),
         stopJobs(),
       ]).then(async () => {
+        await recorder?.settled();
         await store?.close();
         maps.close();
         resolve(EXIT.OK);
@@ -253,9 +323,11 @@ function buildFilter(
     readonly locality: Locality;
     /** Signs the recipients' release links in notices; absent: no links. */
     readonly linkKey?: Buffer;
+    /** Files the filter's decisions under their queue ids (GET /api/v1/decisions). */
+    readonly recorder?: DecisionRecorder;
   },
 ): { server: FilterServer; quarantine: Quarantine; learn?: LearnQueue } {
-  const { store, locality, linkKey } = wiring;
+  const { store, locality, linkKey, recorder } = wiring;
   const filterLogger = logger.child({ face: 'filter' });
   const bayes = store ? new BayesModel(store, config.filter.bayes.token_ttl_days * 86_400) : undefined;
   const antivirus = config.filter.scanners.includes('antivirus') && config.filter.antivirus.mode !== 'off';
@@ -274,6 +346,7 @@ function buildFilter(
     bayes,
     (address) => locality.isLocalAddress(address),
     linkKey ? noticeLinks(config, linkKey) : undefined,
+    recorder,
   );
   const swept = spool.prepare();
   if (swept > 0)

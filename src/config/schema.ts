@@ -552,6 +552,33 @@ export const learnSchema = z
     'Learning from users moving mail into and out of Junk, reported by Dovecot (IMAPSieve) over a unix socket; the reports join the learn queue of the HTTP learn API (http.learn_queue)',
   );
 
+export const decisionsSchema = z
+  .strictObject({
+    enabled: z
+      .boolean()
+      .default(true)
+      .describe(
+        'Record every decision about a message (verdicts and reasons) under its Postfix queue id, for GET /api/v1/decisions/:queueId; needs the state store',
+      ),
+    retention_s: z
+      .number()
+      .int()
+      .min(60)
+      .max(90 * 86_400)
+      .default(7 * 86_400)
+      .describe('How long a decision record is kept (seconds)'),
+    max_pending: z
+      .number()
+      .int()
+      .min(1)
+      .max(100_000)
+      .default(1000)
+      .describe(
+        'Records being written at most; beyond that a record is dropped (counted), never delaying an answer',
+      ),
+  })
+  .describe('Decision records (why a message went as it did)');
+
 export const configSchema = z
   .strictObject({
     hostname: z
@@ -587,6 +614,7 @@ export const configSchema = z
     log: logSchema.prefault({}),
     learn: learnSchema.prefault({}),
     auth_policy: authPolicySchema.prefault({}),
+    decisions: decisionsSchema.prefault({}),
   })
   .superRefine((config, ctx) => {
     const relayOn = config.policy.checks.includes('relay') && config.policy.relay.mode === 'enforce';

@@ -209,7 +209,10 @@ export class Quarantine {
 }
 
 /** Who releases: the admin (any recipients; the message leaves the quarantine) or one recipient (a signed link). */
-export type Releaser = { readonly kind: 'admin' } | { readonly kind: 'recipient'; readonly address: string };
+export type Releaser =
+  /** `name` says which admin and how (`the admin (API from 127.0.0.1)`); default `the admin`. */
+  | { readonly kind: 'admin'; readonly name?: string }
+  | { readonly kind: 'recipient'; readonly address: string };
 
 export type ReleaseResult =
   | {
@@ -256,7 +259,7 @@ export async function releaseHeld(
         : to && to.length > 0
           ? [...to]
           : entry.recipients.filter((r) => !done.includes(r));
-    const who = by.kind === 'admin' ? 'the admin' : `${by.address} (release link)`;
+    const who = by.kind === 'admin' ? (by.name ?? 'the admin') : `${by.address} (release link)`;
     const prefix = Buffer.from(
       `X-Postwarden-Released: ${entry.id} by ${who} on ${target.name}; ${new Date().toUTCString()}\r\n`,
     );

@@ -19,6 +19,7 @@ import {
 } from '../core/content.js';
 import { bayesTokens, type BayesSettings } from '../core/scanners/bayes.js';
 import type { BayesModel } from '../core/spam/bayes.js';
+import type { DecisionRecorder, RecordedDecisionVerdict } from '../core/decisions.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
 import { type NoticeSettings, sendNotices } from './notice.js';
@@ -66,6 +67,8 @@ export interface FilterDeps {
   readonly isLocalSender?: (address: string) => Promise<boolean>;
   /** Notices of held messages; absent when `filter.quarantine.notify` is off. */
   readonly notify?: NoticeSettings;
+  /** Files each decision under the message's queue id (decisions.enabled), in the background. */
+  readonly decisions?: DecisionRecorder;
   /** This host's name, in the headers and the log. */
   readonly instance: string;
   readonly logger: Logger;
@@ -203,11 +206,53 @@ export class FilterService {
     const failure = log['failure'] as { code?: string } | undefined;
     if (failure?.code) log['code'] = failure.code;
     metrics.get('postwarden_filter_message_duration_seconds').observe(seconds);
+    this.fileDecision(log, transaction, reply);
     logger.info(
       { ...log, reply: `${reply.code} ${reply.text}`, ms: Math.round(seconds * 1000) },
       'filter decision',
     );
     return reply;
+  }
+
+  /** Files the decision under the queue id (from the topmost Received: field), when there is one. */
+  private fileDecision(
+    log: Record<string, unknown>,
+    transaction: FilterTransaction,
+    reply: FilterReply,
+  ): void {
+    const queueId = log['queue_id'];
+    if (!this.deps.decisions || typeof queueId !== 'string') return;
+    const verdicts = (log['verdicts'] ?? []) as readonly (Omit<RecordedDecisionVerdict, 'check'> & {
+      scanner: string;
+    })[];
+    const failures = (log['failures'] ?? []) as readonly { scanner: string; reason: string }[];
+    const failure = log['failure'] as { code: string; reason: string } | undefined;
+    this.deps.decisions.record(queueId, {
+      face: 'filter',
+      time: new Date().toISOString(),
+      instance: this.deps.instance,
+      sender: transaction.envelope.sender,
+      recipients: transaction.envelope.recipients.map((r) => r.address),
+      action: reply.code === 451 ? 'defer' : String(log['outcome'] ?? 'defer'),
+      score: typeof log['score'] === 'number' ? log['score'] : 0,
+      verdicts: verdicts.map(({ scanner, symbol, score, mode, reason }) => ({
+        check: scanner,
+        symbol,
+        score,
+        mode,
+        reason,
+      })),
+      ...(failures.length > 0 || failure
+        ? {
+            failures: [
+              ...failures.map((f) => ({ check: f.scanner, code: 'PW-F002', reason: f.reason })),
+              ...(failure ? [{ check: 'filter', code: failure.code, reason: failure.reason }] : []),
+            ],
+          }
+        : {}),
+      reply: `${reply.code} ${reply.text}`,
+      ...(typeof log['quarantine_id'] === 'string' ? { quarantineId: log['quarantine_id'] } : {}),
+    });
   }
 
   /**

@@ -17,6 +17,7 @@ import type { LookupTable } from '../core/ports.js';
 import type { MapRef } from '../core/schema.js';
 import { createSanityScanner } from '../core/scanners/sanity.js';
 import type { Config } from '../config/schema.js';
+import type { DecisionRecorder } from '../core/decisions.js';
 import type { Store } from '../core/store.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
@@ -176,6 +177,7 @@ export function buildFilterService(
   bayes?: BayesModel,
   isLocalSender?: (address: string) => Promise<boolean>,
   releaseLink?: NoticeSettings['releaseLink'],
+  decisions?: DecisionRecorder,
 ): { service: FilterService; spool: Spool; quarantine: Quarantine } {
   const filter = config.filter;
   const spool = new Spool(
@@ -209,6 +211,7 @@ export function buildFilterService(
     messageTimeoutMs: filter.message_timeout_ms,
     beforeQueue: filter.mode === 'before_queue',
     ...(isLocalSender ? { isLocalSender } : {}),
+    ...(decisions ? { decisions } : {}),
     ...(bayes && filter.bayes.autolearn.enabled && stages.some((s) => s.scanner.name === 'bayes')
       ? {
           autolearn: {

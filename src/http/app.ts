@@ -1,7 +1,9 @@
 /**
  * The HTTP face (fastify), built without listening so tests use `inject()`: Prometheus `/metrics`, `/healthz`
  * (the process answers) and `/readyz` (every face listens and every dependency answers; 503 with the reasons
- * otherwise; `degraded` with 200 when only a non-critical part fails, such as one DNS list). Later issues add the admin API, the quarantine page and Dovecot's auth-policy endpoint here.
+ * otherwise; `degraded` with 200 when only a non-critical part fails, such as one DNS list), and the admin API
+ * under `/api/v1` (src/http/api: every route behind a bearer token compared in constant time; a refusal is
+ * logged without the token). Later issues add the quarantine page and Dovecot's auth-policy endpoint here.
  */
 import Fastify, {
   type FastifyBaseLogger,
@@ -9,22 +11,20 @@ import Fastify, {
   type FastifyInstance,
   LogController,
 } from 'fastify';
-import type { Logger } from '../observe/logger.js';
+import swagger from '@fastify/swagger';
+import type { AdminServices } from '../admin/index.js';
+import { readyState, type ReadinessItem } from '../admin/status.js';
+import { createThrottledLog, type Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
+import { VERSION } from '../observe/version.js';
 import { secretMatches } from '../util/secret.js';
+import { adminApi, type LearnSubmit } from './api/index.js';
+import { MAX_LEARN_BYTES } from './api/learn.js';
 import { registerAuthPolicy, type AuthPolicyDeps } from './auth-policy.js';
 import { quarantinePage, type QuarantinePageOptions } from './quarantine-page/routes.js';
 
-export interface ReadinessItem {
-  readonly name: string;
-  readonly ready: boolean;
-  readonly reason?: string;
-  /** false: reported (status `degraded`) without making the service unready, e.g. one failing DNS list. */
-  readonly critical?: boolean;
-}
-
-export type LearnClass = 'spam' | 'ham';
-export type LearnSubmit = (cls: LearnClass, raw: Buffer) => 'queued' | 'duplicate' | 'full';
+export type { ReadinessItem } from '../admin/status.js';
+export type { LearnClass, LearnSubmit } from './api/index.js';
 
 export interface HttpDeps {
   readonly metrics: Metrics;
@@ -38,10 +38,17 @@ export interface HttpDeps {
   readonly authPolicy?: AuthPolicyDeps;
   /** The quarantine page (/quarantine/); absent when there is no quarantine (the filter is off). */
   readonly quarantinePage?: QuarantinePageOptions;
+  /** The admin operations (each answers 503 when what it acts on is absent here). */
+  readonly admin: AdminServices;
 }
 
-/** Largest message a learn report may carry. */
-const MAX_LEARN_BYTES = 10 * 1024 * 1024;
+/** What is wrong with an Authorization header, for the log (never its value). */
+function refusal(header: string | undefined): { given?: string; why: string } {
+  if (header === undefined || header === '') return { why: 'no Authorization header' };
+  const bearer = /^Bearer[ ]+(\S+)[ ]*$/i.exec(header);
+  if (!bearer) return { why: 'not a Bearer token' };
+  return { given: bearer[1] ?? '', why: 'wrong token' };
+}
 
 export function buildHttpApp(deps: HttpDeps): FastifyInstance {
   const app = Fastify({
@@ -51,6 +58,8 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
     connectionTimeout: 30_000,
     requestTimeout: 30_000,
     return503OnClosing: true,
+    // Unknown fields are refused (400), not silently dropped: a mistyped filter must not widen what a call does.
+    ajv: { customOptions: { removeAdditional: false } },
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
@@ -73,9 +82,8 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
 
   app.get('/readyz', async (_request, reply) => {
     const items = deps.readiness();
-    const ready = items.every((item) => item.ready || item.critical === false);
-    const status = !ready ? 'not ready' : items.every((item) => item.ready) ? 'ready' : 'degraded';
-    return reply.status(ready ? 200 : 503).send({ status, checks: items });
+    const status = readyState(items);
+    return reply.status(status === 'not ready' ? 503 : 200).send({ status, checks: items });
   });
 
   // The admin API: a bearer token on every route under /api/.
@@ -84,38 +92,53 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
     { parseAs: 'buffer', bodyLimit: MAX_LEARN_BYTES },
     (_request, body, done) => done(null, body),
   );
+  const refused = createThrottledLog(app.log as Logger);
   app.addHook('onRequest', async (request, reply) => {
-    if (!request.url.startsWith('/api/')) return;
+    // By the matched route, not only the spelling of the URL: `/%61pi/v1/…` reaches the same routes.
+    const route = request.routeOptions.url;
+    if (!(route ?? request.url).startsWith('/api/') && !request.url.startsWith('/api/')) return;
     if (!deps.adminToken) {
       return reply.status(503).send({ error: 'the admin API is off: write a token to http.token_file' });
     }
     const header = request.headers.authorization;
-    const given = header?.startsWith('Bearer ') ? header.slice(7) : undefined;
-    if (!secretMatches(given, deps.adminToken)) {
-      deps.metrics.get('postwarden_errors_total').inc({ code: 'PW-H002' });
-      return reply
-        .status(401)
-        .header('www-authenticate', 'Bearer')
-        .send({ error: 'a valid bearer token is required' });
-    }
+    const { given, why } = refusal(header);
+    if (given !== undefined && secretMatches(given, deps.adminToken)) return;
+    deps.metrics.get('postwarden_errors_total').inc({ code: 'PW-H002' });
+    // Throttled: someone guessing tokens must not flood the log. The path only: a query could hold anything.
+    refused(
+      'PW-H002',
+      { remote: request.ip, method: request.method, path: request.url.split('?')[0], why },
+      'admin API request refused',
+    );
+    return reply
+      .status(401)
+      .header('www-authenticate', 'Bearer')
+      .send({ error: 'a valid bearer token is required' });
   });
 
-  const learnRequests = deps.metrics.get('postwarden_learn_requests_total');
-  app.post<{ Params: { cls: string } }>('/api/v1/learn/:cls', async (request, reply) => {
-    const cls = request.params.cls;
-    if (cls !== 'spam' && cls !== 'ham') return reply.status(404).send({ error: 'learn spam or ham' });
-    if (!deps.learn)
-      return reply.status(503).send({ error: 'nothing learns here: the bayes scanner is off' });
-    const body = request.body;
-    if (!Buffer.isBuffer(body) || body.length === 0) {
-      return reply.status(400).send({ error: 'send the message as the body (Content-Type: message/rfc822)' });
-    }
-    const result = deps.learn(cls, body);
-    learnRequests.inc({ class: cls, result });
-    if (result === 'full')
-      return reply.status(503).send({ error: 'the learn queue is full; try again later' });
-    return reply.status(202).send({ result });
+  void app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'postwarden admin API',
+        version: VERSION,
+        description:
+          'Quarantine, greylisting, block and allow entries, decisions, status and learning. Every route needs `Authorization: Bearer <token>` (the first line of http.token_file).',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
   });
+  void app.register(
+    adminApi({
+      admin: deps.admin,
+      metrics: deps.metrics,
+      ...(deps.learn ? { learn: deps.learn } : {}),
+      audit: (request, action, details) =>
+        request.log.info({ code: 'PW-H004', remote: request.ip, action, ...details }, `admin: ${action}`),
+    }),
+    { prefix: '/api/v1' },
+  );
 
   registerAuthPolicy(app, deps);
   if (deps.quarantinePage) {

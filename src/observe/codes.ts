@@ -329,6 +329,13 @@ const table = [
     summary: 'A release from the quarantine page failed: the re-injection smtpd did not take the message',
     fix: 'Check the re-injection smtpd (filter.reinject); nothing changed, the release can be tried again.',
   },
+  {
+    code: 'PW-H004',
+    level: 'info',
+    summary:
+      'An admin changed state through the API (quarantine release or delete, greylist delete or allow, list entry add or remove); the line says what and from where',
+    fix: 'None: an audit record. Unexpected ones mean the admin token is known to someone it should not be: replace it.',
+  },
 ] as const satisfies readonly EventCode[];
 
 export type Code = (typeof table)[number]['code'];

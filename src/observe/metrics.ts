@@ -212,6 +212,12 @@ export const METRIC_DEFINITIONS = [
     labels: ['command'],
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2],
   },
+  {
+    name: 'postwarden_decision_records_total',
+    type: 'counter',
+    help: 'Decision records (GET /api/v1/decisions) by result: recorded, dropped (too many pending) or failed (the store did not take it)',
+    labels: ['result'],
+  },
 ] as const satisfies readonly MetricDefinition[];
 
 type Defs = (typeof METRIC_DEFINITIONS)[number];

@@ -37,7 +37,8 @@ import type { LookupTable } from '../core/ports.js';
 import { type PolicyRequest, toPolicyRequest } from '../core/request.js';
 import type { MapRef } from '../core/schema.js';
 import type { Store } from '../core/store.js';
-import type { Decision } from '../core/verdict.js';
+import type { Decision, RecordedVerdict } from '../core/verdict.js';
+import type { DecisionRecord, DecisionRecorder } from '../core/decisions.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
@@ -48,14 +49,27 @@ import type { Connection, RequestHandler } from './server.js';
 /** Opens the tables of a config map reference (the maps registry, injected by `serve`). */
 export type OpenTables = (ref: MapRef, key: string) => readonly LookupTable[];
 
-function listTables(targets: Config['policy']['lists']['block'], key: string, open: OpenTables): ListTables {
+function listTables(
+  targets: Config['policy']['lists']['block'],
+  kind: 'block' | 'allow',
+  open: OpenTables,
+  runtime?: RuntimeTables,
+): ListTables {
+  // Entries an admin added at run time (src/maps/runtime.ts) are searched before the config's.
+  const tables = (target: keyof typeof targets) => [
+    ...(runtime ? [runtime(`${kind}.${target}`)] : []),
+    ...open(targets[target], `policy.lists.${kind}.${target}`),
+  ];
   return {
-    client: open(targets.client, `${key}.client`),
-    helo: open(targets.helo, `${key}.helo`),
-    sender: open(targets.sender, `${key}.sender`),
-    recipient: open(targets.recipient, `${key}.recipient`),
+    client: tables('client'),
+    helo: tables('helo'),
+    sender: tables('sender'),
+    recipient: tables('recipient'),
   };
 }
+
+/** The runtime entries of a list of policy.lists, by name (`block.client`, …). */
+export type RuntimeTables = (list: string) => LookupTable;
 
 /** What the checks reach outside the core: the maps and the state store (and a clock, for tests). */
 export interface StageDeps {
@@ -70,6 +84,8 @@ export interface StageDeps {
   readonly resolver?: DnsResolver;
   /** Required when auth_block runs (`auth_policy.enabled`): the Dovecot auth policy's block list. */
   readonly authGuard?: AuthGuard;
+  /** Runtime block and allow entries (the admin's), searched before the config's lists. */
+  readonly runtimeLists?: RuntimeTables;
   readonly now?: () => number;
 }
 
@@ -121,8 +137,8 @@ export function buildStages(config: Readonly<Config>, deps: StageDeps): Pipeline
     lists: () =>
       createListsCheck(
         policy.lists,
-        listTables(policy.lists.block, 'policy.lists.block', open),
-        listTables(policy.lists.allow, 'policy.lists.allow', open),
+        listTables(policy.lists.block, 'block', open, deps.runtimeLists),
+        listTables(policy.lists.allow, 'allow', open, deps.runtimeLists),
       ),
     helo: () => createHeloCheck(policy.helo, locality, config.hostname),
     dnsbl: () => {
@@ -181,7 +197,14 @@ interface ConnectionState {
   local?: MessageSession;
 }
 
-type MessageSession = ReturnType<typeof newSession> & { readonly recipients: Set<string> };
+type MessageSession = ReturnType<typeof newSession> & {
+  readonly recipients: Set<string>;
+  /** Decisions made before Postfix assigned the queue id (the first RCPT), filed once it is known. */
+  unfiled?: DecisionRecord[] | undefined;
+};
+
+/** Decisions of one message waiting for its queue id, at most (times MAX_MESSAGES sessions: keep it small). */
+const MAX_UNFILED = 4;
 
 function connectionState(connection: Connection): ConnectionState {
   return (connection.state['policy'] ??= { deadlines: new CheckDeadlines() }) as ConnectionState;
@@ -225,6 +248,18 @@ export class MessageSessions {
   }
 }
 
+/** What the log line and the decision record say of a verdict. */
+function verdictFields(v: RecordedVerdict) {
+  return {
+    check: v.check,
+    symbol: v.symbol,
+    score: v.score,
+    ...(v.action ? { action: v.action } : {}),
+    mode: v.mode,
+    reason: v.reason,
+  };
+}
+
 function decisionLog(request: PolicyRequest, decision: Decision, action: string, ms: number) {
   return {
     event: 'policy.decision',
@@ -240,15 +275,7 @@ function decisionLog(request: PolicyRequest, decision: Decision, action: string,
     decision: decision.action,
     action,
     score: decision.score,
-    verdicts: decision.verdicts.map((v) => ({
-      check: v.check,
-      symbol: v.symbol,
-      score: v.score,
-      ...(v.action ? { action: v.action } : {}),
-      mode: v.mode,
-      reason: v.reason,
-      ms: Number(v.ms.toFixed(3)),
-    })),
+    verdicts: decision.verdicts.map((v) => ({ ...verdictFields(v), ms: Number(v.ms.toFixed(3)) })),
     ...(decision.failures.length > 0
       ? {
           failures: decision.failures.map((f) => ({ ...f, ms: Number(f.ms.toFixed(3)) })),
@@ -259,11 +286,52 @@ function decisionLog(request: PolicyRequest, decision: Decision, action: string,
   };
 }
 
+function decisionRecord(request: PolicyRequest, decision: Decision, action: string): DecisionRecord {
+  return {
+    face: 'policy',
+    time: new Date().toISOString(),
+    instance: request.instance,
+    state: request.protocolState,
+    client: request.clientAddress,
+    sender: request.sender,
+    ...(request.recipient ? { recipients: [request.recipient] } : {}),
+    action: decision.action,
+    score: decision.score,
+    verdicts: decision.verdicts.map(verdictFields),
+    ...(decision.failures.length > 0
+      ? { failures: decision.failures.map((f) => ({ check: f.check, code: f.code, reason: f.reason })) }
+      : {}),
+    reply: action,
+  };
+}
+
+/**
+ * Files the decision under the queue id, with the message's earlier ones that had none yet; without a queue id
+ * (Postfix assigns it after the first RCPT is accepted) keeps it for later, in the message's session.
+ */
+function fileDecision(
+  recorder: DecisionRecorder,
+  request: PolicyRequest,
+  session: MessageSession,
+  record: DecisionRecord,
+): void {
+  if (request.queueId === '') {
+    // Without an instance there is no message to file it under later; without a verdict it says nothing.
+    if (request.instance === '' || (record.verdicts.length === 0 && !record.failures)) return;
+    session.unfiled = [...(session.unfiled ?? []), record].slice(-MAX_UNFILED);
+    return;
+  }
+  for (const earlier of session.unfiled ?? []) recorder.record(request.queueId, earlier);
+  session.unfiled = undefined;
+  recorder.record(request.queueId, record);
+}
+
 export function createPolicyHandler(
   config: Readonly<Config>,
   stages: readonly PipelineStage[],
   logger: Logger,
   metrics: Metrics,
+  recorder?: DecisionRecorder,
 ): RequestHandler {
   const policy = config.policy;
   const options = { onError: policy.on_error, rejectAt: policy.reject_at };
@@ -294,6 +362,7 @@ export function createPolicyHandler(
         errors.inc({ code: f.code });
       }
       latency.observe(ms / 1000);
+      if (recorder) fileDecision(recorder, request, session, decisionRecord(request, decision, action));
       // Built only when written: at log level warn the line would be thrown away (≈ 3% of a request).
       if (logger.isLevelEnabled('info'))
         logger.info(decisionLog(request, decision, action, ms), 'policy decision');

@@ -13,14 +13,14 @@ import { METRIC_DEFINITIONS } from '../../src/observe/metrics.js';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
 for (const [name, doc] of Object.entries(REFERENCES)) {
-  test(`${doc.file} is up to date (npm run docs:reference)`, () => {
+  test(`${doc.file} is up to date (npm run docs:reference)`, async () => {
     let onDisk = '';
     try {
       onDisk = readFileSync(path.join(ROOT, doc.file), 'utf8');
     } catch {
       assert.fail(`${doc.file} is missing: run npm run docs:reference`);
     }
-    assert.equal(onDisk, doc.render(), `${doc.file} (${name}) is stale: run npm run docs:reference`);
+    assert.equal(onDisk, await doc.render(), `${doc.file} (${name}) is stale: run npm run docs:reference`);
   });
 }
 

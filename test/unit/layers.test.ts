@@ -49,6 +49,15 @@ const cases: [string, string, string, boolean][] = [
     true,
   ],
   ['cli wires faces', 'src/cli/x.ts', "import { PolicyServer } from '../policy/server.js';", true],
+  ['http uses the admin operations', 'src/http/x.ts', "import { ListOps } from '../admin/lists.js';", true],
+  [
+    'admin reaches the quarantine files',
+    'src/admin/x.ts',
+    "import { Quarantine } from '../filter/quarantine.js';",
+    true,
+  ],
+  ['admin imports the http face', 'src/admin/x.ts', "import { buildHttpApp } from '../http/app.js';", false],
+  ['core imports admin', 'src/core/x.ts', "import { ListOps } from '../admin/lists.js';", false],
 ];
 
 for (const [name, file, code, allowed] of cases) {
