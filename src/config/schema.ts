@@ -13,6 +13,7 @@ import {
   limitsSchema,
   listsSchema,
   POLICY_CHECK_NAMES,
+  recipientsSchema,
   relaySchema,
   senderOwnershipSchema,
   spfSchema,
@@ -24,6 +25,7 @@ import { loopSchema } from '../core/scanners/loop.js';
 import { rulesSchema } from '../core/scanners/rules.js';
 import { sanitySchema } from '../core/scanners/sanity.js';
 import { mapRefSchema, scoreSchema } from '../core/schema.js';
+import { ldapSchema } from './ldap.js';
 
 const HOST_PORT = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+|localhost)):(\d{1,5})$/;
 
@@ -122,6 +124,7 @@ export const policySchema = z
     server: serverLimitsSchema,
     relay: relaySchema.prefault({}),
     sender_ownership: senderOwnershipSchema.prefault({}),
+    recipients: recipientsSchema.prefault({}),
     limits: limitsSchema.prefault({}),
     lists: listsSchema.prefault({}),
     helo: heloSchema.prefault({}),
@@ -487,6 +490,7 @@ export const configSchema = z
     filter: filterSchema.prefault({}),
     http: httpSchema.prefault({}),
     log: logSchema.prefault({}),
+    ldap: ldapSchema.prefault({}),
   })
   .superRefine((config, ctx) => {
     const relayOn = config.policy.checks.includes('relay') && config.policy.relay.mode === 'enforce';

@@ -39,9 +39,12 @@ export {
   type SenderOwnershipSettings,
 } from './sender-ownership.js';
 
+export { createRecipientsCheck, recipientsSchema, type RecipientsSettings } from './recipients.js';
+
 export const POLICY_CHECK_NAMES = [
   'relay',
   'sender_ownership',
+  'recipients',
   'limits',
   'lists',
   'helo',
