@@ -21,18 +21,10 @@
  * Failure: startSlapd/start reject with slapd's output when it exits or does not answer within 10 s. stop()
  * escalates to SIGKILL after 3 s. A safety net kills every slapd still running when the process exits.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { daemon, startInDir } from './daemon.js';
 import { freeLoopbackPort } from './redis.js';
 
 export const SUFFIX = 'dc=example,dc=test';
@@ -131,11 +123,6 @@ const SLAPD = ['/usr/sbin/slapd', '/usr/local/sbin/slapd'].find((p) => existsSyn
 const SLAPADD = ['/usr/sbin/slapadd', '/usr/local/sbin/slapadd'].find((p) => existsSync(p)) ?? 'slapadd';
 const READY_MS = 10_000;
 
-const live = new Set<() => void>();
-process.on('exit', () => {
-  for (const cleanup of live) cleanup();
-});
-
 function slapdConfig(dir: string): string {
   return [
     ...['core', 'cosine', 'inetorgperson', 'nis', 'misc'].map((s) => `include /etc/ldap/schema/${s}.schema`),
@@ -188,91 +175,31 @@ export async function startSlapd(options: SlapdOptions = {}): Promise<SlapdServe
     throw new Error(`slapadd failed (${added.error?.message ?? `exit ${added.status}`}): ${added.stderr}`);
   }
 
-  let proc: ChildProcess | undefined;
-  let exited: Promise<void> = Promise.resolve();
-  const cleanup = () => {
-    proc?.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
-  };
-  live.add(cleanup);
-
-  async function stop(): Promise<void> {
-    const running = proc;
-    if (!running) return;
-    running.kill('SIGCONT');
-    running.kill('SIGTERM');
-    const timer = setTimeout(() => running.kill('SIGKILL'), 3000);
-    await exited;
-    clearTimeout(timer);
-  }
-
-  async function start(): Promise<void> {
-    if (proc) return;
-    const out = openSync(outFile, 'a');
-    let child: ChildProcess;
-    try {
-      child = spawn(SLAPD, ['-f', conf, '-h', `${url}/`, '-d', 'stats'], { stdio: ['ignore', out, out] });
-    } finally {
-      closeSync(out);
-    }
-    proc = child;
-    let gone = false;
-    exited = new Promise<void>((resolve) => {
-      const done = () => {
-        gone = true;
-        if (proc === child) proc = undefined;
-        resolve();
-      };
-      child.once('exit', done);
-      child.once('error', done);
-    });
-    const deadline = Date.now() + READY_MS;
-    while (Date.now() < deadline && !gone) {
-      if (answers(url, 1000)) return;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    await stop();
-    const output = existsSync(outFile) ? readFileSync(outFile, 'utf8').split('\n').slice(-20).join('\n') : '';
-    throw new Error(`slapd on ${url} did not answer${gone ? ' (it exited)' : ''}:\n${output}`);
-  }
-
-  try {
-    await start();
-  } catch (error) {
-    live.delete(cleanup);
-    rmSync(dir, { recursive: true, force: true });
-    throw error;
-  }
-
-  let destroying: Promise<void> | undefined;
+  const server = daemon({
+    command: SLAPD,
+    args: ['-f', conf, '-h', `${url}/`, '-d', 'stats'],
+    outFile,
+    ready: () => answers(url, 1000),
+    readyMs: READY_MS,
+    describe: ({ exited, spawnError }) =>
+      spawnError
+        ? `${SLAPD} could not be run (${spawnError.message}); run test/harness/install.sh`
+        : `slapd on ${url} did not answer${exited ? ' (it exited)' : ''}`,
+  });
+  const destroy = await startInDir(server, dir);
   return {
     port,
     url,
     suffix: SUFFIX,
     dir,
     get pid() {
-      return proc?.pid;
+      return server.pid;
     },
-    stop,
-    start,
-    pause: async () => {
-      const running = proc;
-      if (!running?.kill('SIGSTOP')) throw new Error('slapd harness: pause() while slapd is not running');
-      // SIGSTOP takes effect asynchronously (a thread running on another CPU stops a moment later), and a
-      // "hung server" test proves nothing if the server still answers: wait until the kernel says stopped.
-      const deadline = Date.now() + 2000;
-      while (readFileSync(`/proc/${running.pid}/stat`, 'utf8').split(' ')[2] !== 'T') {
-        if (Date.now() > deadline) throw new Error('slapd harness: slapd did not stop on SIGSTOP');
-        await new Promise((resolve) => setTimeout(resolve, 5));
-      }
-    },
-    resume: () => proc?.kill('SIGCONT'),
+    stop: server.stop,
+    start: server.start,
+    pause: server.pause,
+    resume: server.resume,
     log: () => (existsSync(outFile) ? readFileSync(outFile, 'utf8') : ''),
-    destroy: () =>
-      (destroying ??= (async () => {
-        await stop();
-        live.delete(cleanup);
-        rmSync(dir, { recursive: true, force: true });
-      })()),
+    destroy,
   };
 }
