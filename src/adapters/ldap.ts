@@ -10,9 +10,9 @@
  * Failure behaviour: nothing throws; a search answers `{ ok: false, reason }`, which the tables turn into a
  * lookup `error` (callers answer 4xx, never "unknown user"). A connection that fails — refused, closed, bind
  * refused, or silent past the deadline (a hung server) — is dropped, and the directory counts as down: until
- * the next attempt (backoff from `reconnectMinMs`, doubling to `reconnectMaxMs`) searches that would need a
- * new connection fail at once instead of piling up on a dead server. The first search that succeeds again marks
- * it up. Going down and coming back are reported once each through `onEvent` (PW-L001, PW-L002). An LDAP
+ * the next attempt (backoff from `reconnectMinMs`, doubling to `reconnectMaxMs`) searches fail at once instead
+ * of piling up on a dead server; idle connections reconnect (and bind again) when next used. The first search
+ * that succeeds again marks it up. Going down and coming back are reported once each through `onEvent` (PW-L001, PW-L002). An LDAP
  * result code on a search (size limit exceeded, unwilling to perform, …) fails that search only; `noSuchObject`
  * (the base does not exist) is an empty answer, as in Postfix.
  */
@@ -48,9 +48,6 @@ class DeadlinePassed extends Error {}
 
 /** Failed before or while binding, or on the wire: the connection is unusable and the server counts as down. */
 class ConnectionFailed extends Error {}
-
-/** Not tried: the server is down and its next attempt is not due yet. */
-class NotDue extends Error {}
 
 interface Waiter {
   readonly resolve: (client: Client) => void;
@@ -104,6 +101,14 @@ export class LdapDirectory implements LdapSearcher {
 
   async search(request: LdapSearch): Promise<LdapSearchOutcome> {
     if (this.closed) return { ok: false, reason: 'the LDAP directory is closed' };
+    const down = this.down;
+    if (down && this.now() < down.retryAt) {
+      // Idle connections of a server that went down are dead too: no search until the next attempt is due.
+      return {
+        ok: false,
+        reason: `server down (${down.reason}); next attempt in ${down.retryAt - this.now()} ms`,
+      };
+    }
     const ms = this.options.timeoutMs;
     const ticket: Ticket = { client: undefined, waiter: undefined, late: false };
     const work = (async () => {
@@ -196,11 +201,6 @@ export class LdapDirectory implements LdapSearcher {
     const ready = this.idle.pop();
     if (ready) return Promise.resolve(ready);
     if (this.open < this.options.poolSize) {
-      const down = this.down;
-      if (down && this.now() < down.retryAt) {
-        const inMs = down.retryAt - this.now();
-        return Promise.reject(new NotDue(`server down (${down.reason}); next attempt in ${inMs} ms`));
-      }
       this.open++;
       return Promise.resolve(this.connect());
     }

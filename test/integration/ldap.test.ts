@@ -298,8 +298,16 @@ describe('ldap: tables against slapd', () => {
       assert.equal((await users.lookup(address('alice@example.test'))).status, 'found');
       await slapd.pause();
       const started = Date.now();
-      const hung = await users.lookup(address('bob@example.test'));
+      // More lookups at once than the pool has connections (2): the others wait, within the same deadline.
+      const [hung, ...others] = await Promise.all(
+        ['bob', 'carol', 'dave', 'erin'].map((u) => users.lookup(address(`${u}@example.test`))),
+      );
       const took = Date.now() - started;
+      assert.deepEqual(
+        others.map((o) => o.status),
+        ['error', 'error', 'error'],
+      );
+      assert.ok(hung);
       slapd.resume();
       assert.equal(hung.status, 'error');
       assert.match(hung.status === 'error' ? hung.reason : '', /no answer within 300 ms/);
