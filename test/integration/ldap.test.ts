@@ -3,8 +3,8 @@
  * RFC 4515 escaping, multi-valued results, the bind (anonymous clients see nothing here), the cache's TTLs, the
  * pool reconnecting after a slapd restart, `error` (never `notfound`) while slapd is down, the deadline when
  * slapd hangs (SIGSTOP); then the built bin: check-config's LDAP problems, and the policy server refusing an
- * unknown LDAP recipient at RCPT with 550 5.1.1, accepting a mailbox and an alias, and answering 451 4.3.0 while
- * slapd is down. Ports 21600-21619 (this file's own).
+ * unknown LDAP recipient at RCPT with 550 5.1.1, accepting a mailbox and an alias, SASL sender ownership from the
+ * directory, and answering 451 4.3.0 while slapd is down. Ports 21600-21619 (this file's own).
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -341,6 +341,7 @@ ${queries}`;
   const QUERY_YAML = `    users: { filter: "(mail=%s)", result_attribute: mail }
     aliases: { filter: "(mailLocalAddress=%s)", result_attribute: mailRoutingAddress }
     domains: { filter: "(associatedDomain=%s)", result_attribute: associatedDomain }
+    logins: { filter: "(|(mail=%s)(mailLocalAddress=%s))", result_attribute: uid }
 `;
 
   function checkConfig(config: string) {
@@ -392,8 +393,9 @@ ${queries}`;
       `local_domains: ldap:domains
 policy:
   listen: ${POLICY}
-  checks: [relay, recipients]
+  checks: [relay, sender_ownership, recipients]
   recipients: { mode: enforce, map: ldap:users, aliases: ldap:aliases }
+  sender_ownership: { map: ldap:logins }
 http:
   listen: ${HTTP}
 ${ldapSection(QUERY_YAML)}`,
@@ -415,6 +417,21 @@ ${ldapSection(QUERY_YAML)}`,
       assert.equal(await ask('alice+news@example.test'), 'DUNNO');
       assert.equal(await ask('nobody@example.test'), '550 5.1.1 User unknown');
       assert.match(await ask('someone@elsewhere.test'), /^554 5\.7\.1 Relay access denied/);
+      // SASL sender ownership from the directory: sales@ is bob's alias, so bob may send as it and alice not.
+      const submit = (login: string, sender: string) =>
+        client.query({
+          request: 'smtpd_access_policy',
+          protocol_state: 'RCPT',
+          client_address: '192.0.2.20',
+          sasl_username: login,
+          sender,
+          recipient: 'friend@elsewhere.test',
+        });
+      assert.equal(await submit('bob', 'sales@example.test'), 'DUNNO');
+      assert.equal(
+        await submit('alice', 'sales@example.test'),
+        '553 5.7.1 Sender address not owned by user alice',
+      );
       const metrics = await server.metrics();
       assert.match(
         metrics,
