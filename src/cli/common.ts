@@ -94,7 +94,7 @@ function ldapProblems(config: Readonly<Config>): ConfigProblem[] {
       } catch {
         continue; // mapSpecProblems reports it
       }
-      if (spec.type !== 'ldap' || spec.query in queries) continue;
+      if (spec.type !== 'ldap' || Object.hasOwn(queries, spec.query)) continue;
       const known = Object.keys(queries);
       problems.push({
         key,

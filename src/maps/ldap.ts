@@ -270,7 +270,7 @@ export class LdapMaps {
 
   /** The table of a configured query; a reason when there is no such query. */
   open(name: string): { ok: true; table: RemoteTable } | { ok: false; reason: string } {
-    const query = this.options.queries[name];
+    const query = Object.hasOwn(this.options.queries, name) ? this.options.queries[name] : undefined;
     if (!query) {
       const known = Object.keys(this.options.queries);
       return {

@@ -382,6 +382,12 @@ ${queries}`;
       noPassword.stderr,
       /ldap\.password_file: missing\.password — cannot read missing\.password \(ENOENT\); create it/,
     );
+    const serve = spawnSync(process.execPath, [BIN, 'serve', '--config', path.join(work, 'check.yml')], {
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    assert.equal(serve.status, 78, 'serve refuses to start without the bind password');
+    assert.match(serve.stdout, /"code":"PW-L003"/);
     const noMap = checkConfig(`local_domains: [example.test]\npolicy:\n  recipients: { mode: enforce }\n`);
     assert.equal(noMap.status, 78);
     assert.match(noMap.stderr, /policy\.recipients\.map: .* no recipient map/);

@@ -207,6 +207,11 @@ describe('LdapMaps', () => {
     const users = registry.open('ldap:users');
     assert.equal(users.name, 'ldap:users');
     assert.equal((await users.lookup({ kind: 'address', value: 'alice@example.test' })).status, 'found');
+    assert.equal(
+      (await registry.open('ldap:constructor').lookup({ kind: 'address', value: 'a@b' })).status,
+      'error',
+      'a name of Object.prototype is no query',
+    );
     const missing = registry.open('ldap:nope');
     assert.match(
       JSON.stringify(await missing.lookup({ kind: 'address', value: 'a@b' })),
