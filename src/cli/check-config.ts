@@ -7,18 +7,33 @@ import type { ConfigProblem } from '../config/problems.js';
 import { MapRegistry } from '../maps/index.js';
 import { EXIT } from '../util/sysexits.js';
 import { parse } from './args.js';
-import { loadOrReport, reportProblems } from './common.js';
+import { LdapOptionsError, loadOrReport, openLdap, reportProblems } from './common.js';
 
 export async function checkConfig(argv: string[]): Promise<number> {
   const { values } = parse(argv, { config: { type: 'string' } });
   const loaded = loadOrReport(values.config);
   if (!loaded) return EXIT.CONFIG;
   const where = loaded.source.kind === 'file' ? loaded.source.path : 'the embedded default';
+  const problems: ConfigProblem[] = [];
+  let ldap: ReturnType<typeof openLdap>;
+  try {
+    // Settings only: the directory connects at its first lookup, which check-config never makes.
+    ldap = openLdap(loaded.config, loaded.baseDir);
+  } catch (error) {
+    if (!(error instanceof LdapOptionsError)) throw error;
+    const [problem, ...fix] = error.message.replace(/^ldap\.password_file: /, '').split('; ');
+    problems.push({
+      key: 'ldap.password_file',
+      value: loaded.config.ldap.password_file,
+      problem: problem ?? error.message,
+      fix: fix.join('; ') || 'create it, readable by postwarden',
+    });
+  }
   const registry = new MapRegistry({
     env: { baseDir: loaded.baseDir, recipientDelimiter: loaded.config.recipient_delimiter },
     watch: false,
+    ...(ldap ? { ldap: ldap.maps } : {}),
   });
-  const problems: ConfigProblem[] = [];
   for (const { key, ref } of mapRefsOf(loaded.config)) {
     for (const table of registry.openRef(ref, key)) {
       const health = registry.health().find((h) => h.name === table.name);
@@ -33,6 +48,7 @@ export async function checkConfig(argv: string[]): Promise<number> {
     }
   }
   registry.close();
+  await ldap?.directory.close();
   if (problems.length > 0) {
     reportProblems(where, problems);
     return EXIT.CONFIG;

@@ -4,7 +4,17 @@ import path from 'node:path';
 import { type ConfigSource, loadConfig, mapRefsOf } from '../config/load.js';
 import { type ConfigProblem, formatProblem, showValue } from '../config/problems.js';
 import type { Config } from '../config/schema.js';
-import { type MapEvent, validateMapRef } from '../maps/index.js';
+import { LdapDirectory, type LdapDirectoryEvent } from '../adapters/ldap.js';
+import {
+  filterProblem,
+  isSpec,
+  LdapMaps,
+  type LdapQuery,
+  type MapEvent,
+  parseSpec,
+  resultFormatProblem,
+  validateMapRef,
+} from '../maps/index.js';
 import { StoreUnavailable, type Store } from '../core/store.js';
 import { openStore, type StoreEvent, type StoreOptions, StoreOptionsError } from '../store/index.js';
 import { EXIT } from '../util/sysexits.js';
@@ -22,7 +32,10 @@ export interface Loaded {
 export function loadOrReport(configPath: string | undefined): Loaded | undefined {
   const result = loadConfig(configPath);
   const where = result.source.kind === 'file' ? result.source.path : 'the embedded default';
-  const problems = [...(result.ok ? [] : result.problems), ...mapSpecProblems(result.input)];
+  const problems = [
+    ...(result.ok ? ldapProblems(result.config) : result.problems),
+    ...mapSpecProblems(result.input),
+  ];
   if (!result.ok || problems.length > 0) {
     reportProblems(where, problems);
     return undefined;
@@ -50,6 +63,127 @@ function mapSpecProblems(input: unknown): ConfigProblem[] {
       };
     }),
   );
+}
+
+/** The ldap section's queries (filters, formats, bases) and every `ldap:NAME` map naming a query that exists. */
+function ldapProblems(config: Readonly<Config>): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const queries = config.ldap.queries;
+  for (const [name, query] of Object.entries(queries)) {
+    const key = `ldap.queries.${name}`;
+    const add = (field: string, value: string, text: string | undefined) => {
+      if (text === undefined) return;
+      const [problem, ...fix] = text.split('; ');
+      problems.push({
+        key: `${key}.${field}`,
+        value: showValue(value),
+        problem: problem ?? text,
+        fix: fix.join('; ') || 'correct it',
+      });
+    };
+    add('filter', query.filter, filterProblem(query.filter));
+    add('result_format', query.result_format, resultFormatProblem(query.result_format));
+    if (query.base === '' && config.ldap.base === '') {
+      add('base', '', 'no search base; set ldap.base or this query’s base, e.g. dc=example,dc=org');
+    }
+  }
+  for (const { key, ref } of mapRefsOf(config)) {
+    for (const item of typeof ref === 'string' ? [ref] : ref) {
+      if (!isSpec(item) || !/^ldap:/.test(item.trim())) continue;
+      let spec;
+      try {
+        spec = parseSpec(item);
+      } catch {
+        continue; // mapSpecProblems reports it
+      }
+      if (spec.type !== 'ldap' || Object.hasOwn(queries, spec.query)) continue;
+      const known = Object.keys(queries);
+      problems.push({
+        key,
+        value: showValue(item),
+        problem: `no query '${spec.query}' under ldap.queries`,
+        fix:
+          known.length > 0
+            ? `use one of ldap:${known.join(', ldap:')}, or define ldap.queries.${spec.query}`
+            : `define ldap.queries.${spec.query} (filter, result_attribute)`,
+      });
+    }
+  }
+  return problems;
+}
+
+/** The bind password could not be read (PW-L003). */
+export class LdapOptionsError extends Error {}
+
+/** The LDAP queries of a config, with the server's base where a query has none. */
+function ldapQueries(config: Readonly<Config>): Record<string, LdapQuery> {
+  const queries: Record<string, LdapQuery> = {};
+  for (const [name, q] of Object.entries(config.ldap.queries)) {
+    queries[name] = {
+      base: q.base || config.ldap.base,
+      filter: q.filter,
+      resultAttributes: typeof q.result_attribute === 'string' ? [q.result_attribute] : q.result_attribute,
+      resultFormat: q.result_format,
+      scope: q.scope,
+      domains: q.domains.map((d) => d.toLowerCase()),
+      sizeLimit: q.size_limit,
+      maxValues: q.max_values,
+    };
+  }
+  return queries;
+}
+
+/**
+ * The LDAP directory and its `ldap:` tables, when the config defines queries; undefined otherwise. Connects
+ * lazily (at the first lookup). Throws LdapOptionsError when the password file cannot be read.
+ */
+export function openLdap(
+  config: Readonly<Config>,
+  baseDir: string,
+  logger?: Logger,
+  metrics?: Metrics,
+): { directory: LdapDirectory; maps: LdapMaps } | undefined {
+  const s = config.ldap;
+  if (Object.keys(s.queries).length === 0) return undefined;
+  let password = '';
+  try {
+    password = readSecret('ldap.password_file', s.password_file, baseDir);
+  } catch (error) {
+    throw new LdapOptionsError((error as Error).message);
+  }
+  const errors = metrics?.get('postwarden_errors_total');
+  const directory = new LdapDirectory({
+    url: s.url,
+    bindDn: s.bind_dn,
+    password,
+    timeoutMs: s.timeout_ms,
+    poolSize: s.pool_size,
+    maxWaiting: s.max_waiting,
+    reconnectMinMs: s.reconnect_min_ms,
+    reconnectMaxMs: s.reconnect_max_ms,
+    onEvent: (event: LdapDirectoryEvent) => {
+      logger?.[event.level]({ code: event.code }, event.message);
+      if (event.level !== 'info') errors?.inc({ code: event.code });
+    },
+  });
+  const lookups = metrics?.get('postwarden_ldap_lookups_total');
+  const durations = metrics?.get('postwarden_ldap_search_duration_seconds');
+  const maps = new LdapMaps({
+    searcher: directory,
+    queries: ldapQueries(config),
+    cache: {
+      maxEntries: s.cache.max_entries,
+      ttlMs: s.cache.ttl_s * 1000,
+      negativeTtlMs: s.cache.negative_ttl_s * 1000,
+    },
+    recipientDelimiter: config.recipient_delimiter,
+    onLookup: (event) => {
+      lookups?.inc({ query: event.query, result: event.result, cache: event.cache });
+      if (event.cache === 'miss') durations?.observe({ query: event.query }, event.ms / 1000);
+    },
+  });
+  metrics?.collectFrom('postwarden_ldap_up', (gauge) => gauge.set(directory.health().healthy ? 1 : 0));
+  return { directory, maps };
 }
 
 const LOADS: ReadonlySet<string> = new Set(['PW-M001', 'PW-M002', 'PW-M012']);

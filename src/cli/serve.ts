@@ -51,7 +51,14 @@ import { DecisionRecorder } from '../core/decisions.js';
 import { RuntimeEntries } from '../maps/runtime.js';
 import { EXIT } from '../util/sysexits.js';
 import { parse } from './args.js';
-import { loadOrReport, mapEventSink, storeEventSink, storeOptions } from './common.js';
+import {
+  LdapOptionsError,
+  loadOrReport,
+  mapEventSink,
+  openLdap,
+  storeEventSink,
+  storeOptions,
+} from './common.js';
 import { dnsblRuntime, meteredDnsClient } from './dns.js';
 import { startJobs } from './jobs.js';
 import { linkSecret, noticeLinks, quarantinePageOptions } from './quarantine-page.js';
@@ -73,9 +80,18 @@ export async function serve(argv: string[]): Promise<number> {
     logger.warn({ code: 'PW-C002' }, 'no config file; running on the embedded default');
   }
   const metrics = new Metrics();
+  let ldap: ReturnType<typeof openLdap>;
+  try {
+    ldap = openLdap(config, baseDir, logger, metrics);
+  } catch (error) {
+    if (!(error instanceof LdapOptionsError)) throw error;
+    logger.fatal({ code: 'PW-L003', reason: error.message }, 'cannot use the ldap section');
+    return EXIT.CONFIG;
+  }
   const maps: MapRegistry = new MapRegistry({
     env: { baseDir, recipientDelimiter: config.recipient_delimiter },
     onEvent: mapEventSink(logger, metrics),
+    ...(ldap ? { ldap: ldap.maps } : {}),
   });
   metrics.collectFrom('postwarden_map_healthy', (gauge) => {
     for (const map of maps.health()) gauge.set({ map: map.name }, map.healthy ? 1 : 0);
@@ -303,6 +319,7 @@ export async function serve(argv: string[]): Promise<number> {
       ]).then(async () => {
         await recorder?.settled();
         await store?.close();
+        await ldap?.directory.close();
         maps.close();
         resolve(EXIT.OK);
       });

@@ -11,6 +11,8 @@ interface Node {
   description?: string;
   default?: unknown;
   properties?: Record<string, Node>;
+  /** A map of named entries (`ldap.queries.<name>`): the schema of each. */
+  additionalProperties?: Node | boolean;
   items?: Node;
   anyOf?: Node[];
   enum?: unknown[];
@@ -68,6 +70,12 @@ function render(node: Node, path: string, out: string[], depth: number): void {
     out.push('');
   }
   for (const [key, child] of groups) render(child, path ? `${path}.${key}` : key, out, depth + 1);
+  for (const [key, child] of leaves) {
+    const entry = child.additionalProperties;
+    if (typeof entry === 'object' && entry.properties) {
+      render(entry, `${path ? `${path}.${key}` : key}.<name>`, out, depth + 1);
+    }
+  }
 }
 
 export function renderConfigReference(): string {

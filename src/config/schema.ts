@@ -15,6 +15,7 @@ import {
   limitsSchema,
   listsSchema,
   POLICY_CHECK_NAMES,
+  recipientsSchema,
   relaySchema,
   senderOwnershipSchema,
   spfSchema,
@@ -28,6 +29,7 @@ import { rulesSchema } from '../core/scanners/rules.js';
 import { sanitySchema } from '../core/scanners/sanity.js';
 import { uriblSchema } from '../core/scanners/uribl.js';
 import { mapRefSchema, scoreSchema } from '../core/schema.js';
+import { ldapSchema } from './ldap.js';
 
 const HOST_PORT = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+|localhost)):(\d{1,5})$/;
 
@@ -126,6 +128,7 @@ export const policySchema = z
     server: serverLimitsSchema,
     relay: relaySchema.prefault({}),
     sender_ownership: senderOwnershipSchema.prefault({}),
+    recipients: recipientsSchema.prefault({}),
     limits: limitsSchema.prefault({}),
     lists: listsSchema.prefault({}),
     helo: heloSchema.prefault({}),
@@ -615,6 +618,7 @@ export const configSchema = z
     learn: learnSchema.prefault({}),
     auth_policy: authPolicySchema.prefault({}),
     decisions: decisionsSchema.prefault({}),
+    ldap: ldapSchema.prefault({}),
   })
   .superRefine((config, ctx) => {
     const relayOn = config.policy.checks.includes('relay') && config.policy.relay.mode === 'enforce';

@@ -42,3 +42,28 @@ export async function searchTables(
   }
   return NOT_FOUND;
 }
+
+/** One LDAP search, as a directory adapter runs it (the `ldap:` tables build it from a configured query). */
+export interface LdapSearch {
+  readonly base: string;
+  readonly scope: 'base' | 'one' | 'sub';
+  /** An RFC 4515 filter whose substituted values are already escaped. */
+  readonly filter: string;
+  readonly attributes: readonly string[];
+  /** Entries at most; more is an error. */
+  readonly sizeLimit: number;
+}
+
+/** An entry's attributes by name (as the server spells it), each with its values. */
+export type LdapEntry = Readonly<Record<string, string | readonly string[]>>;
+
+export type LdapSearchOutcome =
+  | { readonly ok: true; readonly entries: readonly LdapEntry[] }
+  | { readonly ok: false; readonly reason: string };
+
+/** An LDAP directory: runs one search under its own deadline and never throws; a failure is an outcome. */
+export interface LdapSearcher {
+  search(request: LdapSearch): Promise<LdapSearchOutcome>;
+  /** Down while the server cannot be reached or refuses the bind. */
+  health(): { readonly healthy: boolean; readonly reason?: string };
+}

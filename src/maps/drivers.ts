@@ -186,6 +186,12 @@ export function compileInline(entries: readonly string[], name: string, env: Map
  */
 export function loadTable(spec: MapSpec, env: MapEnv = {}): LoadResult {
   if (spec.type === 'inline') return compileInline(spec.entries, spec.name, env);
+  if (spec.type === 'ldap') {
+    return {
+      ok: false,
+      reason: `${spec.name} is answered by the LDAP directory (the daemon's maps), not loaded`,
+    };
+  }
   const limits = limitsOf(env);
   const source = readSource(spec.path, limits);
   if (!source.ok) return source;

@@ -1,5 +1,5 @@
 /**
- * The maps layer's public API: Postfix-style `type:name` lookup tables (inline:, file:, cidr:, regexp:), the
+ * The maps layer's public API: Postfix-style `type:name` lookup tables (inline:, file:, cidr:, regexp:, ldap:), the
  * registry that shares and reloads them, spec validation for check-config, and the stable event codes.
  * Lookups answer found / notfound / error as values (core/ports.ts); nothing here throws for a bad table.
  */
@@ -24,6 +24,7 @@ export { MapRegistry, type MapHealth, type MapRegistryOptions } from './registry
 export {
   entryProblem,
   isSpec,
+  LDAP_QUERY_NAME,
   MAP_TYPES,
   MapSpecError,
   parseSpec,
@@ -33,3 +34,14 @@ export {
   type MapSpec,
   type MapType,
 } from './spec.js';
+export {
+  expandFilter,
+  filterProblem,
+  LdapMaps,
+  resultFormatProblem,
+  type LdapCacheSettings,
+  type LdapLookupEvent,
+  type LdapMapsOptions,
+  type LdapQuery,
+  type RemoteTable,
+} from './ldap.js';

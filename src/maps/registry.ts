@@ -26,6 +26,7 @@ import {
   type TableContents,
 } from './drivers.js';
 import { MAP_EVENT_CODES, type MapEvent, type MapEventCode } from './events.js';
+import type { LdapMaps, RemoteTable } from './ldap.js';
 import { isSpec, MapSpecError, parseSpec, type MapSpec } from './spec.js';
 
 export interface MapHealth {
@@ -45,6 +46,8 @@ export interface MapRegistryOptions {
   readonly watch?: boolean;
   /** Quiet time after the last change event before reloading, so a burst of writes is read once. */
   readonly debounceMs?: number;
+  /** The `ldap:NAME` tables (the config's `ldap` section); without it, such specs give failing stand-ins. */
+  readonly ldap?: LdapMaps;
 }
 
 interface Context {
@@ -61,6 +64,8 @@ class ManagedTable implements LookupTable {
   private failure: string | undefined;
   private loadedAt: Date | null = null;
   private file: FileState | undefined;
+  /** A table answered elsewhere (an LDAP directory): lookups and health are its own. */
+  private remote: RemoteTable | undefined;
   /** The stat last seen, good or bad: an event that leaves it unchanged costs no read. */
   private seenStat: string | undefined;
 
@@ -89,11 +94,24 @@ class ManagedTable implements LookupTable {
     return table;
   }
 
+  /** A table whose lookups go to a remote backend; it is never reloaded, and healthy while the backend is. */
+  static remote(table: RemoteTable, ctx: Context): ManagedTable {
+    const managed = new ManagedTable(table.name, undefined, ctx);
+    managed.remote = table;
+    managed.loadedAt = new Date();
+    ctx.emit('PW-M001', table.name, 'opened: lookups go to the LDAP directory');
+    return managed;
+  }
+
   get path(): string | undefined {
-    return this.spec && this.spec.type !== 'inline' ? this.spec.path : undefined;
+    return this.spec &&
+      (this.spec.type === 'file' || this.spec.type === 'cidr' || this.spec.type === 'regexp')
+      ? this.spec.path
+      : undefined;
   }
 
   lookup(query: LookupQuery): Promise<LookupResult> {
+    if (this.remote) return this.remote.lookup(query);
     const contents = this.contents;
     if (!contents) return Promise.resolve({ status: 'error', reason: this.failure ?? 'not loaded' });
     try {
@@ -104,6 +122,16 @@ class ManagedTable implements LookupTable {
   }
 
   health(): MapHealth {
+    if (this.remote) {
+      const { healthy, reason } = this.remote.health();
+      return {
+        name: this.name,
+        entries: 0,
+        loadedAt: this.loadedAt,
+        healthy,
+        ...(reason !== undefined && !healthy ? { reason } : {}),
+      };
+    }
     const base = { name: this.name, entries: this.contents?.entries ?? 0, loadedAt: this.loadedAt };
     return this.failure === undefined
       ? { ...base, healthy: true }
@@ -225,6 +253,17 @@ export class MapRegistry {
     }
     if (parsed.type === 'inline') {
       return this.share(parsed.name, () => this.compile(parsed.entries, parsed.name));
+    }
+    if (parsed.type === 'ldap') {
+      return this.share(parsed.name, () => {
+        const opened = this.options.ldap?.open(parsed.query) ?? {
+          ok: false as const,
+          reason: 'no LDAP directory is configured; set ldap.url and define the query under ldap.queries',
+        };
+        if (opened.ok) return ManagedTable.remote(opened.table, this.ctx);
+        this.ctx.emit('PW-M010', parsed.name, `cannot open: ${opened.reason}`);
+        return ManagedTable.standIn(parsed.name, opened.reason, this.ctx);
+      });
     }
     return this.share(parsed.name, () => {
       const table = ManagedTable.file(parsed, this.ctx);

@@ -1,6 +1,7 @@
 /**
  * Map specs in Postfix's `type:name` form — `inline:{ a, b value }`, `file:/path`, `cidr:/path`,
- * `regexp:/path` — and the entry syntax shared by `inline:` and config lists.
+ * `regexp:/path`, `ldap:NAME` (a query of the config's `ldap.queries`) — and the entry syntax shared by
+ * `inline:` and config lists.
  *
  * Contract: `parseSpec` returns the parsed spec or throws `MapSpecError` (a configuration error, code PW-M020,
  * whose message reads `problem; fix`); `validateSpec` returns that text instead of throwing. Parsing does no
@@ -11,12 +12,16 @@ import path from 'node:path';
 import { parseCidr, parseIp } from '../util/ip.js';
 import { parseKey } from './matcher.js';
 
-export const MAP_TYPES = ['inline', 'file', 'cidr', 'regexp'] as const;
+export const MAP_TYPES = ['inline', 'file', 'cidr', 'regexp', 'ldap'] as const;
 export type MapType = (typeof MAP_TYPES)[number];
 
 export type MapSpec =
   | { readonly type: 'inline'; readonly name: string; readonly entries: readonly string[] }
-  | { readonly type: 'file' | 'cidr' | 'regexp'; readonly name: string; readonly path: string };
+  | { readonly type: 'file' | 'cidr' | 'regexp'; readonly name: string; readonly path: string }
+  | { readonly type: 'ldap'; readonly name: string; readonly query: string };
+
+/** The name of an `ldap.queries` entry, as `ldap:NAME` refers to it. */
+export const LDAP_QUERY_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 
 export class MapSpecError extends Error {
   readonly code = 'PW-M020';
@@ -122,6 +127,15 @@ export function parseSpec(spec: string, baseDir: string = process.cwd()): MapSpe
       if (rest.includes('\0')) throw new MapSpecError(spec, 'the path contains a NUL byte; remove it');
       const resolved = path.resolve(baseDir, rest);
       return { type, name: `${type}:${resolved}`, path: resolved };
+    }
+    case 'ldap': {
+      if (!LDAP_QUERY_NAME.test(rest)) {
+        throw new MapSpecError(
+          spec,
+          'ldap: needs the name of a query under ldap.queries (letters, digits, _ and -); write ldap:users',
+        );
+      }
+      return { type, name: `ldap:${rest}`, query: rest };
     }
     default:
       throw new MapSpecError(spec, unknownType(type));

@@ -336,6 +336,26 @@ const table = [
       'An admin changed state through the API (quarantine release or delete, greylist delete or allow, list entry add or remove); the line says what and from where',
     fix: 'None: an audit record. Unexpected ones mean the admin token is known to someone it should not be: replace it.',
   },
+  // LDAP directory
+  {
+    code: 'PW-L001',
+    level: 'error',
+    summary:
+      'The LDAP server cannot be reached, refuses the bind or does not answer in time: lookups in ldap: maps fail, so checks using them answer 4xx (recipients: 451 4.3.0); /readyz is 503',
+    fix: 'Start or repair the server in ldap.url (`ldapwhoami -x -H URL -D BIND_DN -y PASSWORD_FILE`); check ldap.bind_dn and ldap.password_file. postwarden reconnects by itself.',
+  },
+  {
+    code: 'PW-L002',
+    level: 'info',
+    summary: 'The LDAP server answers again; ldap: maps serve lookups',
+    fix: 'None: informational.',
+  },
+  {
+    code: 'PW-L003',
+    level: 'fatal',
+    summary: 'The ldap section cannot be used (the password file cannot be read); nothing was started',
+    fix: 'Create ldap.password_file with the bind password on its first line, readable by postwarden’s user (mode 0600).',
+  },
 ] as const satisfies readonly EventCode[];
 
 export type Code = (typeof table)[number]['code'];

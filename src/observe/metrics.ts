@@ -218,6 +218,25 @@ export const METRIC_DEFINITIONS = [
     help: 'Decision records (GET /api/v1/decisions) by result: recorded, dropped (too many pending) or failed (the store did not take it)',
     labels: ['result'],
   },
+  {
+    name: 'postwarden_ldap_lookups_total',
+    type: 'counter',
+    help: 'Lookups in ldap: maps, by query, result (found, notfound, error) and cache (hit, shared, miss)',
+    labels: ['query', 'result', 'cache'],
+  },
+  {
+    name: 'postwarden_ldap_search_duration_seconds',
+    type: 'histogram',
+    help: 'Time an LDAP search took (cache misses only), by query',
+    labels: ['query'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+  },
+  {
+    name: 'postwarden_ldap_up',
+    type: 'gauge',
+    help: '1 while the LDAP server answers, 0 while it is down (lookups then fail with 4xx)',
+    labels: [],
+  },
 ] as const satisfies readonly MetricDefinition[];
 
 type Defs = (typeof METRIC_DEFINITIONS)[number];

@@ -16,6 +16,7 @@ import {
   createHeloCheck,
   createLimitsCheck,
   createListsCheck,
+  createRecipientsCheck,
   createRelayCheck,
   createSenderOwnershipCheck,
   createSpfCheck,
@@ -132,6 +133,12 @@ export function buildStages(config: Readonly<Config>, deps: StageDeps): Pipeline
         locality,
         open(policy.sender_ownership.map, 'policy.sender_ownership.map'),
         config.recipient_delimiter,
+      ),
+    recipients: () =>
+      createRecipientsCheck(
+        locality,
+        open(policy.recipients.map, 'policy.recipients.map'),
+        open(policy.recipients.aliases, 'policy.recipients.aliases'),
       ),
     limits: () => createLimitsCheck(policy.limits),
     lists: () =>

@@ -21,21 +21,12 @@
  * 20 s (a port taken meanwhile is retried on another one). stop() escalates to SIGKILL after 3 s. A safety net
  * kills every clamd still running and removes its dir when the process exits.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { daemon, startInDir, tail } from './daemon.js';
 import { freeLoopbackPort } from './redis.js';
 
 export interface ClamdServerOptions {
@@ -81,21 +72,12 @@ const CLAMD = ['/usr/sbin/clamd', '/usr/local/sbin/clamd'].find((p) => existsSyn
 const EICAR = Buffer.from('X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*', 'latin1');
 const READY_MS = 20_000;
 
-const live = new Set<() => void>();
-process.on('exit', () => {
-  for (const cleanup of live) cleanup();
-});
-
 /** clamd's size syntax: a number with an optional K or M suffix. */
 function bytesOf(size: string): number {
   const m = /^(\d+)([kKmM]?)$/.exec(size);
   if (!m) throw new Error(`clamd harness: StreamMaxLength "${size}" is not N, NK or NM`);
   const unit = m[2]?.toLowerCase() === 'm' ? 1024 * 1024 : m[2]?.toLowerCase() === 'k' ? 1024 : 1;
   return Number(m[1]) * unit;
-}
-
-function tail(file: string, lines = 20): string {
-  return existsSync(file) ? readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n') : '(none)';
 }
 
 /** True when clamd answers `zPING\0` with `PONG\0` within `ms`. */
@@ -173,69 +155,20 @@ async function startOn(
   writeFileSync(path.join(dir, 'db', 'harness.ndb'), `Harness.Test.EICAR.NDB:0:*:${EICAR.toString('hex')}\n`);
   writeFileSync(confFile, clamdConfig(dir, port, options));
 
-  let proc: ChildProcess | undefined;
-  let exited: Promise<void> = Promise.resolve();
-  const cleanup = () => {
-    proc?.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
-  };
-  live.add(cleanup);
-
-  async function stop(): Promise<void> {
-    const running = proc;
-    if (!running) return;
-    running.kill('SIGCONT');
-    running.kill('SIGTERM');
-    const timer = setTimeout(() => running.kill('SIGKILL'), 3000);
-    await exited;
-    clearTimeout(timer);
-  }
-
-  async function start(): Promise<void> {
-    if (proc) return;
-    const out = openSync(outFile, 'a');
-    let child: ChildProcess;
-    try {
-      child = spawn(CLAMD, [`--config-file=${confFile}`], { stdio: ['ignore', out, out] });
-    } finally {
-      closeSync(out);
-    }
-    proc = child;
-    let gone = false;
-    let spawnError: Error | undefined;
-    exited = new Promise<void>((resolve) => {
-      const done = () => {
-        gone = true;
-        if (proc === child) proc = undefined;
-        resolve();
-      };
-      child.once('exit', done);
-      child.once('error', (err) => {
-        spawnError = err;
-        done();
-      });
-    });
-    const deadline = Date.now() + READY_MS;
-    while (Date.now() < deadline && !gone) {
-      if (existsSync(socketPath) && (await pong(socketPath, 1000))) return;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    const why = spawnError
-      ? `${CLAMD} could not be run (${spawnError.message}); run test/harness/install.sh`
-      : `clamd (${socketPath}, ${HOST}:${port}) did not answer PING${gone ? ' (it exited)' : ` within ${READY_MS} ms`}`;
-    await stop();
-    throw new Error(`${why}\n--- output:\n${tail(outFile)}\n--- log:\n${tail(logFile)}`);
-  }
-
-  try {
-    await start();
-  } catch (err) {
-    live.delete(cleanup);
-    rmSync(dir, { recursive: true, force: true });
-    throw err;
-  }
-
-  let destroying: Promise<void> | undefined;
+  const server = daemon({
+    command: CLAMD,
+    args: [`--config-file=${confFile}`],
+    outFile,
+    ready: async () => existsSync(socketPath) && (await pong(socketPath, 1000)),
+    readyMs: READY_MS,
+    describe: ({ exited, spawnError }) =>
+      `${
+        spawnError
+          ? `${CLAMD} could not be run (${spawnError.message}); run test/harness/install.sh`
+          : `clamd (${socketPath}, ${HOST}:${port}) did not answer PING${exited ? ' (it exited)' : ` within ${READY_MS} ms`}`
+      }\n--- log:\n${tail(logFile)}`,
+  });
+  const destroy = await startInDir(server, dir);
   return {
     socket: socketPath,
     host: HOST,
@@ -245,18 +178,13 @@ async function startOn(
     streamMaxBytes,
     dir,
     get pid() {
-      return proc?.pid;
+      return server.pid;
     },
-    stop,
-    start,
-    pause: () => proc?.kill('SIGSTOP'),
-    resume: () => proc?.kill('SIGCONT'),
+    stop: server.stop,
+    start: server.start,
+    pause: () => void server.pause().catch(() => undefined),
+    resume: server.resume,
     log: () => `${existsSync(logFile) ? readFileSync(logFile, 'utf8') : ''}${tail(outFile, 1000)}`,
-    destroy: () =>
-      (destroying ??= (async () => {
-        await stop();
-        live.delete(cleanup);
-        rmSync(dir, { recursive: true, force: true });
-      })()),
+    destroy,
   };
 }

@@ -13,6 +13,9 @@
 # and after the install clamav-daemon's init links and systemd units, which its postinst enables whatever debconf
 # says, are disabled again, then checked: nothing of clamav is enabled at boot. Nothing downloads signatures.
 # chromium (/usr/bin/chromium): the quarantine page's browser test drives it headless with playwright-core.
+# slapd (/usr/sbin/slapd, slapadd) and ldap-utils (ldapwhoami, ldapsearch): test/harness/slapd.ts starts its own
+# slapd on loopback from a slapd.conf and an LDIF it writes; debconf is preseeded with slapd/no_configuration,
+# so the package makes no system-wide database or /etc/ldap/slapd.d.
 # Idempotent: prints nothing and exits 0 when all of them are present.
 # Otherwise, as in the harness recipe (harness.md §0): preseed debconf ("No configuration", so no system-wide
 # /etc/postfix/main.cf), put a temporary /usr/sbin/policy-rc.d (exit 101) in place so that no
@@ -24,7 +27,7 @@
 set -euo pipefail
 
 PATH="$PATH:/usr/sbin:/sbin"
-PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd swaks redis-server dnsmasq-base clamav-daemon clamdscan dovecot-sieve chromium)
+PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd swaks redis-server dnsmasq-base clamav-daemon clamdscan dovecot-sieve chromium slapd ldap-utils)
 
 die() {
   echo "install.sh: $*" >&2
@@ -34,7 +37,7 @@ die() {
 # Prints the missing pieces, one per line (commands, or the dovecot protocol binaries).
 missing() {
   local c
-  for c in postfix postconf smtp-sink dovecot doveadm swaks redis-server redis-cli dnsmasq clamd clamdscan; do
+  for c in postfix postconf smtp-sink dovecot doveadm swaks redis-server redis-cli dnsmasq clamd clamdscan slapd slapadd ldapwhoami ldapsearch; do
     command -v "$c" >/dev/null 2>&1 || echo "$c"
   done
   [ -x /usr/lib/dovecot/imap ] || echo "dovecot-imapd (/usr/lib/dovecot/imap)"
@@ -54,6 +57,7 @@ debconf-set-selections <<'EOF' || die "debconf-set-selections failed"
 postfix postfix/main_mailer_type select No configuration
 postfix postfix/mailname string mx.example.test
 clamav-freshclam clamav-freshclam/autoupdate_freshclam select manual
+slapd slapd/no_configuration boolean true
 EOF
 
 # Guard: keep maintainer scripts from starting the system-wide services. Remove it only if we made it.

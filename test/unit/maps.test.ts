@@ -437,7 +437,9 @@ describe('specs', () => {
     const cases: [string, RegExp][] = [
       ['hash:/etc/postfix/access', /map type 'hash' needs postmap.*file:/],
       ['pcre:/etc/postfix/x', /use regexp:/],
-      ['ldap:foo', /^unknown map type 'ldap'; use one of inline:, file:, cidr:, regexp:$/],
+      ['redis:foo', /^unknown map type 'redis'; use one of inline:, file:, cidr:, regexp:, ldap:$/],
+      ['ldap:', /ldap: needs the name of a query under ldap\.queries/],
+      ['ldap:a b', /ldap: needs the name of a query/],
       ['/etc/postwarden/block', /not a type:name map spec; use one of/],
       ['file:', /file: needs a path/],
       ['file:   ', /file: needs a path/],
@@ -467,7 +469,7 @@ describe('specs', () => {
       validateSpec('inline:{ 10.0.0.0/8, 10.0.0.1/8 }') ?? '',
       /^entry 2: '10\.0\.0\.1\/8' has host bits set/,
     );
-    assert.deepEqual(MAP_TYPES, ['inline', 'file', 'cidr', 'regexp']);
+    assert.deepEqual(MAP_TYPES, ['inline', 'file', 'cidr', 'regexp', 'ldap']);
   });
 
   test('isSpec tells specs from entries, IPv6 included', () => {

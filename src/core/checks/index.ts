@@ -40,10 +40,12 @@ export {
 } from './sender-ownership.js';
 
 export { authBlockSchema, createAuthBlockCheck, type AuthBlockSettings } from './auth-block.js';
+export { createRecipientsCheck, recipientsSchema, type RecipientsSettings } from './recipients.js';
 
 export const POLICY_CHECK_NAMES = [
   'relay',
   'sender_ownership',
+  'recipients',
   'limits',
   'auth_block',
   'lists',
