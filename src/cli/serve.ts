@@ -36,6 +36,7 @@ import { parse } from './args.js';
 import { loadOrReport, mapEventSink, storeEventSink, storeOptions } from './common.js';
 import { dnsblRuntime, meteredDnsClient } from './dns.js';
 import { startJobs } from './jobs.js';
+import { ratelimitRuntime } from './ratelimit.js';
 
 function listenList(listen: string | readonly string[]): string[] {
   return typeof listen === 'string' ? [listen] : [...listen];
@@ -75,8 +76,13 @@ export async function serve(argv: string[]): Promise<number> {
     resolver && needsDnsLists(config)
       ? dnsblRuntime(config, resolver, logger.child({ face: 'policy' }), metrics)
       : undefined;
+  const ratelimit =
+    store && config.policy.checks.includes('ratelimit') && config.policy.ratelimit.mode !== 'off'
+      ? ratelimitRuntime(config, baseDir, store, logger, metrics)
+      : undefined;
   const stages = buildStages(config, {
     open: (ref, key) => maps.openRef(ref, key),
+    ...(ratelimit ? { ratelimitAlerts: ratelimit.alerts } : {}),
     ...(store ? { store } : {}),
     ...(dnsbl ? { dnsbl } : {}),
     ...(resolver ? { resolver, spf: new MailauthSpf(resolver, receiverName(config)) } : {}),
@@ -135,6 +141,7 @@ export async function serve(argv: string[]): Promise<number> {
     readiness: readinessWithFilter,
     ...(adminToken ? { adminToken } : {}),
     ...(learnQueue ? { learn: (cls, raw) => learnQueue.submit(cls, raw) } : {}),
+    ...(ratelimit ? { ratelimit: ratelimit.api } : {}),
   });
 
   try {
@@ -180,6 +187,7 @@ export async function serve(argv: string[]): Promise<number> {
       logger.info({ code: 'PW-C006', signal }, 'stopping');
       void Promise.allSettled([policy.close(), filter?.server.close(), http.close(), stopJobs()]).then(
         async () => {
+          ratelimit?.close();
           await store?.close();
           maps.close();
           resolve(EXIT.OK);

@@ -12,6 +12,7 @@ import Fastify, {
 import { timingSafeEqual } from 'node:crypto';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
+import { ratelimitRoutes, type RatelimitApiDeps } from './api/ratelimit.js';
 
 export interface ReadinessItem {
   readonly name: string;
@@ -32,6 +33,8 @@ export interface HttpDeps {
   readonly adminToken?: string;
   /** Takes a learn report (the classifier and its store run); absent when nothing learns. */
   readonly learn?: LearnSubmit;
+  /** The rate-limit incidents API (src/http/api/ratelimit.ts); absent when the ratelimit check is off. */
+  readonly ratelimit?: RatelimitApiDeps;
 }
 
 /** Largest message a learn report may carry. */
@@ -118,5 +121,6 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
     return reply.status(202).send({ result });
   });
 
+  if (deps.ratelimit) void app.register(ratelimitRoutes(deps.ratelimit));
   return app;
 }

@@ -14,6 +14,8 @@ import {
   createHeloCheck,
   createLimitsCheck,
   createListsCheck,
+  createRatelimitCheck,
+  RATE_KINDS,
   createRelayCheck,
   createSenderOwnershipCheck,
   createSpfCheck,
@@ -22,6 +24,7 @@ import {
   type PolicyCheckName,
 } from '../core/checks/index.js';
 import { Locality } from '../core/locality.js';
+import { NO_ALERTS, type RateLimitAlerts } from '../core/ratelimit-incidents.js';
 import {
   CheckDeadlines,
   headerName,
@@ -66,6 +69,8 @@ export interface StageDeps {
   readonly spf?: SpfEvaluator;
   /** Required when dns_sanity runs (see `needsDns`). */
   readonly resolver?: DnsResolver;
+  /** Told when the ratelimit check opens an incident (the admin notice); none when absent. */
+  readonly ratelimitAlerts?: RateLimitAlerts;
   readonly now?: () => number;
 }
 
@@ -78,7 +83,7 @@ export interface DnsblDeps {
 
 /** Whether the configured pipeline keeps state, so `serve` opens the store only when something uses it. */
 export function needsStore(config: Readonly<Config>): boolean {
-  return runs(config, 'greylist');
+  return runs(config, 'greylist') || runs(config, 'ratelimit');
 }
 
 function runs(config: Readonly<Config>, name: PolicyCheckName): boolean {
@@ -114,6 +119,16 @@ export function buildStages(config: Readonly<Config>, deps: StageDeps): Pipeline
         config.recipient_delimiter,
       ),
     limits: () => createLimitsCheck(policy.limits),
+    ratelimit: () => {
+      if (!store) throw new Error('ratelimit needs a store: open it when needsStore(config) is true');
+      const r = policy.ratelimit;
+      const overrides = Object.fromEntries(
+        RATE_KINDS.map((kind) => [kind, open(r.overrides[kind], `policy.ratelimit.overrides.${kind}`)]),
+      ) as Record<(typeof RATE_KINDS)[number], readonly LookupTable[]>;
+      const tables = { exempt: open(r.exempt, 'policy.ratelimit.exempt'), overrides };
+      const alerts = deps.ratelimitAlerts ?? NO_ALERTS;
+      return createRatelimitCheck(r, tables, store, alerts, config.recipient_delimiter, deps.now);
+    },
     lists: () =>
       createListsCheck(
         policy.lists,

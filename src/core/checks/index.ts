@@ -25,6 +25,13 @@ export { createDnsSanityCheck, dnsSanitySchema, type DnsSanitySettings } from '.
 export { createHeloCheck, heloSchema, type HeloSettings } from './helo.js';
 export { createLimitsCheck, limitsSchema, type LimitsSettings } from './limits.js';
 export {
+  createRatelimitCheck,
+  ratelimitSchema,
+  RATE_KINDS,
+  userBucketKeys,
+  type RatelimitSettings,
+} from './ratelimit.js';
+export {
   createListsCheck,
   listsSchema,
   type ListsSettings,
@@ -43,6 +50,7 @@ export const POLICY_CHECK_NAMES = [
   'relay',
   'sender_ownership',
   'limits',
+  'ratelimit',
   'lists',
   'helo',
   'dns_sanity',
