@@ -43,6 +43,8 @@ export class PostfixQueueError extends Error {
 }
 
 export const MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
+/** Released messages scheduled for immediate delivery one by one (one process each). */
+export const MAX_SCHEDULED = 20;
 const QUEUE_ID = /^[0-9A-Za-z]{5,32}$/;
 const PATH = `${process.env['PATH'] ?? ''}:/usr/sbin:/usr/local/sbin`;
 
@@ -114,6 +116,10 @@ export class PostfixQueue {
     this.timeoutMs = options.timeoutMs ?? 30_000;
   }
 
+  private get postqueue(): string {
+    return this.options.postqueue ?? 'postqueue';
+  }
+
   private configArgs(): string[] {
     return this.options.configDir === '' ? [] : ['-c', this.options.configDir];
   }
@@ -132,9 +138,18 @@ export class PostfixQueue {
       .filter((m): m is QueuedMessage => m !== undefined && m.queueName === 'hold');
   }
 
-  /** Releases those of `queueIds` that are held; resolves with them. */
-  release(queueIds: readonly string[]): Promise<string[]> {
-    return this.superuser('-H', queueIds);
+  /**
+   * Releases those of `queueIds` that are held, and asks for the immediate delivery of the first
+   * MAX_SCHEDULED (`postqueue -i`; the rest go at the queue manager's next scan of the deferred queue, within
+   * queue_run_delay); resolves with the released ids.
+   */
+  async release(queueIds: readonly string[]): Promise<string[]> {
+    const released = await this.superuser('-H', queueIds);
+    for (const id of released.slice(0, MAX_SCHEDULED)) {
+      // Best effort: a message already on its way is not an error worth failing the release for.
+      await run(this.postqueue, [...this.configArgs(), '-i', id], '', this.timeoutMs).catch(() => undefined);
+    }
+    return released;
   }
 
   /** Deletes those of `queueIds` that are held; resolves with them. */
