@@ -577,7 +577,8 @@ export function createRatelimitCheck(
       // Authenticated mail is never refused: it is measured once, at the end of the message.
       if (user !== '' && state !== 'END-OF-MESSAGE') return [];
       if ((await exempted(request)) !== undefined) return [];
-      const total = state === 'RCPT' ? ctx.session.rcptCount : Math.max(request.recipientCount, 1);
+      // At RCPT: this message's recipients so far, less those this check refused.
+      const total = state === 'RCPT' ? recipients.size : Math.max(request.recipientCount, 1);
       const subjects = subjectsOf(request, recipients, total, settings, recipientDelimiter);
       const buckets = await bucketsOf(subjects, state !== 'RCPT');
       const sticky = user !== '' && settings.hold_until_reset && enforcing;
@@ -591,9 +592,18 @@ export function createRatelimitCheck(
         const over = firstOver(buckets, values, now());
         if (!over) return [];
         const reason = describeOver(over);
-        return state === 'RCPT'
-          ? deferred('RATELIMIT_RECIPIENTS', reason, 452, '4.5.3', 'Too many recipients, try the rest later')
-          : deferred('RATELIMIT_DEFER', reason, 450, '4.7.1', 'Rate limit exceeded, try again later');
+        if (state === 'DATA') {
+          return deferred('RATELIMIT_DEFER', reason, 450, '4.7.1', 'Rate limit exceeded, try again later');
+        }
+        // Refused here, so not one of the message's recipients (other checks' refusals are not seen here).
+        recipients.delete(request.recipient.toLowerCase());
+        return deferred(
+          'RATELIMIT_RECIPIENTS',
+          reason,
+          452,
+          '4.5.3',
+          'Too many recipients, try the rest later',
+        );
       }
       const over = await spend(buckets, values);
       if (!over) return [];
