@@ -149,14 +149,15 @@ export interface UserSummary {
   readonly held: number;
 }
 
-/** Users with an open incident or recorded held mail, by user name; `limit` bounds each scan. */
+/** Users with an open incident or recorded held mail, by user name: at most `limit` incidents, and held
+ * messages counted up to MAX_SCAN_LIMIT in all. */
 export async function listUsers(store: Store, limit: number): Promise<UserSummary[]> {
   const users = new Map<string, { incident?: IncidentRecord; held: number }>();
   for (const entry of await store.scan(INCIDENT_PREFIX, limit)) {
     const record = toRecord(entry.value);
     if (record) users.set(record.user, { incident: record, held: 0 });
   }
-  for (const entry of await store.scan(HELD_PREFIX, limit)) {
+  for (const entry of await store.scan(HELD_PREFIX, MAX_SCAN_LIMIT)) {
     const rest = entry.key.slice(HELD_PREFIX.length);
     const bar = rest.lastIndexOf('|');
     if (bar < 0) continue;
