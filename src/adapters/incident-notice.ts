@@ -130,13 +130,13 @@ export class IncidentNotifier implements RateLimitAlerts {
         text,
         headers: { 'Auto-Submitted': 'auto-generated', 'X-Postwarden-Incident': incident.user },
       });
-      this.onOutcome(incident, 'sent');
       await markNotice(this.store, incident, 'sent').catch(() => undefined);
+      this.onOutcome(incident, 'sent');
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
       if (attempt >= this.settings.attempts || this.closed) {
-        this.onOutcome(incident, 'failed', reason);
         await markNotice(this.store, incident, 'failed').catch(() => undefined);
+        this.onOutcome(incident, 'failed', reason);
       } else {
         this.onOutcome(incident, 'retry', reason);
         const delay = BACKOFF_MS[Math.min(attempt - 1, BACKOFF_MS.length - 1)] ?? 600_000;
