@@ -85,6 +85,29 @@ describe('rates', () => {
     assert.match(byKey.get('policy.ratelimit.recipients_per_client')?.problem ?? '', /count must be 1/);
   });
 
+  test('a bad override value listed in the config is a problem; map files are checked when read', () => {
+    const loaded = parseConfigText(
+      `local_domains: [example.org]
+policy:
+  ratelimit:
+    overrides:
+      sasl_user: ['bob@example.org messages=1/1h', 'alice@example.org fast', 'carol@example.org']
+      client: file:/etc/postwarden/rate-clients
+      client_network: ['fe80::/10 none', '192.0.2.0/24=recipients=10/1m']
+`,
+      { kind: 'file', path: 'test.yml' },
+    );
+    assert.ok(!loaded.ok);
+    assert.deepEqual(
+      loaded.problems.map((p) => [p.key, p.problem]),
+      [
+        ['policy.ratelimit.overrides.sasl_user[1]', 'override value not a rate'],
+        ['policy.ratelimit.overrides.sasl_user[2]', 'override value missing'],
+      ],
+    );
+    assert.match(loaded.problems[0]?.fix ?? '', /'fast' is not a rate; write N\/PERIOD/);
+  });
+
   test("the design's shape loads: per_client and per_sasl_user as rates, the rest default to no limit", () => {
     const settings = ratelimitSchema.parse({ per_client: '100/1m', per_sasl_user: '200/1h' });
     assert.equal(settings.per_client, '100/1m');

@@ -99,12 +99,34 @@ const KIND_WORDS: Record<RateKind, string> = {
   recipient_domain: 'recipient domain',
 };
 
+/**
+ * Checks the values of override entries written in the config itself (list items `key value`), so check-config
+ * names a bad one; entries of map files and `inline:{…}` specs are checked when looked up (PW-E004).
+ */
+function checkListedOverrides(ref: string | readonly string[], ctx: z.RefinementCtx): void {
+  if (typeof ref === 'string') return;
+  const none = { messages: null, recipients: null };
+  for (const [i, item] of ref.entries()) {
+    if (/^[A-Za-z][A-Za-z0-9_-]*:/.test(item)) continue; // a type:name spec (or an IPv6 key: checked later)
+    const entry = /^([^\s=]+)\s*=\s*(.*)$/s.exec(item.trim()) ?? /^(\S+)\s+(.*)$/s.exec(item.trim());
+    const problem = parseOverride(entry?.[2] ?? '', none);
+    if (typeof problem === 'string') {
+      ctx.addIssue({
+        code: 'custom',
+        path: [i],
+        message: `override value ${problem.startsWith('no rate') ? 'missing' : 'not a rate'}; ${problem}`,
+      });
+    }
+  }
+}
+
 const overridesSchema = z
   .strictObject(
     Object.fromEntries(
       RATE_KINDS.map((kind) => [
         kind,
         mapRefSchema
+          .superRefine(checkListedOverrides)
           .default([])
           .describe(
             `Per-${kind} limits: entries \`key messages=R recipients=R\` (a bare R is messages; none lifts the limit)`,
