@@ -61,6 +61,7 @@ import {
 } from './common.js';
 import { dnsblRuntime, meteredDnsClient } from './dns.js';
 import { startJobs } from './jobs.js';
+import { ratelimitRuntime } from './ratelimit.js';
 import { linkSecret, noticeLinks, quarantinePageOptions } from './quarantine-page.js';
 
 /** How often the runtime list entries are re-read from the store (edits made by the CLI or another host). */
@@ -135,8 +136,13 @@ export async function serve(argv: string[]): Promise<number> {
     config.auth_policy.enabled && store
       ? new AuthGuard(config.auth_policy, store, maps.openRef(config.auth_policy.allow, 'auth_policy.allow'))
       : undefined;
+  const ratelimit =
+    store && config.policy.checks.includes('ratelimit') && config.policy.ratelimit.mode !== 'off'
+      ? ratelimitRuntime(config, baseDir, store, logger, metrics)
+      : undefined;
   const stages = buildStages(config, {
     open: (ref, key) => maps.openRef(ref, key),
+    ...(ratelimit ? { ratelimitAlerts: ratelimit.alerts } : {}),
     ...(store ? { store } : {}),
     ...(authGuard ? { authGuard } : {}),
     ...(dnsbl ? { dnsbl } : {}),
@@ -238,6 +244,7 @@ export async function serve(argv: string[]): Promise<number> {
     ...(learnQueue ? { learn: (cls, raw) => learnQueue.submit(cls, raw) } : {}),
     ...(authGuard ? { authPolicy: authPolicyDeps(config, baseDir, logger, authGuard) } : {}),
     ...(filter ? { quarantinePage: quarantinePageOptions(config, filter.quarantine, secret) } : {}),
+    ...(ratelimit ? { ratelimit: ratelimit.api } : {}),
   });
 
   let learnSocket: ScriptSocketServer | undefined;
@@ -317,6 +324,7 @@ export async function serve(argv: string[]): Promise<number> {
         learnSocket?.close(),
         stopJobs(),
       ]).then(async () => {
+        ratelimit?.close();
         await recorder?.settled();
         await store?.close();
         await ldap?.directory.close();

@@ -6,6 +6,7 @@
  * - `reject` and `defer` from an enforcing check decide at once; later checks do not run.
  * - `allow` ends the pipeline with no objection (later checks do not run); an earlier `defer_if_permit` stands.
  * - `defer_if_permit` is remembered and the pipeline goes on, so a later reject can still win.
+ * - `hold` (Postfix's hold queue) is remembered the same way and yields to any deferral or rejection.
  * - scores add up; at `rejectAt` or more the request is rejected with the symbols that got it there.
  * - observe mode records what a check would have done and changes nothing.
  * - a check that throws or misses its deadline is a failure, never a pass: it is recorded with its reason, and
@@ -96,6 +97,7 @@ function failureCode(error: unknown): string {
 const STRENGTH: Record<DecisionAction, number> = {
   dunno: 0,
   prepend: 1,
+  hold: 1.5,
   defer_if_permit: 2,
   defer: 3,
   reject: 4,
@@ -234,7 +236,10 @@ export async function runPipeline(
         case 'allow':
           break stages;
         case 'defer_if_permit':
-          if (!decided) decided = recorded;
+          if (!decided || decided.action === 'hold') decided = recorded;
+          break;
+        case 'hold':
+          decided ??= recorded;
           break;
         case 'prepend':
           // Postfix refuses PREPEND in smtpd_end_of_data_restrictions ("must be used before").

@@ -8,9 +8,10 @@
 
 /**
  * Hard actions, strongest first. `allow` ends the pipeline with no objection (later checks are skipped);
- * `prepend` adds a header and decides nothing.
+ * `prepend` adds a header and decides nothing; `hold` accepts the message into Postfix's hold queue (a later
+ * reject or deferral still wins).
  */
-export type VerdictAction = 'reject' | 'defer' | 'defer_if_permit' | 'allow' | 'prepend';
+export type VerdictAction = 'reject' | 'defer' | 'defer_if_permit' | 'allow' | 'prepend' | 'hold';
 
 /** An SMTP reply a hard verdict asks for: code and enhanced status code must agree in class (4 or 5). */
 export interface ReplySpec {
@@ -52,7 +53,7 @@ export interface CheckFailure {
   readonly ms: number;
 }
 
-export type DecisionAction = 'dunno' | 'reject' | 'defer' | 'defer_if_permit' | 'prepend';
+export type DecisionAction = 'dunno' | 'reject' | 'defer' | 'defer_if_permit' | 'prepend' | 'hold';
 
 export interface Decision {
   readonly action: DecisionAction;

@@ -22,6 +22,7 @@ import { adminApi, type LearnSubmit } from './api/index.js';
 import { MAX_LEARN_BYTES } from './api/learn.js';
 import { registerAuthPolicy, type AuthPolicyDeps } from './auth-policy.js';
 import { quarantinePage, type QuarantinePageOptions } from './quarantine-page/routes.js';
+import { ratelimitRoutes, type RatelimitApiDeps } from './api/ratelimit.js';
 
 export type { ReadinessItem } from '../admin/status.js';
 export type { LearnClass, LearnSubmit } from './api/index.js';
@@ -40,6 +41,8 @@ export interface HttpDeps {
   readonly quarantinePage?: QuarantinePageOptions;
   /** The admin operations (each answers 503 when what it acts on is absent here). */
   readonly admin: AdminServices;
+  /** The rate-limit incidents API (src/http/api/ratelimit.ts); absent when the ratelimit check is off. */
+  readonly ratelimit?: RatelimitApiDeps;
 }
 
 /** What is wrong with an Authorization header, for the log (never its value). */
@@ -151,5 +154,6 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
     });
   }
 
+  if (deps.ratelimit) void app.register(ratelimitRoutes(deps.ratelimit));
   return app;
 }

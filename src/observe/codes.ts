@@ -356,6 +356,39 @@ const table = [
     summary: 'The ldap section cannot be used (the password file cannot be read); nothing was started',
     fix: 'Create ldap.password_file with the bind password on its first line, readable by postwarden’s user (mode 0600).',
   },
+  // Rate limits
+  {
+    code: 'PW-E004',
+    level: 'error',
+    summary:
+      'A policy.ratelimit.overrides entry has a value that is not a rate; the check fails and policy.on_error decides',
+    fix: 'Write the value as `messages=N/PERIOD recipients=N/PERIOD` (a bare N/PERIOD is messages; none lifts the limit), e.g. `alice@example.org messages=500/1h`.',
+  },
+  {
+    code: 'PW-R001',
+    level: 'warn',
+    summary: 'A SASL user went over a rate limit: an incident is open and its mail goes to the hold queue',
+    fix: 'See docs/rate-limits.md: check the account (a stolen password?), then delete or release its held mail and reset it through the admin API.',
+  },
+  {
+    code: 'PW-R002',
+    level: 'warn',
+    summary: 'The admin notice of a rate-limit incident could not be sent; it is retried',
+    fix: 'Check that policy.ratelimit.notify.smtp accepts mail from postwarden for notify.to (the reason names the reply).',
+  },
+  {
+    code: 'PW-R003',
+    level: 'error',
+    summary:
+      'The admin notice of a rate-limit incident was given up (every attempt failed, or too many were waiting)',
+    fix: 'Fix the SMTP path (see PW-R002); the incident is still listed by GET /api/v1/ratelimit/users.',
+  },
+  {
+    code: 'PW-R004',
+    level: 'info',
+    summary: "An admin released, deleted or reset a user's held mail or incident through the API",
+    fix: 'None: informational.',
+  },
 ] as const satisfies readonly EventCode[];
 
 export type Code = (typeof table)[number]['code'];

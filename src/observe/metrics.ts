@@ -23,7 +23,7 @@ export const METRIC_DEFINITIONS = [
   {
     name: 'postwarden_policy_decisions_total',
     type: 'counter',
-    help: 'Policy decisions, by action sent to Postfix (dunno, reject, defer, defer_if_permit, prepend)',
+    help: 'Policy decisions, by action sent to Postfix (dunno, reject, defer, defer_if_permit, prepend, hold)',
     labels: ['action'],
   },
   {
@@ -236,6 +236,18 @@ export const METRIC_DEFINITIONS = [
     type: 'gauge',
     help: '1 while the LDAP server answers, 0 while it is down (lookups then fail with 4xx)',
     labels: [],
+  },
+  {
+    name: 'postwarden_ratelimit_incidents_total',
+    type: 'counter',
+    help: 'Rate-limit incidents opened: a SASL user went over a limit and its mail is being held',
+    labels: [],
+  },
+  {
+    name: 'postwarden_ratelimit_notices_total',
+    type: 'counter',
+    help: 'Admin notices of rate-limit incidents, by outcome (sent, retry, failed, dropped)',
+    labels: ['outcome'],
   },
 ] as const satisfies readonly MetricDefinition[];
 

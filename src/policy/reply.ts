@@ -50,6 +50,9 @@ export function policyAction(decision: Decision, options: Options): string {
     case 'defer':
       if (reply) return numeric(reply, 4, true);
       return `DEFER ${sanitizeText(decision.decidedBy?.reason ?? 'Try again later')}`;
+    case 'hold':
+      // Postfix logs the text; the client only sees its message accepted.
+      return `HOLD ${sanitizeText(reply?.text ?? decision.decidedBy?.reason ?? 'held by postwarden')}`;
     case 'defer_if_permit': {
       const dsn = reply && /^4\.\d{1,3}\.\d{1,3}$/.test(reply.dsn) ? reply.dsn : '4.7.1';
       const text = reply?.text ?? decision.decidedBy?.reason ?? 'Try again later';

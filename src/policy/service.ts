@@ -17,6 +17,8 @@ import {
   createLimitsCheck,
   createListsCheck,
   createRecipientsCheck,
+  createRatelimitCheck,
+  RATE_KINDS,
   createRelayCheck,
   createSenderOwnershipCheck,
   createSpfCheck,
@@ -25,6 +27,7 @@ import {
   type PolicyCheckName,
 } from '../core/checks/index.js';
 import { Locality } from '../core/locality.js';
+import { NO_ALERTS, type RateLimitAlerts } from '../core/ratelimit-incidents.js';
 import {
   CheckDeadlines,
   headerName,
@@ -87,6 +90,8 @@ export interface StageDeps {
   readonly authGuard?: AuthGuard;
   /** Runtime block and allow entries (the admin's), searched before the config's lists. */
   readonly runtimeLists?: RuntimeTables;
+  /** Told when the ratelimit check opens an incident (the admin notice); none when absent. */
+  readonly ratelimitAlerts?: RateLimitAlerts;
   readonly now?: () => number;
 }
 
@@ -99,7 +104,7 @@ export interface DnsblDeps {
 
 /** Whether the configured pipeline keeps state, so `serve` opens the store only when something uses it. */
 export function needsStore(config: Readonly<Config>): boolean {
-  return runs(config, 'greylist') || config.auth_policy.enabled;
+  return runs(config, 'greylist') || runs(config, 'ratelimit') || config.auth_policy.enabled;
 }
 
 function runs(config: Readonly<Config>, name: PolicyCheckName): boolean {
@@ -141,6 +146,16 @@ export function buildStages(config: Readonly<Config>, deps: StageDeps): Pipeline
         open(policy.recipients.aliases, 'policy.recipients.aliases'),
       ),
     limits: () => createLimitsCheck(policy.limits),
+    ratelimit: () => {
+      if (!store) throw new Error('ratelimit needs a store: open it when needsStore(config) is true');
+      const r = policy.ratelimit;
+      const overrides = Object.fromEntries(
+        RATE_KINDS.map((kind) => [kind, open(r.overrides[kind], `policy.ratelimit.overrides.${kind}`)]),
+      ) as Record<(typeof RATE_KINDS)[number], readonly LookupTable[]>;
+      const tables = { exempt: open(r.exempt, 'policy.ratelimit.exempt'), overrides };
+      const alerts = deps.ratelimitAlerts ?? NO_ALERTS;
+      return createRatelimitCheck(r, tables, store, alerts, config.recipient_delimiter, deps.now);
+    },
     lists: () =>
       createListsCheck(
         policy.lists,

@@ -17,7 +17,7 @@ import { configSchema } from '../../src/config/schema.js';
 import { releaseLinkPath } from '../../src/core/release-link.js';
 import { noticeText } from '../../src/filter/notice.js';
 import { Quarantine, type QuarantineEntry } from '../../src/filter/quarantine.js';
-import { instanceStatus } from '../../src/admin/status.js';
+import { statusOnlyAdmin } from '../harness/admin.js';
 import { buildHttpApp } from '../../src/http/app.js';
 import { createLogger } from '../../src/observe/logger.js';
 import { Metrics } from '../../src/observe/metrics.js';
@@ -42,10 +42,7 @@ function app(opts: { token?: boolean; links?: boolean } = {}) {
     metrics: new Metrics(),
     logger: createLogger('fatal'),
     readiness: () => [],
-    admin: {
-      status: () =>
-        instanceStatus({ instance: 'test', startedAt: new Date(), faces: () => [], readiness: () => [] }),
-    },
+    admin: statusOnlyAdmin(),
     ...(opts.token === false ? {} : { adminToken: TOKEN }),
     quarantinePage: quarantinePageOptions(config, quarantine, opts.links === false ? undefined : SECRET),
   });

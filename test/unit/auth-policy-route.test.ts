@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { Writable } from 'node:stream';
 import { AuthGuard, authPolicySchema } from '../../src/core/auth-guard.js';
-import { instanceStatus } from '../../src/admin/status.js';
+import { statusOnlyAdmin } from '../harness/admin.js';
 import { buildHttpApp } from '../../src/http/app.js';
 import { createLogger } from '../../src/observe/logger.js';
 import { Metrics } from '../../src/observe/metrics.js';
@@ -31,10 +31,7 @@ function build(overrides: Record<string, unknown>, apiKey: string | null) {
     metrics,
     logger: createLogger('info', sink),
     readiness: () => [],
-    admin: {
-      status: () =>
-        instanceStatus({ instance: 'test', startedAt: new Date(), faces: () => [], readiness: () => [] }),
-    },
+    admin: statusOnlyAdmin(),
     authPolicy: { guard, settings, ...(apiKey !== null ? { apiKey } : {}) },
   });
   return { app, store, metrics, guard };
@@ -126,10 +123,7 @@ test('auth policy off: 503 with a hint, and Dovecot fails open on it', async () 
     metrics: new Metrics({ processMetrics: false }),
     logger: createLogger('silent'),
     readiness: () => [],
-    admin: {
-      status: () =>
-        instanceStatus({ instance: 'test', startedAt: new Date(), faces: () => [], readiness: () => [] }),
-    },
+    admin: statusOnlyAdmin(),
   });
   const r = await post(app, 'allow', body('192.0.2.1', '1'));
   assert.equal(r.statusCode, 503);

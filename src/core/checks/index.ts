@@ -25,6 +25,13 @@ export { createDnsSanityCheck, dnsSanitySchema, type DnsSanitySettings } from '.
 export { createHeloCheck, heloSchema, type HeloSettings } from './helo.js';
 export { createLimitsCheck, limitsSchema, type LimitsSettings } from './limits.js';
 export {
+  createRatelimitCheck,
+  ratelimitSchema,
+  RATE_KINDS,
+  userBucketKeys,
+  type RatelimitSettings,
+} from './ratelimit.js';
+export {
   createListsCheck,
   listsSchema,
   type ListsSettings,
@@ -48,6 +55,7 @@ export const POLICY_CHECK_NAMES = [
   'recipients',
   'limits',
   'auth_block',
+  'ratelimit',
   'lists',
   'helo',
   'dns_sanity',
