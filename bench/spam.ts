@@ -313,7 +313,6 @@ async function main(): Promise<void> {
       });
       peers.push(rs.peer);
       results.push(await measure(rs.peer.name, rs.trained, test, concurrency, (raw) => rs.peer.check(raw)));
-      say('', '');
       say(
         'peers',
         `${peers.map((p) => p.version).join('; ')} (Hyperscan ${rs.hyperscan ? 'loaded' : 'NOT loaded: PCRE'}); Redis ${rs.redis.version}` +
