@@ -220,13 +220,19 @@ export interface RedisServer {
 
 /**
  * Starts redis-server as test/harness/redis.ts does — foreground, loopback, no persistence (`--save ''
- * --appendonly no`), its dir and log under `dir` — on a free port, and waits until it answers PING.
+ * --appendonly no`), its dir and log under `dir` — on `fixedPort` or a free port, and waits until it answers
+ * PING.
  */
-export async function startRedisServer(dir: string, timeoutMs: number): Promise<RedisServer> {
+export async function startRedisServer(
+  dir: string,
+  timeoutMs: number,
+  /** A fixed port; a free one when absent. */
+  fixedPort?: number,
+): Promise<RedisServer> {
   const binary = which('redis-server');
   if (!binary) throw new BenchError('redis-server not found');
   mkdirSync(dir, { recursive: true });
-  const port = await freePort();
+  const port = fixedPort ?? (await freePort());
   const logFile = path.join(dir, 'redis.log');
   const child = startProcess('redis-server', binary, [
     '--port',

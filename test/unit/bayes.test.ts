@@ -25,8 +25,8 @@ describe('chi2Q', () => {
 describe('token probability (Robinson)', () => {
   const learned: TokenCounts = { spam: 100, ham: 100 };
   test('an unseen token is neutral', () => close(tokenProbability({ spam: 0, ham: 0 }, learned), 0.5));
-  test('seen once in spam only: (0.45·0.5 + 1)/(0.45 + 1), leans spam, not certain', () =>
-    close(tokenProbability({ spam: 1, ham: 0 }, learned), 1.225 / 1.45));
+  test('seen once in spam only: (1·0.5 + 1)/(1 + 1), leans spam, not certain', () =>
+    close(tokenProbability({ spam: 1, ham: 0 }, learned), 0.75));
   test('seen 50 times in spam only: near 1', () =>
     assert.ok(tokenProbability({ spam: 50, ham: 0 }, learned) > 0.99));
   test('frequencies, not counts: 10 of 100 spam vs 10 of 1000 ham leans spam', () =>
@@ -132,6 +132,34 @@ describe('tokenize', () => {
     has('from:name:mister');
   });
   test('header facts', () => has('h:x-mailer:bulkmailer'));
+  test('header fields: present names, Received relays and networks, Message-ID, recipients, habits', () => {
+    const headed = tokenize(
+      facts({
+        Received: 'from relay.example.org (relay.example.org [192.0.2.17]) by mx.example.com (Postfix)',
+        'Message-ID': '<20020905061252.874D51CE8C@mail.example.org>',
+        To: 'a@example.com, b@sub.example.net',
+        'Reply-To': 'x@example.org',
+        'X-Priority': '1 (Highest)',
+        'Content-Type': 'text/plain; charset="iso-8859-1"',
+      }),
+    );
+    for (const token of [
+      'hn:received',
+      'hn:x-priority',
+      'rcvd:net:192.0.2',
+      'rcvd:dom:example.org',
+      'mid:dom:example.org',
+      'mid:shape:9.9a9a9a',
+      'to:dom:example.com',
+      'to:dom:example.net',
+      'to:n:2',
+      'rt:dom:example.org',
+      'h:x-priority:1',
+      'h:charset:iso-8859-1',
+    ])
+      assert.ok(headed.includes(token), `${token} not in ${headed.join(' ')}`);
+    assert.ok(!headed.includes('rcvd:dom:example.com'), 'the receiving host (after "by") is not a relay');
+  });
   test('adjacent body words as pairs', () => has('cheap~pills'));
   test('URL host, registered part and first path segment', () => {
     has('url:www.pills.example.co.uk');

