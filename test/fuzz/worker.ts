@@ -1,0 +1,17 @@
+/**
+ * The worker thread of one fuzz target (runner.ts `runTarget`): runs the inputs, tells the main thread each
+ * input's index through the shared heartbeat before it starts, and posts the result.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { type FuzzSettings, loadTarget, runInputs } from './runner.js';
+
+const { name, settings, count, heartbeat } = workerData as {
+  name: string;
+  settings: FuzzSettings;
+  count: number;
+  heartbeat: Int32Array;
+};
+
+const target = await loadTarget(name);
+const result = await runInputs(target, settings, 0, count, (index) => Atomics.store(heartbeat, 0, index));
+parentPort?.postMessage(result);
