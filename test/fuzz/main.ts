@@ -35,7 +35,9 @@ for (const name of names) {
   const result =
     values.index !== undefined
       ? await runInputs(await loadTarget(name), settings, Number(values.index), 1)
-      : await runTarget(name, settings);
+      : await runTarget(name, settings, undefined, (done, total) =>
+          console.log(`${name}: ${done} of ${total}`),
+        );
   console.log(formatCounts(result));
   if (result.failure) {
     console.log(await describeFailure(result, settings));

@@ -176,32 +176,46 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 /** Where the compiled targets are: one module per target, its default export a FuzzTarget. */
 export const TARGETS_DIR = path.join(HERE, 'targets');
 
-export function targetNames(): string[] {
-  return readdirSync(TARGETS_DIR)
+export function targetNames(dir = TARGETS_DIR): string[] {
+  return readdirSync(dir)
     .filter((f) => f.endsWith('.js'))
     .map((f) => f.slice(0, -3))
     .sort();
 }
 
-export async function loadTarget(name: string): Promise<FuzzTarget<unknown>> {
-  const url = pathToFileURL(path.join(TARGETS_DIR, `${name}.js`)).href;
+export async function loadTarget(name: string, dir = TARGETS_DIR): Promise<FuzzTarget<unknown>> {
+  const url = pathToFileURL(path.join(dir, `${name}.js`)).href;
   const module = (await import(url)) as { default?: FuzzTarget<unknown> };
   if (!module.default) throw new Error(`${name}: a fuzz target module exports its target as default`);
   return module.default;
 }
 
-/** Extra time past a target's bound before the watchdog stops a worker whose event loop is held. */
-const WATCHDOG_GRACE_MS = 5000;
+/**
+ * Extra time past a target's bound before the watchdog stops a worker whose event loop is held (an input that
+ * only waits is caught sooner, by its own deadline in the worker, which reports it more precisely).
+ */
+const WATCHDOG_GRACE_MS = 1000;
+const PROGRESS_MS = 60_000;
 
-/** Runs a target's inputs in a worker thread under the heap limit and the heartbeat watchdog. */
-export async function runTarget(name: string, settings: FuzzSettings): Promise<FuzzRunResult> {
-  const target = await loadTarget(name);
+/**
+ * Runs a target's inputs in a worker thread under the heap limit and the heartbeat watchdog. A crash (an error
+ * nothing caught, an exit) is reported at the index running when it surfaced: an error thrown later from a
+ * timer of an earlier input is charged to the input in front.
+ */
+export async function runTarget(
+  name: string,
+  settings: FuzzSettings,
+  dir = TARGETS_DIR,
+  /** Told the inputs done so far and the total, every PROGRESS_MS. */
+  progress?: (done: number, total: number) => void,
+): Promise<FuzzRunResult> {
+  const target = await loadTarget(name, dir);
   const count = iterationsOf(target, settings);
   const heartbeat = new Int32Array(new SharedArrayBuffer(4));
   Atomics.store(heartbeat, 0, -1);
   const started = performance.now();
   const worker = new Worker(new URL('./worker.js', import.meta.url), {
-    workerData: { name, settings, count, heartbeat },
+    workerData: { name, dir, settings, count, heartbeat },
     resourceLimits: { maxOldGenerationSizeMb: target.heapMb ?? 512 },
     stdout: false,
     stderr: false,
@@ -225,8 +239,13 @@ export async function runTarget(name: string, settings: FuzzSettings): Promise<F
       ms: performance.now() - started,
       failure: { index: Math.max(0, Atomics.load(heartbeat, 0)), kind, message },
     });
+    let lastProgress = performance.now();
     const watchdog = setInterval(() => {
       const index = Atomics.load(heartbeat, 0);
+      if (progress && performance.now() - lastProgress >= PROGRESS_MS) {
+        lastProgress = performance.now();
+        progress(Math.max(0, index), count);
+      }
       if (index !== lastIndex) {
         lastIndex = index;
         lastChange = performance.now();
@@ -244,14 +263,18 @@ export async function runTarget(name: string, settings: FuzzSettings): Promise<F
 }
 
 /** Writes the failing input where the report says, and returns the report's text. */
-export async function describeFailure(result: FuzzRunResult, settings: FuzzSettings): Promise<string> {
+export async function describeFailure(
+  result: FuzzRunResult,
+  settings: FuzzSettings,
+  dir = TARGETS_DIR,
+): Promise<string> {
   const failure = result.failure;
   if (!failure) return `${result.target}: no failure`;
-  const target = await loadTarget(result.target);
-  const dir = path.join(os.tmpdir(), 'pw-h-fuzz-failures');
-  mkdirSync(dir, { recursive: true });
+  const target = await loadTarget(result.target, dir);
+  const out = path.join(os.tmpdir(), 'pw-h-fuzz-failures');
+  mkdirSync(out, { recursive: true });
   const file = path.join(
-    dir,
+    out,
     `${result.target}-${settings.seed}-${failure.index}${target.extension ?? '.txt'}`,
   );
   writeFileSync(file, target.show(inputAt(target, settings.seed, failure.index)));

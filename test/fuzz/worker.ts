@@ -5,13 +5,14 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { type FuzzSettings, loadTarget, runInputs } from './runner.js';
 
-const { name, settings, count, heartbeat } = workerData as {
+const { name, dir, settings, count, heartbeat } = workerData as {
   name: string;
+  dir: string;
   settings: FuzzSettings;
   count: number;
   heartbeat: Int32Array;
 };
 
-const target = await loadTarget(name);
+const target = await loadTarget(name, dir);
 const result = await runInputs(target, settings, 0, count, (index) => Atomics.store(heartbeat, 0, index));
 parentPort?.postMessage(result);
