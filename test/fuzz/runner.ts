@@ -107,6 +107,8 @@ export interface FuzzRunResult {
   readonly iterations: number;
   readonly units: number;
   readonly ms: number;
+  /** CPU seconds the process used meanwhile (user and system), which a busy machine does not inflate. */
+  readonly cpuS?: number;
   readonly failure?: {
     readonly index: number;
     readonly kind: 'property' | 'hang' | 'crash' | 'memory';
@@ -127,6 +129,11 @@ export async function runInputs<Input>(
 ): Promise<FuzzRunResult> {
   const ctx = contextOf(settings);
   const started = performance.now();
+  const cpu = process.cpuUsage();
+  const cpuS = () => {
+    const used = process.cpuUsage(cpu);
+    return (used.user + used.system) / 1e6;
+  };
   let units = 0;
   let done = 0;
   const session = await target.open(ctx);
@@ -148,6 +155,7 @@ export async function runInputs<Input>(
           iterations: done,
           units,
           ms: performance.now() - started,
+          cpuS: cpuS(),
           failure: {
             index,
             kind: hang ? 'hang' : 'property',
@@ -161,7 +169,14 @@ export async function runInputs<Input>(
     await session.close?.();
     rmSync(ctx.workDir, { recursive: true, force: true });
   }
-  return { target: target.name, unit: target.unit, iterations: done, units, ms: performance.now() - started };
+  return {
+    target: target.name,
+    unit: target.unit,
+    iterations: done,
+    units,
+    ms: performance.now() - started,
+    cpuS: cpuS(),
+  };
 }
 
 function contextOf(settings: FuzzSettings): FuzzContext {
@@ -289,5 +304,6 @@ export async function describeFailure(
 export function formatCounts(result: FuzzRunResult): string {
   const seconds = result.ms / 1000;
   const rate = seconds > 0 ? Math.round(result.units / seconds) : 0;
-  return `${result.target}: ${result.iterations} inputs, ${result.units} ${result.unit} in ${seconds.toFixed(1)} s (${rate}/s)`;
+  const cpu = result.cpuS === undefined ? '' : `, ${result.cpuS.toFixed(1)} s of CPU`;
+  return `${result.target}: ${result.iterations} inputs, ${result.units} ${result.unit} in ${seconds.toFixed(1)} s (${rate}/s${cpu})`;
 }
