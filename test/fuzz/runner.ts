@@ -232,8 +232,6 @@ export async function runTarget(
   const worker = new Worker(new URL('./worker.js', import.meta.url), {
     workerData: { name, dir, settings, count, heartbeat },
     resourceLimits: { maxOldGenerationSizeMb: target.heapMb ?? 512 },
-    stdout: false,
-    stderr: false,
   });
   return new Promise<FuzzRunResult>((resolve) => {
     let settled = false;
