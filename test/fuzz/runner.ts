@@ -139,6 +139,9 @@ export async function runInputs<Input>(
   const session = await target.open(ctx);
   try {
     for (let index = from; index < from + count; index++) {
+      // Let the event loop turn, as a server's does between requests: an input that settles through promises
+      // alone would otherwise starve the timers (the policy checks' deadlines) and they would pile up.
+      await new Promise((resolve) => setImmediate(resolve));
       beat(index);
       const input = inputAt(target, settings.seed, index);
       try {
