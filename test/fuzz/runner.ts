@@ -126,8 +126,10 @@ export async function runInputs<Input>(
   from: number,
   count: number,
   beat: (index: number) => void = () => undefined,
+  /** The run's directory, when its owner (runTarget, which outlives a worker it stops) removes it. */
+  given?: string,
 ): Promise<FuzzRunResult> {
-  const ctx = contextOf(settings);
+  const ctx = contextOf(settings, given ?? newWorkDir());
   const started = performance.now();
   const cpu = process.cpuUsage();
   const cpuS = () => {
@@ -170,7 +172,7 @@ export async function runInputs<Input>(
     }
   } finally {
     await session.close?.();
-    rmSync(ctx.workDir, { recursive: true, force: true });
+    if (given === undefined) rmSync(ctx.workDir, { recursive: true, force: true });
   }
   return {
     target: target.name,
@@ -182,10 +184,14 @@ export async function runInputs<Input>(
   };
 }
 
-function contextOf(settings: FuzzSettings): FuzzContext {
+function newWorkDir(): string {
+  return mkdtempSync(path.join(os.tmpdir(), 'pw-h-fuzz-'));
+}
+
+function contextOf(settings: FuzzSettings, workDir: string): FuzzContext {
   return {
     full: settings.full,
-    workDir: mkdtempSync(path.join(os.tmpdir(), 'pw-h-fuzz-')),
+    workDir,
     port: settings.portBase + (settings.full ? 10 : 0),
   };
 }
@@ -229,11 +235,12 @@ export async function runTarget(
 ): Promise<FuzzRunResult> {
   const target = await loadTarget(name, dir);
   const count = iterationsOf(target, settings);
+  const workDir = newWorkDir();
   const heartbeat = new Int32Array(new SharedArrayBuffer(4));
   Atomics.store(heartbeat, 0, -1);
   const started = performance.now();
   const worker = new Worker(new URL('./worker.js', import.meta.url), {
-    workerData: { name, dir, settings, count, heartbeat },
+    workerData: { name, dir, settings, count, heartbeat, workDir },
     resourceLimits: { maxOldGenerationSizeMb: target.heapMb ?? 512 },
   });
   return new Promise<FuzzRunResult>((resolve) => {
@@ -244,7 +251,7 @@ export async function runTarget(
       if (settled) return;
       settled = true;
       clearInterval(watchdog);
-      void worker.terminate();
+      void worker.terminate().finally(() => rmSync(workDir, { recursive: true, force: true }));
       resolve(result);
     };
     const failed = (kind: 'hang' | 'crash' | 'memory', message: string): FuzzRunResult => ({

@@ -5,14 +5,22 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { type FuzzSettings, loadTarget, runInputs } from './runner.js';
 
-const { name, dir, settings, count, heartbeat } = workerData as {
+const { name, dir, settings, count, heartbeat, workDir } = workerData as {
   name: string;
   dir: string;
   settings: FuzzSettings;
   count: number;
   heartbeat: Int32Array;
+  workDir: string;
 };
 
 const target = await loadTarget(name, dir);
-const result = await runInputs(target, settings, 0, count, (index) => Atomics.store(heartbeat, 0, index));
+const result = await runInputs(
+  target,
+  settings,
+  0,
+  count,
+  (index) => Atomics.store(heartbeat, 0, index),
+  workDir,
+);
 parentPort?.postMessage(result);
