@@ -25,9 +25,9 @@ npx prettier --check . >/dev/null || { npx prettier --check .; exit 1; }
 files() { find "dist/test/$1" -name '*.test.js' 2>/dev/null | sort; }
 
 case "$suite" in
-  unit) set -- $(files unit) $(files golden) ;;
+  unit) set -- $(files unit) $(files golden) $(files fuzz) ;;
   integration) set -- $(files integration) ;;
-  all) set -- $(files unit) $(files golden) $(files integration) ;;
+  all) set -- $(files unit) $(files golden) $(files fuzz) $(files integration) ;;
   *) echo "usage: test/run.sh [all|unit|integration]" >&2; exit 64 ;;
 esac
 

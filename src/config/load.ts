@@ -74,7 +74,20 @@ export function parseConfigText(text: string, source: ConfigSource): LoadResult 
     }));
     return { ok: false, problems, source, input: undefined };
   }
-  return validateConfig(doc.toJS(), source);
+  let input: unknown;
+  try {
+    input = doc.toJS();
+  } catch (error) {
+    // yaml refuses here, not while parsing, a document whose aliases expand past its limit ("billion laughs").
+    const problem = {
+      key: '(file)',
+      value: '(document)',
+      problem: `YAML: ${(error as Error).message}`,
+      fix: 'write the values out instead of repeating aliases of aliases',
+    };
+    return { ok: false, problems: [problem], source, input: undefined };
+  }
+  return validateConfig(input, source);
 }
 
 export function loadConfig(explicitPath?: string): LoadResult {

@@ -33,12 +33,10 @@ function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
 }
 
 function dotted(path: readonly PropertyKey[]): string {
-  return (
-    path
-      .map((p) => (typeof p === 'number' ? `[${p}]` : String(p)))
-      .join('.')
-      .replace(/\.\[/g, '[') || '(root)'
-  );
+  // Built step by step: a key that itself contains ".[" must come out as written.
+  let out = '';
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out === '' ? String(p) : `.${String(p)}`;
+  return out || '(root)';
 }
 
 /** Splits our custom messages ("problem; fix") and derives a fix for zod's own issue kinds. */

@@ -56,7 +56,10 @@ export class PolicyDecoder {
     }
     if (start < data.length) {
       const rest = data.length - start;
-      if (rest > this.limits.maxLineBytes)
+      // A CR last may be the first half of a CRLF, which line() does not count: the answer must not depend on
+      // where TCP cut the stream.
+      const lineSoFar = data[data.length - 1] === 0x0d ? rest - 1 : rest;
+      if (lineSoFar > this.limits.maxLineBytes)
         return [...events, this.fail('PW-P002', `line longer than ${this.limits.maxLineBytes} bytes`)];
       if (this.requestBytes + rest > this.limits.maxRequestBytes) {
         return [...events, this.fail('PW-P003', `request larger than ${this.limits.maxRequestBytes} bytes`)];

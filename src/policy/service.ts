@@ -234,6 +234,10 @@ function connectionState(connection: Connection): ConnectionState {
 
 /** Messages remembered at once; Postfix's `instance` of a message is not reused, so old ones just age out. */
 const MAX_MESSAGES = 20_000;
+/** Distinct recipients counted when there is no recipient limit (the largest `max_recipients`, plus one). */
+const MAX_COUNTED_RECIPIENTS = 100_001;
+/** Memo entries a message keeps (a real one has one per check that memoises); past it the memo starts over. */
+const MAX_MEMO_ENTRIES = 32;
 
 /**
  * Per-message state keyed by Postfix's `instance`, shared by every policy connection: Postfix opens one
@@ -244,7 +248,11 @@ const MAX_MESSAGES = 20_000;
 export class MessageSessions {
   private readonly byInstance = new Map<string, MessageSession>();
 
-  constructor(private readonly max = MAX_MESSAGES) {}
+  constructor(
+    private readonly max = MAX_MESSAGES,
+    /** Distinct recipients counted per message: past the limit the count's answer no longer changes. */
+    private readonly maxRecipients = MAX_COUNTED_RECIPIENTS,
+  ) {}
 
   /** The session of the request's message; its recipient count includes this request's recipient. */
   advance(request: PolicyRequest, connection: ConnectionState): MessageSession {
@@ -261,11 +269,17 @@ export class MessageSessions {
         if (!oldest.done) this.byInstance.delete(oldest.value);
       }
     }
-    // Distinct recipients: the same RCPT asked about from two restriction lists counts once.
-    if (request.protocolState === 'RCPT' && request.recipient !== '') {
+    // Distinct recipients: the same RCPT asked about from two restriction lists counts once. A client that
+    // reuses an `instance` (Postfix never does) must not grow the set or the memo without bound.
+    if (
+      request.protocolState === 'RCPT' &&
+      request.recipient !== '' &&
+      session.recipients.size < this.maxRecipients
+    ) {
       session.recipients.add(request.recipient.toLowerCase());
       session.rcptCount = session.recipients.size;
     }
+    if (session.memo.size > MAX_MEMO_ENTRIES) session.memo.clear();
     return session;
   }
 }
@@ -363,7 +377,11 @@ export function createPolicyHandler(
   const failures = metrics.get('postwarden_policy_check_failures_total');
   const errors = metrics.get('postwarden_errors_total');
   const latency = metrics.get('postwarden_policy_request_duration_seconds');
-  const messages = new MessageSessions();
+  const maxRecipients = policy.limits.max_recipients;
+  const messages = new MessageSessions(
+    MAX_MESSAGES,
+    maxRecipients === 0 ? MAX_COUNTED_RECIPIENTS : maxRecipients + 1,
+  );
 
   return async (attributes: Attributes, connection: Connection): Promise<string> => {
     const started = performance.now();

@@ -95,3 +95,15 @@ test('midRequest tells a half-sent request from a clean state', () => {
   decoder.push(Buffer.from('x\n\n'));
   assert.equal(decoder.midRequest, false);
 });
+
+test('fuzz regression: a line of max_line_bytes with CRLF, cut between CR and LF, is still taken', () => {
+  const line = `x=${'v'.repeat(limits.maxLineBytes - 2)}`;
+  const text = `request=smtpd_access_policy\n${line}\r\n\n`;
+  const cut = text.indexOf('\r\n') + 1;
+  const events = feed(text.slice(0, cut), text.slice(cut));
+  assert.deepEqual(
+    events.map((e) => e.kind),
+    ['request'],
+  );
+  assert.equal(codeOf(feed(`${line}v\r`)), 'PW-P002');
+});

@@ -1,0 +1,3 @@
+import { misbehaving } from './misbehave.js';
+
+export default misbehaving('hang-sync');
