@@ -27,7 +27,13 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { hostname } from 'node:os';
 import type { Config } from '../config/schema.js';
-import { Quarantine, releaseHeld, type QuarantineEntry } from '../filter/quarantine.js';
+import {
+  Quarantine,
+  releaseHeld,
+  type QuarantineEntry,
+  type Releaser,
+  type ReleaseResult as HeldReleaseResult,
+} from '../filter/quarantine.js';
 import type { ReinjectTarget } from '../filter/reinject.js';
 
 /** The form of a quarantine id (`YYYYMMDD-` and 16 hex digits), as Quarantine.newId makes them. */
@@ -226,6 +232,23 @@ export class QuarantineOps {
       default: // gone (deleted or expired meanwhile); `already` is a recipient's answer only
         rmSync(this.markerPath(id), { force: true });
         return { status: 'not_found' };
+    }
+  }
+
+  /**
+   * A release from the quarantine page: a recipient's own (the entry records who has it, no marker) or the admin's,
+   * claimed and delivered as `release` does, so the page, the API and the CLI never deliver one message twice.
+   */
+  async releaseAs(id: string, by: Releaser): Promise<HeldReleaseResult> {
+    if (by.kind === 'recipient') return releaseHeld(this.quarantine, id, by, this.target);
+    const result = await this.release(id, by.name ?? 'the admin (quarantine page)');
+    switch (result.status) {
+      case 'released':
+        return { kind: 'released', recipients: result.recipients, response: result.response, removed: true };
+      case 'failed':
+        return { kind: 'unavailable', reason: result.reason };
+      default: // not_found, or released meanwhile by someone else
+        return { kind: 'gone' };
     }
   }
 

@@ -8,12 +8,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { hostname } from 'node:os';
 import path from 'node:path';
 import type { Config } from '../config/schema.js';
 import { linkExpiry, MIN_LINK_SECRET_BYTES, releaseLinkPath } from '../core/release-link.js';
 import type { NoticeSettings } from '../filter/notice.js';
-import { type Quarantine, releaseHeld } from '../filter/quarantine.js';
+import type { QuarantineOps } from '../admin/quarantine.js';
 import type { QuarantinePageOptions } from '../http/quarantine-page/routes.js';
 import type { Logger } from '../observe/logger.js';
 
@@ -58,27 +57,20 @@ export function noticeLinks(config: Readonly<Config>, secret: Buffer): NoticeSet
   };
 }
 
-/** The page's options over the filter's quarantine. */
+/** The page's options over the filter's quarantine; releases go through the admin operations. */
 export function quarantinePageOptions(
   config: Readonly<Config>,
-  quarantine: Quarantine,
+  ops: QuarantineOps,
   secret: Buffer | undefined,
 ): QuarantinePageOptions {
-  const reinject = config.filter.reinject;
-  const colon = reinject.lastIndexOf(':');
-  const target = {
-    host: reinject.slice(0, colon),
-    port: Number(reinject.slice(colon + 1)),
-    name: config.hostname || hostname(),
-    timeoutMs: 60_000,
-  };
+  const quarantine = ops.quarantine;
   const url = config.http.public_url === '' ? undefined : new URL(publicBase(config));
   return {
     held: {
       list: () => quarantine.list(),
       entry: (id) => quarantine.entry(id),
       header: (id, maxBytes) => quarantine.header(id, maxBytes),
-      release: (id, by) => releaseHeld(quarantine, id, by, target),
+      release: (id, by) => ops.releaseAs(id, by),
       remove: (id) => quarantine.remove(id),
     },
     basePath: url ? url.pathname.replace(/\/+$/, '') : '',

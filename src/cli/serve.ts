@@ -243,7 +243,7 @@ export async function serve(argv: string[]): Promise<number> {
     ...(adminToken ? { adminToken } : {}),
     ...(learnQueue ? { learn: (cls, raw) => learnQueue.submit(cls, raw) } : {}),
     ...(authGuard ? { authPolicy: authPolicyDeps(config, baseDir, logger, authGuard) } : {}),
-    ...(filter ? { quarantinePage: quarantinePageOptions(config, filter.quarantine, secret) } : {}),
+    ...(quarantineOps ? { quarantinePage: quarantinePageOptions(config, quarantineOps, secret) } : {}),
     ...(ratelimit ? { ratelimit: ratelimit.api } : {}),
   });
 

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
+import { quarantineOpsOf } from '../../src/admin/quarantine.js';
 import { linkSecret, quarantinePageOptions } from '../../src/cli/quarantine-page.js';
 import { configSchema } from '../../src/config/schema.js';
 import { releaseLinkPath } from '../../src/core/release-link.js';
@@ -44,7 +45,11 @@ function app(opts: { token?: boolean; links?: boolean } = {}) {
     readiness: () => [],
     admin: statusOnlyAdmin(),
     ...(opts.token === false ? {} : { adminToken: TOKEN }),
-    quarantinePage: quarantinePageOptions(config, quarantine, opts.links === false ? undefined : SECRET),
+    quarantinePage: quarantinePageOptions(
+      config,
+      quarantineOpsOf(config, '/', quarantine),
+      opts.links === false ? undefined : SECRET,
+    ),
   });
 }
 
