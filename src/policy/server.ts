@@ -62,7 +62,9 @@ export class PolicyServer {
   }
 
   private listenOne(address: string): Promise<Listener> {
-    const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
+    // allowHalfOpen: a client that sends its requests and then closes its side (`printf … | nc`) is still
+    // answered; the connection ends once the replies are written.
+    const server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.accept(socket));
     this.servers.push(server);
     return new Promise((resolve, reject) => {
       server.once('error', reject);
@@ -110,6 +112,11 @@ export class PolicyServer {
     const decoder = new PolicyDecoder(this.limits);
     const queue: Attributes[] = [];
     let busy = false;
+    /** The client closed its side: answer what it sent, then end ours. */
+    let clientDone = false;
+    const endIfDone = () => {
+      if (clientDone && !busy && queue.length === 0 && !socket.destroyed) socket.end();
+    };
     const gauge = this.metrics.get('postwarden_policy_connections');
     this.sockets.add(socket);
     gauge.inc();
@@ -136,6 +143,7 @@ export class PolicyServer {
         }
       } finally {
         busy = false;
+        endIfDone();
       }
     };
 
@@ -154,6 +162,10 @@ export class PolicyServer {
         );
         socket.destroy();
       });
+    });
+    socket.on('end', () => {
+      clientDone = true;
+      endIfDone();
     });
     socket.on('timeout', () => {
       this.logger.debug({ code: 'PW-P006', connection: connection.id }, 'idle policy connection closed');

@@ -165,3 +165,25 @@ test('2 000 idle connections: 1 000 held, the rest refused with PW-P007 (throttl
     await flooded.close(0);
   }
 });
+
+test('a client that half-closes after its requests still gets every reply, then the connection ends', async () => {
+  const { reply, closed } = await new Promise<{ reply: string; closed: boolean }>((resolve) => {
+    const socket = net.connect(Number(address.split(':')[1]), '127.0.0.1');
+    let text = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve({ reply: text, closed: false });
+    }, 3000);
+    socket.on('data', (d) => (text += d.toString()));
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve({ reply: text, closed: true });
+    });
+    // Two requests, the second slow, then the client's FIN, as `printf … | nc` sends them.
+    socket.end(encodeRequest(request) + encodeRequest({ ...request, sender: 'slow@test' }));
+  });
+  assert.equal(reply, 'action=DUNNO\n\naction=DUNNO\n\n');
+  assert.equal(closed, true);
+  await stillServing();
+});
