@@ -23,7 +23,7 @@ commands:
                                              (Maildir) or mbox files
   dnsbl-check [--config FILE] IP             what every configured DNS list says about IP, and
                                              whether each list passes its self-test
-  reference config|metrics|events|openapi [--out FILE] | all [--root DIR]
+  reference config|metrics|events|openapi|rules [--out FILE] | all [--root DIR]
                                              print (or write) a generated reference (docs/)
   help                                       this text
 `;

@@ -1,13 +1,14 @@
 /**
- * `postwarden reference config|metrics|events|openapi [--out FILE]` — prints (or writes) a reference document
- * generated from the code: the config schema, the metric table, the event codes, the admin API's OpenAPI
- * document. `npm run docs:reference` writes them all
+ * `postwarden reference config|metrics|events|openapi|rules [--out FILE]` — prints (or writes) a reference
+ * document generated from the code: the config schema, the metric table, the event codes, the admin API's OpenAPI
+ * document, the built-in content rules. `npm run docs:reference` writes them all
  * into docs/, and a test fails when a checked-in copy is stale.
  */
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { renderConfigReference } from '../config/reference.js';
 import { renderOpenApi } from '../http/openapi.js';
+import { renderRulesReference } from '../core/scanners/rules/reference.js';
 import { MAP_EVENT_CODES } from '../maps/index.js';
 import { STORE_EVENT_CODES } from '../store/index.js';
 import { EVENT_CODES, type EventCode } from '../observe/codes.js';
@@ -27,6 +28,7 @@ export const REFERENCES: Record<string, { file: string; render: () => string | P
   metrics: { file: 'docs/metrics.md', render: renderMetricsReference },
   events: { file: 'docs/events.md', render: () => renderEventsReference(allEventCodes()) },
   openapi: { file: 'docs/openapi.json', render: renderOpenApi },
+  rules: { file: 'docs/rules.md', render: renderRulesReference },
 };
 
 export async function reference(argv: string[]): Promise<number> {
