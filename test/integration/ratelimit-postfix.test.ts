@@ -237,10 +237,13 @@ test('an anonymous client over its limit gets 450 4.7.1 at DATA, before it sends
     /^450 4\.7\.1 <DATA>: Data command rejected: Rate limit exceeded, try again later$/,
   );
   await h().waitForLog(/: reject: DATA from unknown\[127\.0\.0\.20\]: 450 4\.7\.1/, mark, 5000);
-  const d = postwarden
-    .decisions()
-    .filter((l) => l.state === 'DATA' && l.client === '127.0.0.20')
-    .at(-1);
-  assert.equal(d?.verdicts[0]?.symbol, 'RATELIMIT_DEFER');
-  assert.match(d?.verdicts[0]?.reason ?? '', /^client 127\.0\.0\.20 over 2\/1h messages/);
+  // postwarden's log is written asynchronously: wait for its decision line.
+  const d = await until('the DATA decision in the log', () =>
+    postwarden
+      .decisions()
+      .filter((l) => l.state === 'DATA' && l.client === '127.0.0.20' && l.verdicts.length > 0)
+      .at(-1),
+  );
+  assert.equal(d.verdicts[0]?.symbol, 'RATELIMIT_DEFER');
+  assert.match(d.verdicts[0]?.reason ?? '', /^client 127\.0\.0\.20 over 2\/1h messages/);
 });
