@@ -218,6 +218,22 @@ test('the dashboard covers every area of the brief and uses the Prometheus datas
     assert.ok(expr.includes('instance=~".*"'), `${title}: not filtered by $instance: ${expr}`);
 });
 
+test('the dashboard panels fit the 24-column grid without overlapping', () => {
+  type Box = { title: string; gridPos: { x: number; y: number; w: number; h: number } };
+  const boxes = (JSON.parse(readFileSync(DASHBOARD, 'utf8')) as { panels: Box[] }).panels;
+  boxes.forEach((a, i) => {
+    assert.ok(a.gridPos.x >= 0 && a.gridPos.x + a.gridPos.w <= 24, `${a.title} is wider than the grid`);
+    for (const b of boxes.slice(i + 1)) {
+      const apart =
+        a.gridPos.x + a.gridPos.w <= b.gridPos.x ||
+        b.gridPos.x + b.gridPos.w <= a.gridPos.x ||
+        a.gridPos.y + a.gridPos.h <= b.gridPos.y ||
+        b.gridPos.y + b.gridPos.h <= a.gridPos.y;
+      assert.ok(apart, `${a.title} and ${b.title} overlap`);
+    }
+  });
+});
+
 test('the dashboard uses only metrics of the registry, with their own labels', () => {
   const queries = dashboardQueries();
   assert.ok(queries.length >= 20, `only ${queries.length} queries`);
