@@ -33,15 +33,15 @@ export async function runJob(
   try {
     const outcome = await body();
     const seconds = (performance.now() - started) / 1000;
-    metrics.get('postwarden_job_runs_total').inc({ job: name, result: 'ok' });
-    metrics.get('postwarden_job_last_duration_seconds').set({ job: name }, seconds);
-    metrics.get('postwarden_job_last_run_timestamp_seconds').set({ job: name }, Date.now() / 1000);
+    metrics.get('postwarden_job_runs_total').inc({ task: name, result: 'ok' });
+    metrics.get('postwarden_job_last_duration_seconds').set({ task: name }, seconds);
+    metrics.get('postwarden_job_last_run_timestamp_seconds').set({ task: name }, Date.now() / 1000);
     logger.info(
       { code: 'PW-J001', job: name, ...outcome, ms: Math.round(seconds * 1000) },
       `job ${name} done`,
     );
   } catch (error) {
-    metrics.get('postwarden_job_runs_total').inc({ job: name, result: 'failed' });
+    metrics.get('postwarden_job_runs_total').inc({ task: name, result: 'failed' });
     metrics.get('postwarden_errors_total').inc({ code: 'PW-J002' });
     logger.error({ code: 'PW-J002', job: name, err: error }, `job ${name} failed`);
   }

@@ -67,20 +67,20 @@ export const METRIC_DEFINITIONS = [
   {
     name: 'postwarden_job_runs_total',
     type: 'counter',
-    help: 'Periodic job runs, by job and result (ok, failed)',
-    labels: ['job', 'result'],
+    help: 'Periodic job runs, by task (the job name: `job` is Prometheus’s scrape job label) and result (ok, failed)',
+    labels: ['task', 'result'],
   },
   {
     name: 'postwarden_job_last_run_timestamp_seconds',
     type: 'gauge',
     help: 'When each periodic job last finished (Unix time)',
-    labels: ['job'],
+    labels: ['task'],
   },
   {
     name: 'postwarden_job_last_duration_seconds',
     type: 'gauge',
     help: 'How long each periodic job took the last time',
-    labels: ['job'],
+    labels: ['task'],
   },
   {
     name: 'postwarden_dns_queries_total',

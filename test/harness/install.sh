@@ -13,6 +13,8 @@
 # and after the install clamav-daemon's init links and systemd units, which its postinst enables whatever debconf
 # says, are disabled again, then checked: nothing of clamav is enabled at boot. Nothing downloads signatures.
 # chromium (/usr/bin/chromium): the quarantine page's browser test drives it headless with playwright-core.
+# prometheus (/usr/bin/promtool): test/unit/observability.test.ts checks deploy/prometheus/alerts.yml, the Grafana
+# dashboard's queries and a /metrics scrape with it; the prometheus server itself is never started.
 # slapd (/usr/sbin/slapd, slapadd) and ldap-utils (ldapwhoami, ldapsearch): test/harness/slapd.ts starts its own
 # slapd on loopback from a slapd.conf and an LDIF it writes; debconf is preseeded with slapd/no_configuration,
 # so the package makes no system-wide database or /etc/ldap/slapd.d.
@@ -27,7 +29,7 @@
 set -euo pipefail
 
 PATH="$PATH:/usr/sbin:/sbin"
-PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd swaks redis-server dnsmasq-base clamav-daemon clamdscan dovecot-sieve chromium slapd ldap-utils)
+PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd swaks redis-server dnsmasq-base clamav-daemon clamdscan dovecot-sieve chromium slapd ldap-utils prometheus)
 
 die() {
   echo "install.sh: $*" >&2
@@ -44,6 +46,7 @@ missing() {
   [ -x /usr/lib/dovecot/lmtp ] || echo "dovecot-lmtpd (/usr/lib/dovecot/lmtp)"
   [ -e /usr/lib/dovecot/modules/lib90_sieve_plugin.so ] || echo "dovecot-sieve (/usr/lib/dovecot/modules/lib90_sieve_plugin.so)"
   [ -x /usr/bin/chromium ] || echo "chromium (/usr/bin/chromium)"
+  [ -x /usr/bin/promtool ] || echo "prometheus (/usr/bin/promtool)"
 }
 
 todo="$(missing)"

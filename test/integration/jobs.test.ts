@@ -53,9 +53,9 @@ test('purge removes expired entries and reports it in the log and the metrics', 
   const line = lines.find((l) => l['code'] === 'PW-J001');
   assert.equal(line?.['job'], 'purge');
   assert.equal(line?.['removed'], 30);
-  assert.equal(await metricValue(metrics, 'postwarden_job_runs_total', { job: 'purge', result: 'ok' }), 1);
+  assert.equal(await metricValue(metrics, 'postwarden_job_runs_total', { task: 'purge', result: 'ok' }), 1);
   assert.ok(
-    ((await metricValue(metrics, 'postwarden_job_last_run_timestamp_seconds', { job: 'purge' })) ?? 0) > 0,
+    ((await metricValue(metrics, 'postwarden_job_last_run_timestamp_seconds', { task: 'purge' })) ?? 0) > 0,
   );
   await store.close();
 });
@@ -66,7 +66,7 @@ test('a failing job is logged PW-J002 and counted, and resolves', async () => {
   await runJob('compact', () => Promise.reject(new Error('store unavailable')), logger, metrics);
   assert.ok(lines.some((l) => l['code'] === 'PW-J002' && l['job'] === 'compact'));
   assert.equal(
-    await metricValue(metrics, 'postwarden_job_runs_total', { job: 'compact', result: 'failed' }),
+    await metricValue(metrics, 'postwarden_job_runs_total', { task: 'compact', result: 'failed' }),
     1,
   );
   assert.equal(await metricValue(metrics, 'postwarden_errors_total', { code: 'PW-J002' }), 1);
