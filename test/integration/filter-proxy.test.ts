@@ -10,6 +10,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'nod
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { withAttachment } from '../harness/mail.js';
 import { type Harness, startHarness } from '../harness/harness.js';
 import { Postwarden, sleep } from '../harness/postwarden.js';
 import { zip } from '../harness/zip.js';
@@ -45,31 +46,15 @@ http:
   listen: ${HTTP}
 `;
 
-function mail(tag: string, attachment?: { name: string; content: Buffer }): string {
-  const head = [
+/** A plain message, tagged. */
+function plain(tag: string): string {
+  return [
     'From: sender@example.net',
     'To: alice@example.test',
     `Subject: proxy ${tag}`,
     `X-Pw-Test: ${tag}`,
-  ];
-  if (!attachment) return [...head, '', 'Hello.', ''].join('\r\n');
-  const boundary = `b-${tag}`;
-  return [
-    ...head,
-    'MIME-Version: 1.0',
-    `Content-Type: multipart/mixed; boundary="${boundary}"`,
     '',
-    `--${boundary}`,
-    'Content-Type: text/plain',
-    '',
-    'See the attachment.',
-    `--${boundary}`,
-    `Content-Type: application/zip; name="${attachment.name}"`,
-    `Content-Disposition: attachment; filename="${attachment.name}"`,
-    'Content-Transfer-Encoding: base64',
-    '',
-    attachment.content.toString('base64'),
-    `--${boundary}--`,
+    'Hello.',
     '',
   ].join('\r\n');
 }
@@ -107,7 +92,7 @@ describe('the content filter before the queue', () => {
   it('refuses a hard verdict to the sending client with 550 5.7.1, holding nothing', async () => {
     const tag = `proxy-${process.pid}-1`;
     const archive = zip([{ name: 'invoice.pdf.exe', data: Buffer.from('MZ') }]);
-    const result = await send(mail(tag, { name: 'invoice.zip', content: archive }));
+    const result = await send(withAttachment(tag, 'invoice.zip', archive, 'application/zip'));
     assert.notEqual(result.code, 0, result.transcript);
     assert.match(result.lastReply, /^550 5\.7\.1 Message content rejected \(BANNED_IN_ARCHIVE\)/);
     await sleep(500);
@@ -117,7 +102,7 @@ describe('the content filter before the queue', () => {
 
   it('delivers a clean message with the filter’s header fields', async () => {
     const before = h().maildirCount('alice');
-    const result = await send(mail(`proxy-${process.pid}-2`));
+    const result = await send(plain(`proxy-${process.pid}-2`));
     assert.equal(result.code, 0, result.transcript);
     assert.match(result.lastReply, /^250 2\.0\.0 Filtered and re-injected/);
     const deadline = Date.now() + 10_000;
