@@ -275,7 +275,7 @@ function check(variant: Variant, given: Request, status: number, text: string): 
 const target: FuzzTarget<Input> = {
   name: 'auth-policy',
   unit: 'requests',
-  iterations: { quick: 800, full: 100_000 },
+  iterations: { quick: 2000, full: 100_000 },
   timeoutMs: 10_000,
   heapMb: 256,
   input,
