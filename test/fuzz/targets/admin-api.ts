@@ -10,10 +10,11 @@
  * Properties: never a 500 (a 5xx only as documented: 503, and 502 from the hold queue); nothing logged as an
  * internal failure (PW-H001); without the right token, every matched `/api/` route (whatever the spelling)
  * answers 401 and nothing is audited (PW-H004); the token never in the log; nothing outside the quarantine
- * directory touched (the run directory and a sibling directory keep their listing, sizes and times).
+ * directory touched (the run directory and a sibling directory keep their listing, sizes and times); the
+ * process's open files stay bounded.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import fc from 'fast-check';
@@ -291,6 +292,11 @@ function spell(url: string, how: string): string {
   }
 }
 
+/** The process's open file descriptors (Linux; elsewhere 0, and the property holds trivially). */
+function openFiles(): number {
+  return existsSync('/proc/self/fd') ? readdirSync('/proc/self/fd').length : 0;
+}
+
 /** Every file and directory under `dir` but `skip`, with its size and modification time. */
 function listing(dir: string, skip: string): string[] {
   const out: string[] = [];
@@ -415,6 +421,7 @@ const target: FuzzTarget<Input> = {
       return held;
     };
     const before = listing(ctx.workDir, quarantineDir);
+    const descriptors = openFiles();
 
     return {
       async run(given: Input): Promise<number> {
@@ -473,6 +480,8 @@ const target: FuzzTarget<Input> = {
           before,
           `${where}: something outside the quarantine changed`,
         );
+        // A file left open per request (a held message shown) runs the process out of descriptors in the end.
+        assert.ok(openFiles() < descriptors + 200, `${where}: ${openFiles() - descriptors} more files open`);
         return 1;
       },
       async close() {
