@@ -134,6 +134,9 @@ export class Quarantine {
     const stream = createReadStream(this.messagePath(id));
     const gunzip = createGunzip();
     stream.on('error', (error) => gunzip.destroy(error));
+    // A reader that stops early (a header read, a client gone) destroys what it reads; pipe() alone would leave
+    // the file open, paused, for ever.
+    gunzip.once('close', () => stream.destroy());
     return stream.pipe(gunzip);
   }
 

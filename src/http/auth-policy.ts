@@ -49,6 +49,12 @@ interface Body {
   fail_type?: string;
 }
 
+/** Dovecot's protocol name for the log line: the client sends it, so only a short string is kept. */
+function protocolOf(body: unknown): string | undefined {
+  const value = (body as Record<string, unknown>)['protocol'];
+  return typeof value === 'string' ? value.slice(0, 32) : undefined;
+}
+
 const schema = {
   // Dovecot's endpoint, not the admin API: left out of the API's OpenAPI document.
   hide: true,
@@ -172,7 +178,7 @@ export function registerAuthPolicy(
                 scope: block.scope,
                 target: block.target,
                 failures: block.failures,
-                protocol: (body as Record<string, unknown>)['protocol'],
+                protocol: protocolOf(body),
               },
               'blocked for failed logins',
             );
