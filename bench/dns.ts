@@ -51,7 +51,6 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { PolicyClient } from '../src/policy/client.js';
 import { encodeRequest } from '../src/policy/codec.js';
@@ -68,7 +67,7 @@ import {
   waitForLine,
   waitForPolicy,
 } from './children.js';
-import { connectionCounts, numberEnv, onStopSignal, reportFailure, UsageError } from './options.js';
+import { benchArgs, connectionCounts, numberEnv, onStopSignal, reportFailure } from './options.js';
 import { BenchError, type CellResult, runSlice, type Slice, summarize } from './load.js';
 import { LOCAL_DOMAINS, rcptRequest } from './workload.js';
 
@@ -1137,23 +1136,8 @@ function selfAndReapedCpuMs(): number {
 let tempDir: string | undefined;
 let listener: SpawnListener | undefined;
 
-function options() {
-  try {
-    return parseArgs({
-      options: {
-        json: { type: 'string' },
-        'cpu-prof': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-    }).values;
-  } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error));
-  }
-}
-
 async function main(): Promise<number> {
-  const values = options();
+  const values = benchArgs({});
   if (values.help) {
     console.log(
       'usage: node dist/bench/dns.js [--json FILE] [--cpu-prof DIR]   (as root: apt-get, port 53, unshare --mount)',

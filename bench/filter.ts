@@ -49,7 +49,6 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { stringify } from 'yaml';
@@ -67,7 +66,7 @@ import {
   waitForLine,
 } from './children.js';
 import { BenchError } from './load.js';
-import { connectionCounts, numberEnv, onStopSignal, reportFailure, UsageError } from './options.js';
+import { benchArgs, connectionCounts, numberEnv, onStopSignal, reportFailure } from './options.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const MAIN = path.resolve(HERE, '../src/cli/main.js');
@@ -1551,21 +1550,6 @@ function say(label: string, ...lines: string[]): void {
 // ---------------------------------------------------------------------------------------------------------
 // Main
 
-function options() {
-  try {
-    return parseArgs({
-      options: {
-        json: { type: 'string' },
-        'cpu-prof': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-    }).values;
-  } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error));
-  }
-}
-
 function clamdVersion(): string {
   try {
     return (
@@ -1597,7 +1581,7 @@ async function cleanup(graceMs?: number): Promise<void> {
 }
 
 async function main(): Promise<number> {
-  const values = options();
+  const values = benchArgs({});
   if (values.help) {
     console.log('usage: node dist/bench/filter.js [--json FILE] [--cpu-prof DIR]');
     console.log(

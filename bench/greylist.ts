@@ -35,7 +35,6 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import {
   clientNetwork,
@@ -61,7 +60,7 @@ import {
   waitForLine,
   waitForPolicy,
 } from './children.js';
-import { connectionCounts, numberEnv, onStopSignal, reportFailure, UsageError } from './options.js';
+import { benchArgs, connectionCounts, numberEnv, onStopSignal, reportFailure } from './options.js';
 import { BenchError, type CellResult, runSlice, type Slice, summarize } from './load.js';
 import {
   ensurePackages,
@@ -332,22 +331,6 @@ let tempDir: string | undefined;
 /** bench/policy.js while it runs (--after-policy). */
 let policyRun: ReturnType<typeof spawn> | undefined;
 
-function options() {
-  try {
-    return parseArgs({
-      options: {
-        json: { type: 'string' },
-        'cpu-prof': { type: 'string' },
-        'after-policy': { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-    }).values;
-  } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error));
-  }
-}
-
 /** `x.json` → `x-greylist.json`: the greylisting figures next to the policy benchmark's. */
 function besideJson(file: string): string {
   const ext = path.extname(file);
@@ -355,7 +338,10 @@ function besideJson(file: string): string {
 }
 
 /** Runs bench/policy.js with the options it knows; resolves with its exit code. */
-function runPolicyBench(values: ReturnType<typeof options>): Promise<number> {
+function runPolicyBench(values: {
+  json?: string | undefined;
+  'cpu-prof'?: string | undefined;
+}): Promise<number> {
   const args = [
     ...(values.json !== undefined ? ['--json', values.json] : []),
     ...(values['cpu-prof'] !== undefined ? ['--cpu-prof', values['cpu-prof']] : []),
@@ -780,7 +766,7 @@ function printMillion(results: readonly MillionResult[]): void {
 }
 
 async function main(): Promise<number> {
-  const values = options();
+  const values = benchArgs({ 'after-policy': { type: 'boolean' } });
   if (values.help) {
     console.log('usage: node dist/bench/greylist.js [--json FILE] [--cpu-prof DIR] [--after-policy]');
     console.log(

@@ -2,9 +2,27 @@
  * What every benchmark script shares: its environment knobs (BENCH_SECONDS, BENCH_CONNECTIONS, …), how it stops
  * on SIGINT/SIGTERM, and how its end becomes an exit code (0 ran, whatever the figures; 1 broken; 2 usage).
  */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { BenchError } from './load.js';
 
 export class UsageError extends Error {}
+
+const COMMON_OPTIONS = {
+  json: { type: 'string' },
+  'cpu-prof': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies NonNullable<ParseArgsConfig['options']>;
+
+/** The scripts' command line: --json FILE, --cpu-prof DIR, --help, and a script's own switches; a bad one is a
+ * usage error (exit 2). */
+export function benchArgs<const Extra extends NonNullable<ParseArgsConfig['options']>>(extra: Extra) {
+  const options: typeof COMMON_OPTIONS & Extra = { ...COMMON_OPTIONS, ...extra };
+  try {
+    return parseArgs({ options, strict: true }).values;
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error));
+  }
+}
 
 export function numberEnv(name: string, fallback: number, min: number, max: number): number {
   const raw = process.env[name];

@@ -21,7 +21,6 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { PolicyClient } from '../src/policy/client.js';
 import {
   type Child,
@@ -34,7 +33,7 @@ import {
   waitForLine,
   waitForPolicy,
 } from './children.js';
-import { connectionCounts, numberEnv, onStopSignal, reportFailure, UsageError } from './options.js';
+import { benchArgs, connectionCounts, numberEnv, onStopSignal, reportFailure } from './options.js';
 import { BenchError, type CellResult, runSlice, type Slice, summarize } from './load.js';
 import { type BenchRequest, encodeMix, type Fixture, requestMix, writeFixture } from './workload.js';
 
@@ -229,23 +228,8 @@ function say(label: string, ...lines: string[]): void {
 /** The temporary directory of this run (config, maps, logs); removed at the end and on SIGINT. */
 let tempDir: string | undefined;
 
-function options() {
-  try {
-    return parseArgs({
-      options: {
-        json: { type: 'string' },
-        'cpu-prof': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-    }).values;
-  } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error));
-  }
-}
-
 async function main(): Promise<number> {
-  const values = options();
+  const values = benchArgs({});
   if (values.help) {
     console.log('usage: node dist/bench/policy.js [--json FILE] [--cpu-prof DIR]');
     console.log(
