@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { Readable, Writable } from 'node:stream';
+import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
@@ -22,6 +22,7 @@ import { DecisionRecorder, readDecisions } from '../../src/core/decisions.js';
 import type { PipelineStage } from '../../src/core/pipeline.js';
 import type { Store } from '../../src/core/store.js';
 import { Quarantine } from '../../src/filter/quarantine.js';
+import { holdVirusMessage } from '../harness/quarantine.js';
 import { buildHttpApp } from '../../src/http/app.js';
 import { MapRegistry } from '../../src/maps/index.js';
 import { RuntimeEntries } from '../../src/maps/runtime.js';
@@ -103,23 +104,7 @@ function build(token: string | undefined, admin = services()): FastifyInstance {
 
 const auth = { authorization: `Bearer ${TOKEN}` };
 
-async function hold(subject: string): Promise<string> {
-  const id = quarantine.newId();
-  const message = `From: a@remote.test\r\nTo: bob@example.org\r\nSubject: ${subject}\r\n\r\nbody of ${subject}\r\n`;
-  await quarantine.hold(Readable.from([Buffer.from(message)]), {
-    id,
-    time: Date.now(),
-    scanner: 'antivirus',
-    symbol: 'VIRUS',
-    reason: 'Eicar-Signature',
-    releasableBy: 'admin',
-    sender: 'a@remote.test',
-    recipients: ['bob@example.org'],
-    size: message.length,
-    subject,
-  });
-  return id;
-}
+const hold = (subject: string): Promise<string> => holdVirusMessage(quarantine, subject);
 
 before(async () => {
   writeFileSync(path.join(work, 'allow-clients'), '# nobody\n');

@@ -5,11 +5,11 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import { after, test } from 'node:test';
 import { QuarantineOps } from '../../src/admin/quarantine.js';
 import { Quarantine } from '../../src/filter/quarantine.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
+import { holdVirusMessage } from '../harness/quarantine.js';
 
 const work = mkdtempSync('/tmp/pw-h-qfiles-');
 const store = new SqliteStore({ path: ':memory:' });
@@ -24,20 +24,7 @@ const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
 async function held(): Promise<{ ops: QuarantineOps; id: string }> {
   const quarantine = new Quarantine(path.join(work, 'quarantine'), 30, store);
   quarantine.prepare();
-  const id = quarantine.newId();
-  const message = 'From: a@remote.test\r\nTo: bob@example.org\r\nSubject: x\r\n\r\nbody\r\n';
-  await quarantine.hold(Readable.from([Buffer.from(message)]), {
-    id,
-    time: Date.now(),
-    scanner: 'antivirus',
-    symbol: 'VIRUS',
-    reason: 'Eicar-Signature',
-    releasableBy: 'admin',
-    sender: 'a@remote.test',
-    recipients: ['bob@example.org'],
-    size: message.length,
-    subject: 'x',
-  });
+  const id = await holdVirusMessage(quarantine, 'x');
   const ops = new QuarantineOps(quarantine, { host: '127.0.0.1', port: 9, name: 'mx', timeoutMs: 1000 });
   return { ops, id };
 }

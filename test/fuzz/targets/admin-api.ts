@@ -16,7 +16,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { Readable, Writable } from 'node:stream';
+import { Writable } from 'node:stream';
 import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
 import { LIST_NAMES, ListOps } from '../../../src/admin/lists.js';
@@ -29,6 +29,7 @@ import { RuntimeEntries } from '../../../src/maps/runtime.js';
 import { createLogger } from '../../../src/observe/logger.js';
 import { Metrics } from '../../../src/observe/metrics.js';
 import { SqliteStore } from '../../../src/store/sqlite.js';
+import { holdVirusMessage } from '../../harness/quarantine.js';
 import { startRecordingSmtp } from '../../harness/smtp.js';
 import type { FuzzTarget } from '../runner.js';
 
@@ -403,23 +404,7 @@ const target: FuzzTarget<Input> = {
     await app.ready();
 
     const pool: string[] = [];
-    const hold = async (): Promise<string> => {
-      const held = quarantine.newId();
-      const message = `From: a@remote.test\r\nTo: bob@example.org\r\nSubject: held ${held}\r\n\r\nbody\r\n`;
-      await quarantine.hold(Readable.from([Buffer.from(message)]), {
-        id: held,
-        time: Date.now(),
-        scanner: 'antivirus',
-        symbol: 'VIRUS',
-        reason: 'Eicar-Signature',
-        releasableBy: 'admin',
-        sender: 'a@remote.test',
-        recipients: ['bob@example.org'],
-        size: message.length,
-        subject: `held ${held}`,
-      });
-      return held;
-    };
+    const hold = (): Promise<string> => holdVirusMessage(quarantine, `held ${quarantine.newId()}`);
     const before = listing(ctx.workDir, quarantineDir);
     const descriptors = openFiles();
 
