@@ -27,7 +27,7 @@ export interface MessagePart {
   readonly contentType: string;
   /** The file name it declares (Content-Disposition or Content-Type name), decoded. */
   readonly filename?: string;
-  /** Decoded size in bytes. */
+  /** Decoded size in bytes (of a body text part cut at its read budget, what was read: see filter/parse.ts). */
   readonly size: number;
   /** The decoded content (its first `filter.parse.keep_bytes`), for archive and type inspection. */
   readonly content?: Uint8Array;

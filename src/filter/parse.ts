@@ -5,6 +5,9 @@
  * listing; the antivirus reads the raw message whole anyway). Bodies are not converted (no HTML-to-text), so a
  * huge HTML part costs its bytes, not a rendering. A parser error ends the parse with what was found and a
  * problem, never a crash: the message is still scanned and delivered or held.
+ *
+ * A body text part is read up to a budget too, and broken base64 is a problem (watchBodies): mailparser keeps a
+ * text part whole in memory and decodes bad base64 silently.
  */
 import { MailParser, type AttachmentStream, type MessageText } from 'mailparser';
 import type { Readable } from 'node:stream';
@@ -12,6 +15,97 @@ import type { Envelope, HeaderField, MessageFacts, MessagePart } from '../core/c
 
 /** Parts described by name and type only, as a multiple of `maxParts`. */
 const METADATA_PARTS_FACTOR = 10;
+/** Encoded bytes of a body text part read per character kept: enough for base64 of 3-byte UTF-8 characters. */
+const ENCODED_BYTES_PER_CHAR = 4;
+
+/** The part of mailparser 3.x's internals watchBodies relies on (see there). */
+interface MailParserInternals {
+  processChunk(chunk: SplitterChunk, done: (error?: Error) => void): void;
+  curnode: false | { isAttachment?: boolean; disposition?: string } | undefined;
+}
+
+/** What mailsplit hands mailparser: a part's headers (`node`), then its encoded body in pieces (`body`). */
+interface SplitterChunk {
+  readonly type: string;
+  readonly value?: Buffer;
+  readonly node?: { readonly encoding?: string | false; readonly partNr?: (number | string)[] | false };
+}
+
+/** What watchBodies saw: encoded text bytes it did not pass on, and the parts whose base64 is broken. */
+interface BodyWatch {
+  droppedTextBytes: number;
+  readonly badBase64: string[];
+}
+
+/** The base64 alphabet, padding and whitespace: every other byte in a base64 body is an error. */
+const BASE64_BYTES = new Uint8Array(256);
+for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/= \t\r\n') {
+  BASE64_BYTES[c.charCodeAt(0)] = 1;
+}
+
+/** Encoded bytes of a base64 part checked against the alphabet: the check costs a pass over them, and a broken
+ * encoder shows early (a 50 MB attachment is not read twice for a score of half a point). */
+const BASE64_CHECKED_BYTES = 1024 * 1024;
+
+function isBase64(bytes: Buffer): boolean {
+  for (let i = 0; i < bytes.length; i++) if (BASE64_BYTES[bytes[i] as number] === 0) return false;
+  return true;
+}
+
+/**
+ * Watches the encoded bodies on their way into mailparser: drops the bytes of each inline text part past
+ * `textBudget`, and notes each base64 part with bytes outside the alphabet.
+ *
+ * Why by hand: mailparser collects a text part's decoded chunks, concatenates them, turns them into a string and
+ * normalises its newlines, four copies at once (a 50 MB text body cost about 200 MB of RSS, and the content rules
+ * read only the first `maxTextChars` anyway); and its base64 decoder skips bad bytes without a word. It has no
+ * option for either, so its chunk handler (an internal method, stable across 3.x; the 50 MB and bad-base64 tests
+ * in test/integration/filter-input.test.ts fail if it changes) is wrapped: mailparser still decodes what it is
+ * given (transfer encoding, charset, format=flowed) exactly as before.
+ */
+function watchBodies(parser: MailParser, textBudget: number): BodyWatch {
+  const internals = parser as unknown as MailParserInternals;
+  const process = internals.processChunk.bind(parser);
+  const watch: BodyWatch = { droppedTextBytes: 0, badBase64: [] };
+  let read = 0;
+  let flagged = false;
+  internals.processChunk = (chunk, done) => {
+    if (chunk.type === 'node') {
+      read = 0;
+      flagged = false;
+    }
+    if (chunk.type !== 'body' || !chunk.value) {
+      process(chunk, done);
+      return;
+    }
+    const unchecked = BASE64_CHECKED_BYTES - read;
+    if (
+      !flagged &&
+      unchecked > 0 &&
+      chunk.node?.encoding === 'base64' &&
+      !isBase64(chunk.value.subarray(0, unchecked))
+    ) {
+      flagged = true;
+      // Numbered as mailparser numbers parts (IMAP style, without mailsplit's TEXT markers).
+      watch.badBase64.push((chunk.node.partNr || []).filter((nr) => typeof nr === 'number').join('.') || '1');
+    }
+    const node = internals.curnode;
+    const room = Math.max(0, textBudget - read);
+    read += chunk.value.length;
+    if (node && !node.isAttachment && node.disposition === 'inline') {
+      if (chunk.value.length > room) {
+        watch.droppedTextBytes += chunk.value.length - room;
+        if (room === 0) {
+          setImmediate(done);
+          return;
+        }
+        chunk = { ...chunk, value: chunk.value.subarray(0, room) };
+      }
+    }
+    process(chunk, done);
+  };
+  return watch;
+}
 
 export interface ParseLimits {
   readonly maxDepth: number;
@@ -76,6 +170,7 @@ export async function parseMessage(
     skipImageLinks: true,
     checksumAlgo: false,
   });
+  const bodies = watchBodies(parser, limits.maxTextChars * ENCODED_BYTES_PER_CHAR);
   const headers: HeaderField[] = [];
   const parts: MessagePart[] = [];
   const problems = [...rawProblems];
@@ -154,6 +249,8 @@ export async function parseMessage(
     raw.pipe(parser);
   });
   if (!stopped) await Promise.all(pending);
+  if (bodies.droppedTextBytes > 0) limitsHit = true;
+  for (const part of bodies.badBase64) problems.push(`part ${part}: bytes outside the base64 alphabet`);
   parts.sort((a, b) => a.path.localeCompare(b.path, 'en', { numeric: true }));
   return { envelope, size, headers, parts, problems, limitsHit };
 }

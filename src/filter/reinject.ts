@@ -36,6 +36,8 @@ export interface ReinjectEnvelope {
   readonly envid?: string;
   /** MAIL FROM came with BODY=8BITMIME: it goes on with the message. */
   readonly body8bit?: boolean;
+  /** MAIL FROM came with SMTPUTF8: it goes on with the message. */
+  readonly smtpUtf8?: boolean;
   readonly size: number;
 }
 
@@ -88,6 +90,30 @@ export function xforwardCommands(attributes: XForward, accepted: ReadonlySet<str
   return commands;
 }
 
+/**
+ * nodemailer asks for SMTPUTF8 only when an address is not ASCII, and has no option to ask for it otherwise; but
+ * Postfix's SMTPUTF8 also marks UTF-8 header fields behind an ASCII envelope (RFC 6531 §3.4), and dropping it
+ * changes what Postfix does with the message later. So the request goes on as Postfix made it: added to MAIL
+ * FROM through nodemailer's command writer (an internal method; the filter-input test fails if it changes), when
+ * the smtpd announced SMTPUTF8.
+ */
+function requestSmtpUtf8(connection: SMTPConnection): void {
+  const internals = connection as unknown as {
+    _sendCommand(line: string, logLine?: string): void;
+    _supportedExtensions: string[];
+  };
+  const send = internals._sendCommand.bind(connection);
+  internals._sendCommand = (line, logLine) =>
+    send(
+      /^MAIL FROM:/i.test(line) &&
+        !/ SMTPUTF8\b/i.test(line) &&
+        internals._supportedExtensions.includes('SMTPUTF8')
+        ? `${line} SMTPUTF8`
+        : line,
+      logLine,
+    );
+}
+
 function connect(connection: SMTPConnection): Promise<void> {
   return new Promise((resolve, reject) => {
     connection.once('error', reject);
@@ -137,6 +163,7 @@ export async function reinject(
     },
   });
   connection.on('error', () => {}); // errors reach the callbacks below; a late one must not be unhandled
+  if (envelope.smtpUtf8) requestSmtpUtf8(connection);
   const drop = () => connection.close();
   signal?.addEventListener('abort', drop, { once: true });
   try {

@@ -6,6 +6,7 @@
  * its own enhanced status code (the server's automatic ones are off so they do not double).
  */
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { FilterService, FilterTransaction } from './service.js';
@@ -17,12 +18,33 @@ export interface FilterServerOptions {
   readonly maxConnections: number;
 }
 
+/**
+ * Postfix sends `XFORWARD NAME=[TEMPUNAVAIL]` when the client's reverse lookup failed for now (XFORWARD_README).
+ * smtp-server knows only `[UNAVAILABLE]` and refuses the whole line with 501, so the client's ADDR and PORT on
+ * that line were lost. It has no option for it, so the line is read as `[UNAVAILABLE]` before smtp-server parses
+ * it: for the re-injection smtpd, which runs no client checks, the two mean the same (the name is unknown).
+ */
+const handleXForward = SMTPConnection.prototype.handler_XFORWARD;
+SMTPConnection.prototype.handler_XFORWARD = function (this: SMTPConnection, command, callback) {
+  const line = command.toString('latin1');
+  handleXForward.call(
+    this,
+    /=\[TEMPUNAVAIL\]/i.test(line)
+      ? Buffer.from(line.replace(/=\[TEMPUNAVAIL\]/gi, '=[UNAVAILABLE]'), 'latin1')
+      : command,
+    callback,
+  );
+};
+
 /** The transaction as Postfix gave it: envelope with DSN parameters, and the original client from XFORWARD. */
 export function transactionOf(session: SMTPServerSession): FilterTransaction {
   const { mailFrom, rcptTo, dsn } = session.envelope;
   const xforward = new Map<string, string>();
   for (const [name, value] of session.xForward ?? new Map()) {
-    if (value !== false) xforward.set(name.toUpperCase(), String(value));
+    if (value === false) continue;
+    const key = name.toUpperCase();
+    // smtp-server keeps NAME=[UNAVAILABLE] as an empty name; it goes on as Postfix wrote it.
+    xforward.set(key, key === 'NAME' && value === '' ? '[UNAVAILABLE]' : String(value));
   }
   return {
     envelope: {
@@ -35,6 +57,7 @@ export function transactionOf(session: SMTPServerSession): FilterTransaction {
       ...(mailFrom && mailFrom.args && String(mailFrom.args['BODY'] ?? '').toUpperCase() === '8BITMIME'
         ? { body8bit: true }
         : {}),
+      ...(mailFrom && mailFrom.args && mailFrom.args['SMTPUTF8'] !== undefined ? { smtpUtf8: true } : {}),
       ...(dsn?.ret ? { ret: dsn.ret } : {}),
       ...(dsn?.envid ? { envid: dsn.envid } : {}),
     },

@@ -4,12 +4,11 @@
  * real smtp-server that records every message it takes, envelope and bytes (test/harness/smtp.ts). The test
  * talks to the filter over raw sockets, so it controls every byte (bare LF, NUL, no final dot, a stall).
  *
- * For each input: the reply code and how fast it came, what reached the re-injection target (with the filter's
- * X-Postwarden-Status in front, never unscanned) or the quarantine, that the spool is empty afterwards, and that
- * the filter still serves the next client. The big cases also read the filter process's peak RSS (VmHWM, reset
- * before each case through /proc/<pid>/clear_refs) and keep it under 300 MB; the figures are printed.
- *
- * Tests marked `todo` assert the behaviour the product promises but does not deliver yet; each says why.
+ * For each input: the reply code (within the client's reply timeout: a hang fails; speed is for bench/), what
+ * reached the re-injection target (with the filter's X-Postwarden-Status in front, never unscanned) or the
+ * quarantine, that the spool is empty afterwards, and that the filter still serves the next client. The big cases
+ * also read the filter process's peak RSS (VmHWM, reset before each case through /proc/<pid>/clear_refs) and keep
+ * it under 300 MB; the figures are printed.
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -174,13 +173,8 @@ function statusOf(raw: Buffer): Status {
 }
 
 /** The one copy delivered for `tag`, scanned, and its status. */
-function deliveredOnce(
-  tag: string,
-  result: TransactionResult,
-  withinMs = 5000,
-): { copy: ReceivedMessage; status: Status } {
+function deliveredOnce(tag: string, result: TransactionResult): { copy: ReceivedMessage; status: Status } {
   assert.equal(result.reply.code, 250, result.reply.text);
-  assert.ok(result.ms < withinMs, `answered in ${Math.round(result.ms)} ms, more than ${withinMs}`);
   assert.match(result.reply.text, /^250 2\.0\.0 Filtered and re-injected/);
   const copies = deliveredFor(tag);
   assert.equal(copies.length, 1, `copies delivered for ${tag}`);
@@ -334,7 +328,7 @@ describe('size', () => {
     const from = resetPeak();
     const result = await send(tag, message, { timeoutMs: 60_000 });
     const kb = peak('50 MB attachment', from);
-    const { copy, status } = deliveredOnce(tag, result, 30_000);
+    const { copy, status } = deliveredOnce(tag, result);
     assert.deepEqual(status, { result: 'clean', score: 0, symbols: [] });
     const body = copy.raw.subarray(prefixLength(copy.raw));
     assert.equal(body.length, message.length);
@@ -348,7 +342,6 @@ describe('size', () => {
     );
     forgetBytes(tag);
     assert.ok(kb < RSS_LIMIT_KB, `peak RSS ${kb} kB while filtering 50 MB`);
-    assert.ok(result.ms < 30_000, `answered in ${Math.round(result.ms)} ms`);
     assert.deepEqual(await spoolAfter(), []);
     await stillServing();
   });
@@ -364,7 +357,7 @@ describe('size', () => {
     const from = resetPeak();
     const result = await send(tag, message, { timeoutMs: 60_000 });
     textPeakKb = peak('50 MB text body', from);
-    const { copy, status } = deliveredOnce(tag, result, 30_000);
+    const { copy, status } = deliveredOnce(tag, result);
     // The text is cut at parse.max_text_chars for the classifier, which counts as a parse bound reached.
     assert.deepEqual(status, { result: 'clean', score: 2, symbols: ['MIME_LIMITS'] });
     assert.equal(copy.raw.length - prefixLength(copy.raw), message.length);
@@ -374,16 +367,10 @@ describe('size', () => {
     await stillServing();
   });
 
-  it(
-    'filtering a 50 MB text body stays under 300 MB RSS',
-    {
-      todo: 'mailparser builds a text body whole as one string (and parse.ts measures it with Buffer.byteLength before cutting it): about 200 MB over the idle RSS for 50 MB of text',
-    },
-    () => {
-      assert.ok(textPeakKb > 0, 'measured by the test before');
-      assert.ok(textPeakKb < RSS_LIMIT_KB, `peak RSS ${Math.round(textPeakKb / 1024)} MB`);
-    },
-  );
+  it('filtering a 50 MB text body stays under 300 MB RSS', () => {
+    assert.ok(textPeakKb > 0, 'measured by the test before');
+    assert.ok(textPeakKb < RSS_LIMIT_KB, `peak RSS ${Math.round(textPeakKb / 1024)} MB`);
+  });
 
   it('a message over max_message_bytes: 552 5.3.4 after DATA, not delivered, spool empty', async () => {
     const tag = newTag('oversize');
@@ -425,7 +412,6 @@ describe('MIME abuse', () => {
     const result = await send(tag, multipart(tag, textParts(998)));
     const { status } = deliveredOnce(tag, result);
     assert.deepEqual(status, { result: 'clean', score: 2, symbols: ['MIME_LIMITS'] });
-    assert.ok(result.ms < 5000, `answered in ${Math.round(result.ms)} ms`);
     assert.deepEqual(await spoolAfter(), []);
   });
 
@@ -448,7 +434,6 @@ describe('MIME abuse', () => {
     assert.ok(result.reply.code === 250 || deliveredFor(tag).length === 0, 'delivered without a 250');
     assert.ok(kb < RSS_LIMIT_KB, `peak RSS ${kb} kB`);
     // What the product should do:
-    assert.ok(result.ms < 5000, `answered in ${Math.round(result.ms)} ms: ${result.reply.text}`);
     const { status } = deliveredOnce(tag, result);
     assert.equal(status.result, 'clean');
     assert.ok(status.symbols.includes('MIME_LIMITS'), JSON.stringify(status));
@@ -507,7 +492,6 @@ describe('MIME abuse', () => {
     const { status } = deliveredOnce(tag, result);
     assert.equal(status.result, 'clean');
     assert.ok(status.symbols.includes('MIME_LIMITS'), JSON.stringify(status));
-    assert.ok(result.ms < 10_000, `answered in ${Math.round(result.ms)} ms`);
     assert.deepEqual(await spoolAfter(), []);
   });
 
@@ -527,7 +511,7 @@ describe('MIME abuse', () => {
     heldEntry(result);
   });
 
-  it('malformed base64 in a text attachment: delivered, never a crash', async () => {
+  it('malformed base64 in a text attachment: delivered, never a crash, a MIME_PROBLEM ("bad encoding")', async () => {
     const tag = newTag('b64');
     const broken = [
       'Content-Type: text/plain; name="notes.txt"',
@@ -540,32 +524,10 @@ describe('MIME abuse', () => {
     ].join('\r\n');
     const result = await send(tag, multipart(tag, ['Content-Type: text/plain\r\n\r\nSee attached.', broken]));
     const { status } = deliveredOnce(tag, result);
-    assert.equal(status.result, 'clean');
+    // filter.sanity.problem_score, once: the part is named in the reason (part 2: bytes outside the alphabet).
+    assert.deepEqual(status, { result: 'clean', score: 0.5, symbols: ['MIME_PROBLEM'] });
     assert.deepEqual(await spoolAfter(), []);
   });
-
-  it(
-    'malformed base64 is a MIME_PROBLEM, as filter.sanity.problem_score describes ("bad encoding")',
-    {
-      todo: 'mailparser decodes bad base64 silently and reports nothing, so sanity never scores a bad encoding',
-    },
-    async () => {
-      const tag = newTag('b64-scored');
-      const broken = [
-        'Content-Type: text/plain; name="notes.txt"',
-        'Content-Disposition: attachment; filename="notes.txt"',
-        'Content-Transfer-Encoding: base64',
-        '',
-        '!!!! this is not base64 @@@@ ====',
-      ].join('\r\n');
-      const result = await send(
-        tag,
-        multipart(tag, ['Content-Type: text/plain\r\n\r\nSee attached.', broken]),
-      );
-      const { status } = deliveredOnce(tag, result);
-      assert.ok(status.symbols.includes('MIME_PROBLEM'), JSON.stringify(status));
-    },
-  );
 
   it('malformed base64 in a .zip attachment: held as ARCHIVE_UNREADABLE (unread is not clean)', async () => {
     const tag = newTag('b64-zip');
@@ -579,7 +541,11 @@ describe('MIME abuse', () => {
     const result = await send(tag, multipart(tag, ['Content-Type: text/plain\r\n\r\nSee attached.', broken]));
     const { entry, first } = heldEntry(result);
     assert.equal(entry['symbol'], 'ARCHIVE_UNREADABLE');
-    assert.match(first, /^X-Postwarden-Status: held; score=\d+\.\d; symbols=ARCHIVE_UNREADABLE; /);
+    // The broken base64 is a MIME_PROBLEM too.
+    assert.match(
+      first,
+      /^X-Postwarden-Status: held; score=\d+\.\d; symbols=MIME_PROBLEM,ARCHIVE_UNREADABLE; /,
+    );
     assert.equal(deliveredFor(tag).length, 0);
     assert.deepEqual(await spoolAfter(), []);
   });
@@ -678,7 +644,6 @@ describe('zip bombs', () => {
     const from = resetPeak();
     const result = await send(tag, message);
     const kb = peak(`zip bomb: ${name}`, from);
-    assert.ok(result.ms < 5000, `answered in ${Math.round(result.ms)} ms`);
     const { entry, first, head } = heldEntry(result);
     assert.equal(entry['symbol'], 'ARCHIVE_LIMITS', JSON.stringify(entry));
     assert.match(String(entry['reason']), reason);
@@ -690,7 +655,7 @@ describe('zip bombs', () => {
     assert.deepEqual(await spoolAfter(), []);
   }
 
-  it('one entry of 100 MiB of zeros (ratio 1000:1): held as ARCHIVE_LIMITS within seconds', async () => {
+  it('one entry of 100 MiB of zeros (ratio 1000:1): held as ARCHIVE_LIMITS', async () => {
     assert.ok(zerosDeflated.length < 200_000);
     await bomb(
       'ratio',
@@ -948,7 +913,6 @@ describe('envelope fidelity', () => {
     }));
     const result = await send(tag, plain(tag), { to });
     assert.equal(result.reply.code, 250, result.reply.text);
-    assert.ok(result.ms < 10_000, `answered in ${Math.round(result.ms)} ms`);
     const copies = deliveredFor(tag);
     assert.deepEqual(
       copies.flatMap((c) => c.rcptTo.map((r) => `${r.address} ${r.dsn?.orcpt ?? ''}`)).sort(),
@@ -1003,29 +967,23 @@ describe('envelope fidelity', () => {
     statusOf(copies[0]?.raw ?? Buffer.alloc(0));
   });
 
-  it(
-    'XFORWARD NAME=[TEMPUNAVAIL] (Postfix: reverse lookup failed for now) is accepted and ADDR still reaches the target',
-    {
-      todo: 'the filter face (smtp-server) answers 501 to the whole XFORWARD line: NAME=[TEMPUNAVAIL] fails its host-name check, so ADDR and PORT are lost',
-    },
-    async () => {
-      const tag = newTag('tempunavail');
-      const result = await send(tag, plain(tag), {
-        xforward: [
-          'NAME=[TEMPUNAVAIL] ADDR=192.0.2.9 PORT=5555',
-          'PROTO=ESMTP HELO=x.example.net SOURCE=REMOTE',
-        ],
-      });
-      const xforward = result.replies.filter((r) => r.command.startsWith('XFORWARD '));
-      assert.deepEqual(
-        xforward.map((r) => r.reply.code),
-        [250, 250],
-        JSON.stringify(xforward),
-      );
-      assert.equal(result.reply.code, 250, result.reply.text);
-      assert.equal(deliveredFor(tag)[0]?.xForward.get('ADDR'), '192.0.2.9');
-    },
-  );
+  it('XFORWARD NAME=[TEMPUNAVAIL] (Postfix: reverse lookup failed for now) is accepted and ADDR still reaches the target', async () => {
+    const tag = newTag('tempunavail');
+    const result = await send(tag, plain(tag), {
+      xforward: [
+        'NAME=[TEMPUNAVAIL] ADDR=192.0.2.9 PORT=5555',
+        'PROTO=ESMTP HELO=x.example.net SOURCE=REMOTE',
+      ],
+    });
+    const xforward = result.replies.filter((r) => r.command.startsWith('XFORWARD '));
+    assert.deepEqual(
+      xforward.map((r) => r.reply.code),
+      [250, 250],
+      JSON.stringify(xforward),
+    );
+    assert.equal(result.reply.code, 250, result.reply.text);
+    assert.equal(deliveredFor(tag)[0]?.xForward.get('ADDR'), '192.0.2.9');
+  });
 
   it('BODY=8BITMIME reaches the target', async () => {
     const tag = newTag('8bit');
@@ -1036,19 +994,13 @@ describe('envelope fidelity', () => {
     assert.equal(copy.bodyType, '8bitmime');
   });
 
-  it(
-    'SMTPUTF8 reaches the target with an ASCII envelope too (UTF-8 header fields)',
-    {
-      todo: 'reinject() lets nodemailer decide SMTPUTF8 from the addresses only: SMTPUTF8 from Postfix is dropped when the envelope is ASCII',
-    },
-    async () => {
-      const tag = newTag('utf8');
-      const message = plain(tag, 'Hallo.\r\n', ['X-Note: Grüße']).replace('From: Sender', 'From: Jörg');
-      const result = await send(tag, message, { fromParams: 'SMTPUTF8 BODY=8BITMIME' });
-      const { copy } = deliveredOnce(tag, result);
-      assert.equal(copy.smtpUtf8, true);
-    },
-  );
+  it('SMTPUTF8 reaches the target with an ASCII envelope too (UTF-8 header fields)', async () => {
+    const tag = newTag('utf8');
+    const message = plain(tag, 'Hallo.\r\n', ['X-Note: Grüße']).replace('From: Sender', 'From: Jörg');
+    const result = await send(tag, message, { fromParams: 'SMTPUTF8 BODY=8BITMIME' });
+    const { copy } = deliveredOnce(tag, result);
+    assert.equal(copy.smtpUtf8, true);
+  });
 
   it('a UTF-8 envelope (SMTPUTF8) arrives as sent', async () => {
     const tag = newTag('utf8env');
