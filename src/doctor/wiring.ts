@@ -47,7 +47,14 @@ const RCPT_LISTS = [
   'smtpd_recipient_restrictions',
 ] as const;
 const LATER_LISTS = ['smtpd_data_restrictions', 'smtpd_end_of_data_restrictions'] as const;
-const GATES = new Set(['reject_unauth_destination', 'defer_unauth_destination']);
+/** What ends a relay attempt: relay control proper, or a refusal of everything (Postfix accepts those too). */
+const GATES = new Set([
+  'reject_unauth_destination',
+  'defer_unauth_destination',
+  'reject',
+  'defer',
+  'defer_all',
+]);
 
 const POLICY_FIX = (listen: string) =>
   `keep relay control first and ask postwarden after it: postconf -e 'smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination' 'smtpd_recipient_restrictions = check_policy_service { inet:${listen}, timeout=10s, default_action=DUNNO }' && postfix reload`;
@@ -57,16 +64,22 @@ function policyTarget(listen: string): string {
   return e?.kind === 'unix' ? `unix:${e.path}` : listen;
 }
 
-/** Where a policy service or the relay gate sits in the RCPT-time lists of one smtpd (main.cf or a service). */
+/** Where our policy service sits in the restriction lists of one smtpd (main.cf or a master.cf service). */
 interface Placement {
-  /** Positions of our policy service: `list#index`. */
+  /** Our policy service: its list, position, and whether Postfix reaches it before relay control. */
   readonly policy: { list: string; index: number; beforeGate: boolean }[];
-  /** Other policy services (name the endpoint). */
+  /** Other policy services (their endpoints). */
   readonly foreign: string[];
-  /** The relay gate: its list and element, or undefined when there is none. */
-  readonly gate?: { list: string; name: string };
-  /** A bare `permit` ends smtpd_relay_restrictions before its gate: everyone may relay. */
+  /** What stops relaying: the first refusal Postfix reaches in the relay, then the recipient list. */
+  readonly gate?: { list: string; name: string; index: number };
+  /** A bare `permit` ends smtpd_relay_restrictions before any refusal, and nothing later refuses. */
   readonly permitsAll: boolean;
+}
+
+/** The first refusal (gate) or bare `permit` of a list: whichever Postfix meets first decides relaying there. */
+function firstDecisive(items: readonly { name: string }[]): { name: string; index: number } | undefined {
+  const index = items.findIndex((r) => GATES.has(r.name) || r.name === 'permit');
+  return index < 0 ? undefined : { name: items[index]?.name ?? '', index };
 }
 
 function placement(
@@ -75,40 +88,40 @@ function placement(
   ours: readonly Endpoint[],
 ): Placement {
   const queueDir = config.main.get('queue_directory') ?? '/var/spool/postfix';
+  const lists = new Map(
+    [...RCPT_LISTS, ...LATER_LISTS].map((l) => [l, restrictions(serviceValue(config, service, l))]),
+  );
+  const relay = firstDecisive(lists.get('smtpd_relay_restrictions') ?? []);
+  const recipient = firstDecisive(lists.get('smtpd_recipient_restrictions') ?? []);
+  let gate: Placement['gate'];
+  if (relay && relay.name !== 'permit') gate = { list: 'smtpd_relay_restrictions', ...relay };
+  else if (recipient && recipient.name !== 'permit')
+    gate = { list: 'smtpd_recipient_restrictions', ...recipient };
   const policy: Placement['policy'] = [];
   const foreign: string[] = [];
-  let gate: Placement['gate'];
-  let permitsAll = false;
-  for (const list of [...RCPT_LISTS, ...LATER_LISTS]) {
-    const items = restrictions(serviceValue(config, service, list));
+  for (const [list, items] of lists) {
     items.forEach((r, index) => {
-      if (r.name === 'check_policy_service' && r.argument !== undefined) {
-        const target = postfixEndpoint(r.argument, queueDir);
-        if (target && ours.some((l) => sameEndpoint(target, l))) {
-          policy.push({
-            list,
-            index,
-            beforeGate: gate === undefined && !LATER_LISTS.includes(list as never),
-          });
-        } else {
-          foreign.push(r.argument);
-        }
+      if (r.name !== 'check_policy_service' || r.argument === undefined) return;
+      const target = postfixEndpoint(r.argument, queueDir);
+      if (!target || !ours.some((l) => sameEndpoint(target, l))) {
+        foreign.push(r.argument);
+        return;
       }
-      if (
-        gate === undefined &&
-        GATES.has(r.name) &&
-        (list === 'smtpd_relay_restrictions' || list === 'smtpd_recipient_restrictions')
-      ) {
-        gate = { list, name: r.name };
-      }
-      if (gate === undefined && list === 'smtpd_relay_restrictions' && r.name === 'permit') permitsAll = true;
+      const after =
+        (LATER_LISTS as readonly string[]).includes(list) ||
+        (gate !== undefined &&
+          (list === 'smtpd_recipient_restrictions'
+            ? gate.list === 'smtpd_relay_restrictions' || gate.index < index
+            : list === 'smtpd_relay_restrictions' && gate.list === list && gate.index < index));
+      policy.push({ list, index, beforeGate: !after });
     });
   }
-  return { policy, foreign, ...(gate ? { gate } : {}), permitsAll };
-}
-
-function where(label: string, p: { list: string; index: number }): string {
-  return `${label}: ${p.list} element ${p.index + 1}`;
+  return {
+    policy,
+    foreign,
+    ...(gate ? { gate } : {}),
+    permitsAll: gate === undefined && relay?.name === 'permit',
+  };
 }
 
 /** The policy service's place, and relay control, in main.cf and in each smtpd that overrides restrictions. */
@@ -123,47 +136,49 @@ export function judgePolicyOrder(config: PostfixConfig, settings: WiringSettings
   for (const s of config.services) {
     if (s.type !== 'inet' || s.command !== 'smtpd') continue;
     const at = inetServiceEndpoint(s.name);
-    if (reinject && at && sameEndpoint({ kind: 'inet', ...at }, reinject)) continue; // its own rules, below
+    if (reinject && at && sameEndpoint({ kind: 'inet', ...at }, reinject)) continue; // judgeReinject's
     if ([...RCPT_LISTS, ...LATER_LISTS].some((l) => s.overrides.has(l))) {
       contexts.push({ label: `master.cf ${s.name}`, service: s });
     }
   }
   for (const { label, service } of contexts) {
     const p = placement(config, service, ours);
+    // A service is judged on what it overrides; what it inherits is main.cf's finding.
+    const own = (list: string) => service === undefined || service.overrides.has(list);
     const lists = RCPT_LISTS.map((l) => `${l} = ${serviceValue(config, service, l)}`).join('; ');
-    if (!p.gate) {
+    const gateOwn = own('smtpd_relay_restrictions') || own('smtpd_recipient_restrictions');
+    if (!p.gate && gateOwn) {
       findings.push(
-        finding(
-          'relay-gate',
-          'error',
-          `${label}: no reject_unauth_destination in smtpd_relay_restrictions or smtpd_recipient_restrictions: nothing stops relaying`,
-          "postconf -e 'smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination' && postfix reload",
-          lists,
-        ),
+        p.permitsAll
+          ? finding(
+              'relay-gate',
+              'error',
+              `${label}: smtpd_relay_restrictions permits everyone and nothing after it refuses: an open relay`,
+              "remove the bare 'permit': postconf -e 'smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination' && postfix reload",
+              lists,
+            )
+          : finding(
+              'relay-gate',
+              'error',
+              `${label}: no reject_unauth_destination in smtpd_relay_restrictions or smtpd_recipient_restrictions: nothing stops relaying`,
+              "postconf -e 'smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination' && postfix reload",
+              lists,
+            ),
       );
-    } else if (p.permitsAll) {
+    } else if (p.gate && service === undefined) {
       findings.push(
-        finding(
-          'relay-gate',
-          'error',
-          `${label}: smtpd_relay_restrictions permits everyone before ${p.gate.name}: an open relay`,
-          "remove the bare 'permit': postconf -e 'smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination' && postfix reload",
-          lists,
-        ),
+        p.gate.name === 'defer_unauth_destination'
+          ? finding(
+              'relay-gate',
+              'info',
+              `${label}: relay control is defer_unauth_destination (Debian's default): relay attempts get 4xx and retry`,
+              'nothing needed; reject_unauth_destination answers 5xx and ends the attempts at once',
+            )
+          : ok('relay-gate', `${label}: relay control by ${p.gate.name} in ${p.gate.list}`),
       );
-    } else if (p.gate.name === 'defer_unauth_destination') {
-      findings.push(
-        finding(
-          'relay-gate',
-          'info',
-          `${label}: relay control is defer_unauth_destination (Debian's default): relay attempts get 4xx and retry`,
-          'nothing needed; reject_unauth_destination answers 5xx and ends the attempts at once',
-        ),
-      );
-    } else if (service === undefined) {
-      findings.push(ok('relay-gate', `${label}: relay control by ${p.gate.name} in ${p.gate.list}`));
     }
-    const early = p.policy.filter((x) => x.beforeGate);
+    const early = p.policy.filter((x) => x.beforeGate && own(x.list));
+    const mine = p.policy.filter((x) => own(x.list));
     if (early.length > 0) {
       findings.push(
         finding(
@@ -174,11 +189,12 @@ export function judgePolicyOrder(config: PostfixConfig, settings: WiringSettings
           lists,
         ),
       );
-    } else if (p.policy.length > 0) {
+    } else if (mine.length > 0) {
+      const first = mine[0] ?? { list: '', index: 0 };
       findings.push(
         ok(
           'policy-order',
-          `${where(label, p.policy[0] ?? { list: '', index: 0 })}, after ${p.gate?.name ?? 'relay control'}`,
+          `${label}: ${first.list} element ${first.index + 1}, after ${p.gate?.name ?? 'relay control'}`,
         ),
       );
     } else if (service === undefined) {
@@ -191,7 +207,7 @@ export function judgePolicyOrder(config: PostfixConfig, settings: WiringSettings
           p.foreign.length > 0 ? `other policy services: ${p.foreign.join(', ')}; ${lists}` : lists,
         ),
       );
-    } else {
+    } else if (p.policy.length === 0) {
       findings.push(
         finding(
           'policy-order',

@@ -125,7 +125,7 @@ before(async () => {
       REINJECT_PORT: String(REINJECT_PORT),
     },
   });
-  await pw.start(config([dns.address]));
+  await pw.start(config([dns.address]), 30_000);
 });
 
 after(async () => {
@@ -209,7 +209,7 @@ describe('postwarden doctor on a real Postfix', () => {
       assert.equal(of(r.findings, 'policy-listen')[0]?.severity, 'error');
       assert.equal(r.code, 78);
     } finally {
-      await pw.start(config([dns?.address ?? '']));
+      await pw.start(config([dns?.address ?? '']), 30_000);
     }
   });
 
