@@ -160,7 +160,7 @@ function dependencies(
       what: `resolver ${server}`,
       attempt: async () => {
         const answer = await client.query(name, 'MX');
-        if (answer.status === 'error') throw new Error(`${answer.kind} for ${name} MX`);
+        if (answer.status === 'error') throw new Error(`${name} MX: ${answer.reason}`);
         return `${name} MX: ${answer.status === 'ok' ? answer.records.map((r) => r.exchange).join(', ') : answer.status}`;
       },
       fix: 'start the local resolver (systemctl start unbound) or correct dns.servers',

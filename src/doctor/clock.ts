@@ -4,6 +4,7 @@
  * network call leaves the host. Greylisting, rate windows and DKIM/expiry checks all read the clock.
  */
 import { execFile } from 'node:child_process';
+import { withDeadline } from '../util/deadline.js';
 import { finding, type Finding, ok } from './finding.js';
 
 /** Skew beyond which greylisting and rate windows of hosts sharing the store disagree. */
@@ -58,7 +59,7 @@ export function readNtp(timeoutMs: number): Promise<NtpState> {
           unavailable:
             e?.code === 'ENOENT'
               ? 'no timedatectl'
-              : (stderr.trim() || e?.message || `answered '${value}'`).slice(0, 200),
+              : (stderr.trim() || e?.message || `answered '${value}'`).replace(/\s+/g, ' ').slice(0, 200),
         });
       },
     );
@@ -82,11 +83,12 @@ export async function redisSkew(
     commandTimeout: timeoutMs,
     maxRetriesPerRequest: 0,
     enableOfflineQueue: false,
+    enableReadyCheck: false, // a hung server must fail TIME within commandTimeout, not hang in INFO
     retryStrategy: () => null,
   });
   client.on('error', () => undefined); // the rejection below carries it
   try {
-    await client.connect();
+    await withDeadline(client.connect(), timeoutMs, () => new Error(`no connection within ${timeoutMs} ms`));
     const before = Date.now();
     const [seconds, micros] = await client.time();
     const local = (before + Date.now()) / 2;

@@ -51,14 +51,12 @@ export async function bannerProbe(endpoint: Endpoint, timeoutMs: number): Promis
 /** The policy service takes connections on each policy.listen address. */
 export function judgePolicyListen(listen: string, probe: Probe): Finding {
   if (probe.ok) return ok('policy-listen', `the policy service takes connections on ${listen}`);
-  return {
-    ...finding(
-      'policy-listen',
-      'error',
-      `nothing takes connections on policy.listen ${listen} (${probe.reason}): Postfix answers every recipient with its default_action or 451 4.3.5`,
-      'start postwarden (systemctl start postwarden; journalctl -u postwarden for why it stopped) or correct policy.listen',
-    ),
-  };
+  return finding(
+    'policy-listen',
+    'error',
+    `nothing takes connections on policy.listen ${listen} (${probe.reason}): Postfix answers every recipient with its default_action or 451 4.3.5`,
+    'start postwarden (systemctl start postwarden; journalctl -u postwarden for why it stopped) or correct policy.listen',
+  );
 }
 
 /**

@@ -11,13 +11,13 @@
  * - an unhealthy DNS list (a zone that lists 127.0.0.1 too, and a resolver that never answers).
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type DnsServer, startDns, startSilentDns } from '../harness/dns.js';
 import { type Harness, startHarness } from '../harness/harness.js';
-import { BIN, Postwarden } from '../harness/postwarden.js';
+import { type DoctorFinding, type DoctorRun, runDoctor } from '../harness/doctor.js';
+import { Postwarden } from '../harness/postwarden.js';
 
 const SMTP = '127.0.0.1:22125';
 const POLICY = '127.0.0.1:22160';
@@ -61,57 +61,22 @@ http:
 `;
 }
 
-interface Finding {
-  check: string;
-  severity: 'ok' | 'info' | 'warning' | 'error';
-  summary: string;
-  detail: string;
-  fix: string;
-}
+/** Runs the built doctor against the harness's Postfix with --json. */
+const doctor = (args: string[], configFile = pw.configFile): Promise<DoctorRun> =>
+  runDoctor(['--config', configFile, '--postfix-config-dir', h().postfixConfDir, '--smtp', SMTP, ...args]);
 
-/** Runs the built doctor with --json; its exit code and findings. */
-function doctor(
-  args: string[],
-  configFile = pw.configFile,
-): Promise<{ code: number; ok: boolean; findings: Finding[]; text: string }> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      process.execPath,
-      [
-        BIN,
-        'doctor',
-        '--config',
-        configFile,
-        '--postfix-config-dir',
-        h().postfixConfDir,
-        '--smtp',
-        SMTP,
-        '--json',
-        ...args,
-      ],
-      { timeout: 120_000 },
-      (error, stdout, stderr) => {
-        const code = error ? Number((error as { code?: number }).code) : 0;
-        try {
-          const parsed = JSON.parse(stdout) as { ok: boolean; findings: Finding[] };
-          resolve({ code, ...parsed, text: stdout + stderr });
-        } catch {
-          reject(new Error(`doctor printed no JSON (exit ${code}): ${stdout}${stderr}`));
-        }
-      },
-    );
-  });
-}
-
-const wrong = (findings: Finding[]) =>
+const wrong = (findings: DoctorFinding[]) =>
   findings.filter((f) => f.severity === 'warning' || f.severity === 'error');
-const of = (findings: Finding[], check: string) => findings.filter((f) => f.check === check);
+const of = (findings: DoctorFinding[], check: string) => findings.filter((f) => f.check === check);
 
 before(async () => {
-  dns = await startDns({
-    a: { '2.0.0.127.dnsbl.test': ['127.0.0.2'] },
-    mx: { 'example.test': [{ exchange: 'mx.example.test', priority: 10 }] },
-  });
+  dns = await startDns(
+    {
+      a: { '2.0.0.127.dnsbl.test': ['127.0.0.2'] },
+      mx: { 'example.test': [{ exchange: 'mx.example.test', priority: 10 }] },
+    },
+    { port: 22150 },
+  );
   harness = await startHarness({
     policy: `inet:${POLICY}`,
     env: {
@@ -253,9 +218,12 @@ describe('postwarden doctor on a real Postfix', () => {
   });
 
   it('catches a DNS list that lists everything, and one whose resolver does not answer', async () => {
-    badDns = await startDns({
-      a: { '2.0.0.127.dnsbl.test': ['127.0.0.2'], '1.0.0.127.dnsbl.test': ['127.0.0.2'] },
-    });
+    badDns = await startDns(
+      {
+        a: { '2.0.0.127.dnsbl.test': ['127.0.0.2'], '1.0.0.127.dnsbl.test': ['127.0.0.2'] },
+      },
+      { port: 22151 },
+    );
     const listsAll = path.join(work, 'lists-all.yml');
     writeFileSync(listsAll, config([badDns.address]));
     const r = await doctor(['--skip', 'wiring,relay,e2e,clock'], listsAll);
@@ -267,7 +235,7 @@ describe('postwarden doctor on a real Postfix', () => {
     );
     assert.equal(r.code, 78);
 
-    silentDns = await startSilentDns();
+    silentDns = await startSilentDns({ port: 22152 });
     const silent = path.join(work, 'silent.yml');
     writeFileSync(silent, config([silentDns.address]));
     const s = await doctor(['--skip', 'wiring,relay,e2e,clock'], silent);
