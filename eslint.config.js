@@ -23,6 +23,8 @@ const LAYERS = {
   http: { mayImport: ['util', 'core', 'maps', 'store', 'adapters', 'config', 'observe', 'admin'] },
   generate: { mayImport: ['util', 'core', 'config', 'observe'] },
   dovecot: { mayImport: ['util', 'core', 'maps', 'store', 'adapters', 'config', 'observe'] },
+  // `postwarden doctor`'s checks: they judge the host from outside, through the same adapters (no face).
+  doctor: { mayImport: ['util', 'core', 'maps', 'store', 'adapters', 'config', 'observe'] },
   cli: {
     mayImport: [
       'util',
@@ -38,6 +40,7 @@ const LAYERS = {
       'generate',
       'dovecot',
       'admin',
+      'doctor',
     ],
   },
 };

@@ -23,6 +23,10 @@ commands:
                                              (Maildir) or mbox files
   dnsbl-check [--config FILE] IP             what every configured DNS list says about IP, and
                                              whether each list passes its self-test
+  doctor [--config FILE] [--postfix-config-dir DIR] [--smtp HOST:PORT] [--probe-recipient ADDR]
+         [--skip NAME,...] [--json]
+                                             check a live host: Postfix wiring, open relay,
+                                             dependencies, DNS lists, clock, one message end to end
   reference config|metrics|events|openapi|rules [--out FILE] | all [--root DIR]
                                              print (or write) a generated reference (docs/)
   help                                       this text
@@ -41,6 +45,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   decisions: async () => (await import('./decisions.js')).decisions,
   'dnsbl-check': async () => (await import('./dnsbl-check.js')).dnsblCheck,
   reference: async () => (await import('./reference.js')).reference,
+  doctor: async () => (await import('./doctor.js')).doctor,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -58,6 +58,9 @@ const cases: [string, string, string, boolean][] = [
   ],
   ['admin imports the http face', 'src/admin/x.ts', "import { buildHttpApp } from '../http/app.js';", false],
   ['core imports admin', 'src/core/x.ts', "import { ListOps } from '../admin/lists.js';", false],
+  ['doctor uses the adapters', 'src/doctor/x.ts', "import { DnsClient } from '../adapters/dns.js';", true],
+  ['doctor imports a face', 'src/doctor/x.ts', "import { needsStore } from '../policy/service.js';", false],
+  ['cli runs the doctor', 'src/cli/x.ts', "import { judgeWiring } from '../doctor/wiring.js';", true],
 ];
 
 for (const [name, file, code, allowed] of cases) {
