@@ -1,0 +1,134 @@
+/**
+ * deploy/install.sh on this host: it refuses, before touching anything, a run that is not root (77), an
+ * unsupported system (69) and bad usage (64); as root it installs this checkout (the dist/ the test command built:
+ * --no-build) into /opt/postwarden with the user, the directories, the command and the unit, and the installed
+ * command serves as the postwarden user; a second run upgrades in place and keeps config and state;
+ * `--uninstall` keeps /etc/postwarden and /var/lib/postwarden, `--uninstall --purge` removes them and the user.
+ * Postfix's main.cf and master.cf are the same bytes throughout. The warning for a Postfix still wired to
+ * postwarden (deploy/lib.sh) is checked against a main.cf in a temp dir.
+ *
+ * The full install needs root and is skipped otherwise. Ports 22220 (policy) and 22221 (http).
+ */
+import assert from 'node:assert/strict';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import {
+  assertGone,
+  assertInstalled,
+  IS_ROOT,
+  ok,
+  postfixFiles,
+  prepareHost,
+  ROOT,
+  serveAndQuery,
+  sh,
+} from '../harness/host-install.js';
+
+const SCRIPT = path.join(ROOT, 'deploy/install.sh');
+const work = mkdtempSync(path.join(os.tmpdir(), 'pw-pk-install-'));
+const skip = IS_ROOT ? false : 'needs root';
+let restore = () => {};
+let postfixBefore: Record<string, string> = {};
+
+before(() => {
+  chmodSync(work, 0o755);
+  if (skip) return;
+  restore = prepareHost();
+  postfixBefore = postfixFiles();
+});
+
+after(() => {
+  if (!skip && existsSync('/opt/postwarden')) sh('bash', [SCRIPT, '--uninstall', '--purge']);
+  restore();
+  rmSync(work, { recursive: true, force: true });
+});
+
+test('install.sh refuses to run as another user than root, and says so', { skip }, () => {
+  // As nobody, from a copy nobody can read (the checkout may not be).
+  const copy = path.join(work, 'deploy');
+  ok('cp', ['-r', path.join(ROOT, 'deploy'), copy]);
+  ok('chmod', ['-R', 'a+rX', copy]);
+  const r = sh('runuser', ['-u', 'nobody', '--', 'bash', path.join(copy, 'install.sh')]);
+  assert.equal(r.status, 77, r.stderr);
+  assert.match(r.stderr, /^install\.sh: must run as root/m);
+  assert.ok(!existsSync('/opt/postwarden'));
+});
+
+test('install.sh refuses an unsupported system before touching anything', { skip }, () => {
+  const osRelease = path.join(work, 'os-release');
+  for (const [id, version] of [
+    ['centos', '9'],
+    ['debian', '11'],
+    ['ubuntu', '20.04'],
+  ]) {
+    writeFileSync(osRelease, `ID=${id}\nVERSION_ID="${version}"\n`);
+    const r = sh('bash', [SCRIPT], 30_000, { POSTWARDEN_OS_RELEASE: osRelease });
+    assert.equal(r.status, 69, r.stderr);
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `unsupported system '${id} ${version}': supported are Debian 12/13 and Ubuntu 22\\.04/24\\.04`,
+      ),
+    );
+  }
+  assert.ok(!existsSync('/opt/postwarden'));
+  assert.ok(!sh('getent', ['passwd', 'postwarden']).stdout);
+});
+
+test('install.sh: bad usage exits 64 with the usage line', () => {
+  for (const args of [['--bogus'], ['--purge']]) {
+    const r = sh('bash', [SCRIPT, ...args]);
+    assert.equal(r.status, 64, r.stderr);
+    assert.match(r.stderr, /^usage: deploy\/install\.sh/m);
+  }
+});
+
+test('install.sh installs this checkout, and the installed command serves', { skip }, async () => {
+  const r = ok('bash', [SCRIPT, '--no-build'], 600_000);
+  assert.match(r.stderr, /postwarden: installed \d+\.\d+\.\d+ in \/opt\/postwarden/);
+  assert.match(r.stderr, /systemd is not running here/);
+  assertInstalled();
+  await serveAndQuery('127.0.0.1:22220', '127.0.0.1:22221');
+});
+
+test('install.sh again upgrades in place and keeps config and state', { skip }, () => {
+  const r = ok('bash', [SCRIPT, '--no-build', '--no-setup'], 600_000);
+  assert.match(r.stderr, /upgraded \/opt\/postwarden .*; kept \/etc\/postwarden and \/var\/lib\/postwarden/);
+  assert.ok(existsSync('/etc/postwarden/pk-test.yml'));
+  assert.ok(existsSync('/var/lib/postwarden/state.db'));
+  assertInstalled();
+});
+
+test('--uninstall keeps config and state; --uninstall --purge removes them and the user', { skip }, () => {
+  const r = ok('bash', [SCRIPT, '--uninstall']);
+  assert.match(r.stderr, /removed; kept \/etc\/postwarden and \/var\/lib\/postwarden/);
+  for (const p of ['/opt/postwarden', '/usr/bin/postwarden', '/lib/systemd/system/postwarden.service']) {
+    assert.ok(!existsSync(p), `${p} left behind`);
+  }
+  assert.ok(existsSync('/etc/postwarden/pk-test.yml'));
+  assert.ok(existsSync('/var/lib/postwarden/state.db'));
+  ok('bash', [SCRIPT, '--uninstall', '--purge']);
+  assertGone();
+  assert.deepEqual(postfixFiles(), postfixBefore);
+});
+
+test('a Postfix still wired to postwarden is named, with the way to undo it', () => {
+  const dir = path.join(work, 'postfix');
+  const bin = path.join(work, 'bin');
+  ok('mkdir', ['-p', dir, bin]);
+  // A postconf that names the temp dir as Postfix's config_directory.
+  writeFileSync(path.join(bin, 'postconf'), `#!/bin/sh\necho ${dir}\n`, { mode: 0o755 });
+  const warn = () =>
+    sh('sh', ['-c', `. ${path.join(ROOT, 'deploy/lib.sh')} && pw_warn_wired`], 10_000, {
+      PATH: `${bin}:/usr/bin:/bin`,
+    });
+  writeFileSync(path.join(dir, 'main.cf'), 'myhostname = mx.example.org\n');
+  assert.equal(warn().stderr, '', 'a clean main.cf gets no warning');
+  writeFileSync(path.join(dir, 'main.cf'), 'content_filter = postwarden:[127.0.0.1]:10061\n');
+  const r = warn();
+  assert.equal(r.status, 0);
+  assert.match(r.stderr, new RegExp(`WARNING: Postfix still uses postwarden \\(${dir}/main\\.cf\\)`));
+  assert.match(r.stderr, /postwarden setup --rollback/);
+});
