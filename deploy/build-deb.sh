@@ -30,6 +30,10 @@ while [ $# -gt 0 ]; do
       case "${2:-}" in xz | gzip) compress="$2" ;; *) echo "build-deb.sh: --compress takes xz or gzip" >&2; exit 64 ;; esac
       shift
       ;;
+    -h | --help)
+      sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+      exit 0
+      ;;
     --no-build) stage_args+=("$1") ;;
     --modules)
       [ $# -ge 2 ] || { echo "build-deb.sh: --modules needs ci or copy" >&2; exit 64; }
