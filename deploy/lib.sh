@@ -6,10 +6,14 @@
 # edits Postfix's main.cf or master.cf: only `postwarden setup --apply` and `setup --rollback` do.
 
 # What the release scripts and the docs call the paths; the unit (deploy/postwarden.service) names the same ones.
+PW_USER=postwarden
 PW_OPT=/opt/postwarden
 PW_ETC=/etc/postwarden
 PW_STATE=/var/lib/postwarden
+PW_RUN=/run/postwarden
 PW_BIN=/usr/bin/postwarden
+# Where a purge keeps the backups of Postfix's files when they are still needed (pw_purge).
+PW_BACKUPS=/var/backups
 
 pw_say() {
   echo "postwarden: $*" >&2
@@ -18,15 +22,15 @@ pw_say() {
 # The system user and group `postwarden` (no login, home = the state directory, not created here), and its
 # membership in `postfix`, so that it may serve a unix policy socket in Postfix's spool.
 pw_create_user() {
-  if ! getent group postwarden >/dev/null; then
-    addgroup --system --quiet postwarden
+  if ! getent group "$PW_USER" >/dev/null; then
+    addgroup --system --quiet "$PW_USER"
   fi
-  if ! getent passwd postwarden >/dev/null; then
-    adduser --system --quiet --ingroup postwarden --home "$PW_STATE" --no-create-home \
-      --shell /usr/sbin/nologin --gecos 'postwarden mail policy service' postwarden
+  if ! getent passwd "$PW_USER" >/dev/null; then
+    adduser --system --quiet --ingroup "$PW_USER" --home "$PW_STATE" --no-create-home \
+      --shell /usr/sbin/nologin --gecos 'postwarden mail policy service' "$PW_USER"
   fi
   if getent group postfix >/dev/null; then
-    adduser --quiet postwarden postfix >/dev/null
+    adduser --quiet "$PW_USER" postfix >/dev/null
   else
     pw_say "warning: no group 'postfix' (is Postfix installed?); postwarden cannot serve a socket in Postfix's spool"
   fi
@@ -35,15 +39,15 @@ pw_create_user() {
 # /etc/postwarden: root writes, the service only reads. /var/lib/postwarden: the service's own (state.db, spool,
 # quarantine); `setup --apply` keeps its backups of Postfix's files in backup/ below it, root's own.
 pw_make_dirs() {
-  install -d -o root -g postwarden -m 0750 "$PW_ETC"
-  install -d -o postwarden -g postwarden -m 0750 "$PW_STATE"
+  install -d -o root -g "$PW_USER" -m 0750 "$PW_ETC"
+  install -d -o "$PW_USER" -g "$PW_USER" -m 0750 "$PW_STATE"
 }
 
 # `setup` writes the config and the admin token as root; the service reads them through the group.
 pw_fix_config_perms() {
   for pw_file in "$PW_ETC/postwarden.yml" "$PW_ETC/admin.token"; do
     if [ -e "$pw_file" ]; then
-      chown root:postwarden "$pw_file"
+      chown "root:$PW_USER" "$pw_file"
       chmod 0640 "$pw_file"
     fi
   done
@@ -89,16 +93,16 @@ pw_warn_wired() {
 # postwarden, the backups `setup --apply` made are the way back, so they move to /var/backups instead.
 pw_purge() {
   if [ -d "$PW_STATE/backup" ] && [ -n "$(pw_postfix_files_wired)" ]; then
-    pw_keep=/var/backups/postwarden-$(date -u +%Y%m%dT%H%M%SZ)
+    pw_keep=$PW_BACKUPS/postwarden-$(date -u +%Y%m%dT%H%M%SZ)
     mv "$PW_STATE/backup" "$pw_keep"
     pw_say "kept the backups of Postfix's files in $pw_keep: copy them back and run 'postfix reload'"
   fi
-  rm -rf "$PW_ETC" "$PW_STATE" /run/postwarden
+  rm -rf "$PW_ETC" "$PW_STATE" "$PW_RUN"
   # userdel and groupdel (package passwd, always there): adduser, which made them, may be gone at purge time.
-  if getent passwd postwarden >/dev/null; then
-    userdel postwarden
+  if getent passwd "$PW_USER" >/dev/null; then
+    userdel "$PW_USER"
   fi
-  if getent group postwarden >/dev/null; then
-    groupdel postwarden
+  if getent group "$PW_USER" >/dev/null; then
+    groupdel "$PW_USER"
   fi
 }

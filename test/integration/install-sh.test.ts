@@ -10,7 +10,7 @@
  * The full install needs root and is skipped otherwise. Ports 22220 (policy) and 22221 (http).
  */
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -114,21 +114,49 @@ test('--uninstall keeps config and state; --uninstall --purge removes them and t
   assert.deepEqual(postfixFiles(), postfixBefore);
 });
 
+/**
+ * deploy/lib.sh's function `fn` under sh, with a postconf that names `postfixDir` as Postfix's config_directory
+ * and the paths of a purge moved below `work` (`PW_ETC` etc.); the user `pw-pk-none` does not exist.
+ */
+function lib(fn: string, postfixDir: string, vars = '') {
+  const bin = path.join(work, 'bin');
+  ok('mkdir', ['-p', bin]);
+  writeFileSync(path.join(bin, 'postconf'), `#!/bin/sh\necho ${postfixDir}\n`, { mode: 0o755 });
+  return sh('sh', ['-c', `. ${path.join(ROOT, 'deploy/lib.sh')} && ${vars} ${fn}`], 10_000, {
+    PATH: `${bin}:/usr/bin:/bin:/usr/sbin:/sbin`,
+  });
+}
+
 test('a Postfix still wired to postwarden is named, with the way to undo it', () => {
   const dir = path.join(work, 'postfix');
-  const bin = path.join(work, 'bin');
-  ok('mkdir', ['-p', dir, bin]);
-  // A postconf that names the temp dir as Postfix's config_directory.
-  writeFileSync(path.join(bin, 'postconf'), `#!/bin/sh\necho ${dir}\n`, { mode: 0o755 });
-  const warn = () =>
-    sh('sh', ['-c', `. ${path.join(ROOT, 'deploy/lib.sh')} && pw_warn_wired`], 10_000, {
-      PATH: `${bin}:/usr/bin:/bin`,
-    });
+  ok('mkdir', ['-p', dir]);
   writeFileSync(path.join(dir, 'main.cf'), 'myhostname = mx.example.org\n');
-  assert.equal(warn().stderr, '', 'a clean main.cf gets no warning');
+  assert.equal(lib('pw_warn_wired', dir).stderr, '', 'a clean main.cf gets no warning');
   writeFileSync(path.join(dir, 'main.cf'), 'content_filter = postwarden:[127.0.0.1]:10061\n');
-  const r = warn();
+  const r = lib('pw_warn_wired', dir);
   assert.equal(r.status, 0);
   assert.match(r.stderr, new RegExp(`WARNING: Postfix still uses postwarden \\(${dir}/main\\.cf\\)`));
   assert.match(r.stderr, /postwarden setup --rollback/);
+});
+
+test("a purge removes config and state, but keeps setup's backups while Postfix still names postwarden", () => {
+  const dir = path.join(work, 'postfix-wired');
+  const [etc, state, run, backups] = ['etc', 'state', 'run', 'backups'].map((d) =>
+    path.join(work, 'purge', d),
+  );
+  ok('mkdir', ['-p', dir, etc!, path.join(state!, 'backup/20260101T000000Z'), run!, backups!]);
+  writeFileSync(path.join(dir, 'master.cf'), '127.0.0.1:10062 inet n - n - - smtpd\n');
+  writeFileSync(path.join(state!, 'backup/20260101T000000Z/main.cf'), 'myhostname = mx.example.org\n');
+  const vars = `PW_USER=pw-pk-none PW_ETC=${etc} PW_STATE=${state} PW_RUN=${run} PW_BACKUPS=${backups};`;
+  const r = lib('pw_purge', dir, vars);
+  assert.equal(r.status, 0, r.stderr);
+  for (const d of [etc!, state!, run!]) assert.ok(!existsSync(d), `${d} left behind`);
+  const kept = readdirSync(backups!);
+  assert.equal(kept.length, 1);
+  assert.match(kept[0]!, /^postwarden-\d{8}T\d{6}Z$/);
+  assert.ok(existsSync(path.join(backups!, kept[0]!, '20260101T000000Z/main.cf')));
+  assert.match(
+    r.stderr,
+    /kept the backups of Postfix's files in .*: copy them back and run 'postfix reload'/,
+  );
 });
