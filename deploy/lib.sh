@@ -27,7 +27,7 @@ pw_create_user() {
   fi
   if ! getent passwd "$PW_USER" >/dev/null; then
     adduser --system --quiet --ingroup "$PW_USER" --home "$PW_STATE" --no-create-home \
-      --shell /usr/sbin/nologin --gecos 'postwarden mail policy service' "$PW_USER"
+      --shell /usr/sbin/nologin --comment 'postwarden mail policy service' "$PW_USER"
   fi
   if getent group postfix >/dev/null; then
     adduser --quiet "$PW_USER" postfix >/dev/null

@@ -108,9 +108,9 @@ test('dpkg -i installs the release, the user, the directories, the command and t
   assert.ok(packageInstalled());
   assertInstalled();
   const help = ok('/usr/bin/postwarden', ['help']).stdout;
-  if (!/^ {2}setup /m.test(help)) {
-    assert.match(r.stderr, /this release has no 'postwarden setup'/, 'postinst says it skipped setup');
-  }
+  // postinst runs `postwarden setup` when the release has it (its outcome depends on this host's Postfix).
+  if (/^ {2}setup /m.test(help)) assert.doesNotMatch(r.stderr, /this release has no 'postwarden setup'/);
+  else assert.match(r.stderr, /this release has no 'postwarden setup'/, 'postinst says it skipped setup');
   // Enabled the Debian way, though no systemd runs here to start it.
   assert.ok(existsSync('/etc/systemd/system/multi-user.target.wants/postwarden.service'));
   if (sh('which', ['systemd-analyze']).status === 0) {
