@@ -134,8 +134,22 @@ export function assertInstalled(): void {
   }
   const unit = readFileSync('/lib/systemd/system/postwarden.service', 'utf8');
   assert.match(unit, /^ExecStart=\/usr\/bin\/postwarden serve --config \/etc\/postwarden\/postwarden\.yml$/m);
-  assert.match(unit, /^User=postwarden$/m);
-  assert.match(unit, /^SupplementaryGroups=postfix$/m);
+  // The hardening and the lifecycle issue 8 asks for.
+  for (const line of [
+    'User=postwarden',
+    'SupplementaryGroups=postfix',
+    'ProtectSystem=strict',
+    'PrivateTmp=yes',
+    'NoNewPrivileges=yes',
+    'StateDirectory=postwarden',
+    'ConfigurationDirectory=postwarden',
+    'RuntimeDirectory=postwarden',
+    'Restart=on-failure',
+    'ExecReload=/bin/kill -HUP $MAINPID',
+    'StandardOutput=journal',
+  ]) {
+    assert.ok(unit.split('\n').includes(line), `the unit has no line ${line}`);
+  }
 }
 
 /** Nothing of postwarden is left: files, directories, user, group. */
