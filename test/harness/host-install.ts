@@ -8,7 +8,16 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -212,12 +221,27 @@ http:
     assert.equal(owner('/var/lib/postwarden/state.db').user, 'postwarden');
   } finally {
     // To serve itself, not to runuser: runuser would answer a signal by killing it 2 s later and dying of it.
-    const serve = sh('pgrep', ['-P', String(child.pid)]).stdout.trim();
-    if (serve) process.kill(Number(serve), 'SIGTERM');
+    const serve = childOf(child.pid);
+    if (serve) process.kill(serve, 'SIGTERM');
     else child.kill('SIGTERM');
   }
   assert.equal(await exited, 0, `serve did not stop cleanly:\n${log}`);
   assert.match(log, /"event":"policy\.decision"/, 'the decision is logged (JSON on stdout, for journald)');
+}
+
+/** The pid of a child process of `pid`, from /proc (no procps on a minimal image). */
+function childOf(pid: number | undefined): number | undefined {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // pid (comm) state ppid ...: comm may hold spaces and parentheses, so read after the last ')'.
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) return Number(entry);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return undefined;
 }
 
 /** /readyz's status once it answers 200 (bounded: 60 s on a loaded machine); throws if serve exits first. */

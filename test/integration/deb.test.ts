@@ -113,7 +113,7 @@ test('dpkg -i installs the release, the user, the directories, the command and t
   else assert.match(r.stderr, /this release has no 'postwarden setup'/, 'postinst says it skipped setup');
   // Enabled the Debian way, though no systemd runs here to start it.
   assert.ok(existsSync('/etc/systemd/system/multi-user.target.wants/postwarden.service'));
-  if (sh('which', ['systemd-analyze']).status === 0) {
+  if (sh('sh', ['-c', 'command -v systemd-analyze']).status === 0) {
     const verify = sh('systemd-analyze', ['verify', '/lib/systemd/system/postwarden.service']);
     assert.equal(verify.status, 0, verify.stderr);
     assert.equal(verify.stderr.trim(), '', 'systemd-analyze verify has no complaint');
