@@ -16,12 +16,8 @@
  * one read transaction, so all chunks see one snapshot. better-sqlite3 is synchronous: an operation blocks the
  * event loop for its few microseconds (a batch of 2000 keys: 2–6 ms), and for at most `timeoutMs` (SQLite's
  * busy_timeout) when another process holds the write lock.
- * Writes are batched: the writes of one turn of the event loop run at once inside one `BEGIN IMMEDIATE`
- * transaction, committed when the turn's I/O has been handled (setImmediate); each write's promise settles after
- * that commit (rejected when it failed). Reads in the same turn see the batch's writes. One commit for the
- * requests of a turn instead of one per write; the write lock is held for that turn (other processes wait, up to
- * `timeoutMs`). WAL checkpoints run in a worker thread with its own connection (src/store/sqlite-checkpoint.ts),
- * off the event loop; SQLite's automatic checkpoint stays on as a safety net for a larger WAL.
+ * WAL checkpoints run in a worker thread with its own connection (src/store/sqlite-checkpoint.ts), off the event
+ * loop; SQLite's automatic checkpoint stays on, at 10 000 pages, as a safety net.
  * `synchronous = NORMAL` in WAL mode: a power cut may lose the last transactions, never the file.
  * `purgeExpired` deletes in batches and yields to the event loop between them, so a large purge does not stall
  * requests. The directory is created if missing (mode 0750), the file with mode 0640. `maxBytes` caps the file
@@ -100,16 +96,6 @@ interface Row {
 type Db = Database.Database;
 type Stmt = Database.Statement;
 
-/** This turn's write transaction and the writes waiting for its commit. */
-interface Batch {
-  readonly db: Db;
-  readonly commit: Stmt;
-  readonly waiting: { readonly settle: () => void; readonly reject: (error: Error) => void }[];
-}
-
-/** The stores whose batch is open in this process (at most one: see beginBatch). */
-const openBatches = new Set<SqliteStore>();
-
 /** The prepared statements of one open connection. */
 class Statements {
   readonly get: Stmt;
@@ -125,8 +111,6 @@ class Statements {
   readonly purge: Stmt;
   readonly ping: Stmt;
   readonly updateValueExpiry: Stmt;
-  readonly begin: Stmt;
-  readonly commit: Stmt;
   readonly increment: (key: string, by: number, expiresAt: number | null, now: number) => number;
   readonly incrementMany: (deltas: readonly CheckedDelta[], now: number) => number[];
   readonly getMany: (keys: readonly string[], now: number) => (string | undefined)[];
@@ -164,8 +148,6 @@ class Statements {
       'DELETE FROM kv WHERE key IN (SELECT key FROM kv WHERE expires_at <= @now LIMIT @batch)',
     );
     this.ping = db.prepare('SELECT 1').pluck();
-    this.begin = db.prepare('BEGIN IMMEDIATE');
-    this.commit = db.prepare('COMMIT');
     this.updateValueExpiry = db.prepare(
       'UPDATE kv SET value = @value, expires_at = @expiresAt WHERE key = @key',
     );
@@ -278,8 +260,6 @@ export class SqliteStore implements Store {
   private readonly timeoutMs: number;
   private readonly tracker: HealthTracker;
   private checkpointer: Worker | undefined;
-  /** The open write transaction of this turn of the event loop, if any. */
-  private batch: Batch | undefined;
 
   constructor(private readonly options: SqliteStoreOptions) {
     this.now = options.now ?? Date.now;
@@ -300,20 +280,20 @@ export class SqliteStore implements Store {
   }
 
   set(key: string, value: string, ttlS?: number): Promise<void> {
-    return this.write('set', (s) => {
+    return this.run('set', (s) => {
       s.set.run({ key, value, expiresAt: this.expiresAt(ttlS) });
     });
   }
 
   setIfAbsent(key: string, value: string, ttlS?: number): Promise<boolean> {
-    return this.write('setIfAbsent', (s) => {
+    return this.run('setIfAbsent', (s) => {
       const now = this.now();
       return s.setIfAbsent.run({ key, value, expiresAt: this.expiresAt(ttlS, now), now }).changes > 0;
     });
   }
 
   compareAndSet(key: string, expected: string | undefined, value: string, ttlS?: number): Promise<boolean> {
-    return this.write('compareAndSet', (s) => {
+    return this.run('compareAndSet', (s) => {
       const now = this.now();
       const expiresAt = this.expiresAt(ttlS, now);
       if (expected === undefined) return s.setIfAbsent.run({ key, value, expiresAt, now }).changes > 0;
@@ -322,7 +302,7 @@ export class SqliteStore implements Store {
   }
 
   increment(key: string, by: number, ttlS?: number): Promise<number> {
-    return this.write('increment', (s) => {
+    return this.run('increment', (s) => {
       checkStep(by);
       const now = this.now();
       return s.increment(key, by, this.expiresAt(ttlS, now), now);
@@ -337,21 +317,21 @@ export class SqliteStore implements Store {
   }
 
   incrementMany(deltas: readonly CounterDelta[]): Promise<number[]> {
-    return this.write('incrementMany', (s) => {
+    return this.run('incrementMany', (s) => {
       const checked = checkDeltas(deltas);
       return checked.length === 0 ? [] : s.incrementMany(checked, this.now());
     });
   }
 
   delete(key: string): Promise<boolean> {
-    return this.write('delete', (s) => {
+    return this.run('delete', (s) => {
       const row = s.delete.get({ key }) as { expires_at: number | null } | undefined;
       return row !== undefined && (row.expires_at === null || row.expires_at > this.now());
     });
   }
 
   expire(key: string, ttlS: number): Promise<boolean> {
-    return this.write('expire', (s) => {
+    return this.run('expire', (s) => {
       const now = this.now();
       const ms = ttlToMs(ttlS) as number;
       return s.expire.run({ key, expiresAt: now + ms, now }).changes > 0;
@@ -376,7 +356,7 @@ export class SqliteStore implements Store {
   async purgeExpired(): Promise<number> {
     let total = 0;
     for (;;) {
-      const removed = await this.write(
+      const removed = await this.run(
         'purgeExpired',
         (s) => s.purge.run({ now: this.now(), batch: PURGE_BATCH }).changes,
       );
@@ -387,7 +367,6 @@ export class SqliteStore implements Store {
   }
 
   compact(): Promise<void> {
-    this.commitBatch(); // a checkpoint cannot run inside a transaction
     return this.run('compact', (s) => {
       // TRUNCATE shrinks the -wal file back to zero once every reader has moved past it.
       s.db.pragma('wal_checkpoint(TRUNCATE)');
@@ -411,7 +390,6 @@ export class SqliteStore implements Store {
 
   close(): Promise<void> {
     if (!this.closed) {
-      this.commitBatch();
       this.closed = true;
       this.checkpointer?.postMessage('close');
       this.checkpointer = undefined;
@@ -429,75 +407,6 @@ export class SqliteStore implements Store {
   private expiresAt(ttlS: number | undefined, now = this.now()): number | null {
     const ms = ttlToMs(ttlS);
     return ms === undefined ? null : now + ms;
-  }
-
-  /**
-   * Runs one write in this turn's batch: the writes of one turn of the event loop share one transaction,
-   * committed once the turn's I/O has been handled (setImmediate), so several policy connections' writes cost
-   * one commit (WAL frames, locks) instead of one each. The write runs at once, so later reads in the turn see
-   * it; its promise settles only after the commit: resolved when it is on disk (as far as `synchronous`
-   * promises), rejected with StoreUnavailable when the commit (or the transaction) failed.
-   */
-  private write<T>(operation: string, body: (s: Statements) => T): Promise<T> {
-    let batch: Batch | undefined;
-    try {
-      batch = this.beginBatch(operation);
-      const result = body(this.statements ?? this.reopen(operation));
-      this.tracker.ok();
-      const waiting = batch.waiting;
-      return new Promise<T>((resolve, reject) => waiting.push({ settle: () => resolve(result), reject }));
-    } catch (error) {
-      const failure = this.failure(operation, error);
-      // SQLite rolls a transaction back by itself after some errors (SQLITE_FULL, SQLITE_IOERR, …).
-      if (batch && !batch.db.inTransaction) this.failBatch(batch, failure);
-      return Promise.reject(failure);
-    }
-  }
-
-  private beginBatch(operation: string): Batch {
-    if (this.batch) return this.batch;
-    if (this.closed) throw new StoreUnavailable('sqlite', operation, 'the store is closed');
-    // One open write transaction per process: another store on this file would wait for its lock forever.
-    for (const other of openBatches) other.commitBatch();
-    const statements = this.statements ?? this.reopen(operation);
-    statements.begin.run();
-    const batch: Batch = { db: statements.db, commit: statements.commit, waiting: [] };
-    this.batch = batch;
-    openBatches.add(this);
-    setImmediate(() => this.commitBatch());
-    return batch;
-  }
-
-  private commitBatch(): void {
-    const batch = this.batch;
-    if (!batch) return;
-    this.batch = undefined;
-    openBatches.delete(this);
-    if (!batch.db.inTransaction) {
-      this.failBatch(batch, new Error('the transaction was rolled back'));
-      return;
-    }
-    try {
-      batch.commit.run();
-    } catch (error) {
-      try {
-        if (batch.db.inTransaction) batch.db.exec('ROLLBACK');
-      } catch {
-        // The commit's error is the one to report.
-      }
-      this.failBatch(batch, error);
-      return;
-    }
-    for (const write of batch.waiting) write.settle();
-  }
-
-  private failBatch(batch: Batch, error: unknown): void {
-    if (this.batch === batch) {
-      this.batch = undefined;
-      openBatches.delete(this);
-    }
-    const failure = this.failure('commit', error);
-    for (const write of batch.waiting.splice(0)) write.reject(failure);
   }
 
   /** Runs one operation on the open connection, turning every SQLite failure into StoreUnavailable. */
