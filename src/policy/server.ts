@@ -39,6 +39,23 @@ export class PolicyServer {
   private readonly servers: net.Server[] = [];
   private readonly sockets = new Set<net.Socket>();
   private nextId = 1;
+  /**
+   * Replies made in this turn of the event loop, written together once the loop has handled every request that
+   * arrived with them (setImmediate). Written back to back, they reach a client that holds several connections
+   * (or several smtpd processes woken together) in one burst instead of one wake-up each.
+   */
+  private outbox: { socket: net.Socket; reply: string | undefined }[] = [];
+  private flushing = false;
+  private readonly flushOutbox = (): void => {
+    const batch = this.outbox;
+    this.outbox = [];
+    this.flushing = false;
+    for (const { socket, reply } of batch) {
+      if (socket.destroyed || socket.writableEnded) continue;
+      if (reply === undefined) socket.end();
+      else socket.write(reply);
+    }
+  };
   private readonly warn: ReturnType<typeof createThrottledLog>;
 
   constructor(
@@ -115,7 +132,7 @@ export class PolicyServer {
     /** The client closed its side: answer what it sent, then end ours. */
     let clientDone = false;
     const endIfDone = () => {
-      if (clientDone && !busy && queue.length === 0 && !socket.destroyed) socket.end();
+      if (clientDone && !busy && queue.length === 0 && !socket.destroyed) this.send(socket, undefined);
     };
     const gauge = this.metrics.get('postwarden_policy_connections');
     this.sockets.add(socket);
@@ -139,7 +156,7 @@ export class PolicyServer {
         for (let attributes = queue.shift(); attributes; attributes = queue.shift()) {
           const action = await this.handler(attributes, connection);
           if (socket.destroyed) return;
-          socket.write(`action=${action}\n\n`);
+          this.send(socket, `action=${action}\n\n`);
         }
       } finally {
         busy = false;
@@ -186,8 +203,18 @@ export class PolicyServer {
     });
   }
 
+  /** Queues a reply (or, undefined, the end of the connection) for this turn's flush. */
+  private send(socket: net.Socket, reply: string | undefined): void {
+    this.outbox.push({ socket, reply });
+    if (!this.flushing) {
+      this.flushing = true;
+      setImmediate(this.flushOutbox);
+    }
+  }
+
   /** Stops accepting; lets in-flight replies go out, then closes what is left. */
   async close(graceMs = 1000): Promise<void> {
+    this.flushOutbox();
     const closing = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
     for (const socket of this.sockets) socket.end();
     const timer = setTimeout(() => {

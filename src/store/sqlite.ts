@@ -16,6 +16,8 @@
  * one read transaction, so all chunks see one snapshot. better-sqlite3 is synchronous: an operation blocks the
  * event loop for its few microseconds (a batch of 2000 keys: 2–6 ms), and for at most `timeoutMs` (SQLite's
  * busy_timeout) when another process holds the write lock.
+ * WAL checkpoints run in a worker thread with its own connection (src/store/sqlite-checkpoint.ts), off the event
+ * loop; SQLite's automatic checkpoint stays on, at 10 000 pages, as a safety net.
  * `synchronous = NORMAL` in WAL mode: a power cut may lose the last transactions, never the file.
  * `purgeExpired` deletes in batches and yields to the event loop between them, so a large purge does not stall
  * requests. The directory is created if missing (mode 0750), the file with mode 0640. `maxBytes` caps the file
@@ -28,6 +30,7 @@
  */
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import {
   checkBatch,
@@ -61,6 +64,14 @@ export interface SqliteStoreOptions {
 }
 
 export const SQLITE_DEFAULT_TIMEOUT_MS = 250;
+/** How often the checkpointer thread moves the WAL into the database file. */
+export const CHECKPOINT_INTERVAL_MS = 1000;
+/**
+ * SQLite's automatic checkpoint (in pages of WAL) while the checkpointer thread runs: only a safety net that
+ * bounds the WAL (≈ 40 MiB) should the thread fall behind. Without the thread, SQLite's default 1000.
+ */
+const WAL_AUTOCHECKPOINT_PAGES = 10_000;
+const WAL_AUTOCHECKPOINT_DEFAULT = 1000;
 const PURGE_BATCH = 5000;
 /** Keys per `getMany` statement: a power of two, well below SQLite's variable limit (999 before 3.32). */
 export const GET_MANY_CHUNK = 512;
@@ -248,6 +259,7 @@ export class SqliteStore implements Store {
   private readonly now: () => number;
   private readonly timeoutMs: number;
   private readonly tracker: HealthTracker;
+  private checkpointer: Worker | undefined;
 
   constructor(private readonly options: SqliteStoreOptions) {
     this.now = options.now ?? Date.now;
@@ -379,6 +391,8 @@ export class SqliteStore implements Store {
   close(): Promise<void> {
     if (!this.closed) {
       this.closed = true;
+      this.checkpointer?.postMessage('close');
+      this.checkpointer = undefined;
       const db = this.statements?.db;
       this.statements = undefined;
       try {
@@ -423,6 +437,25 @@ export class SqliteStore implements Store {
     throw new StoreUnavailable('sqlite', operation, this.tracker.reason ?? 'not open');
   }
 
+  /** Moves WAL checkpoints off the event loop (src/store/sqlite-checkpoint.ts); once per store. */
+  private startCheckpointer(db: Db, file: string): void {
+    if (this.checkpointer) return;
+    const worker = new Worker(new URL('./sqlite-checkpoint.js', import.meta.url), {
+      workerData: { path: file, intervalMs: CHECKPOINT_INTERVAL_MS, timeoutMs: this.timeoutMs },
+    });
+    worker.unref(); // never what keeps the process alive
+    db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
+    const gone = () => {
+      if (this.checkpointer !== worker) return;
+      this.checkpointer = undefined;
+      // SQLite checkpoints on commit again: slower requests now and then, but the WAL stays small.
+      this.statements?.db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_DEFAULT}`);
+    };
+    worker.on('error', gone);
+    worker.on('exit', gone);
+    this.checkpointer = worker;
+  }
+
   private open(): void {
     this.lastOpenAttempt = Date.now();
     const file = this.options.path;
@@ -445,6 +478,7 @@ export class SqliteStore implements Store {
       db.exec(SCHEMA);
       this.statements = new Statements(db);
       this.tracker.ok();
+      if (file !== ':memory:' && file !== '') this.startCheckpointer(db, file);
     } catch (error) {
       try {
         db?.close();

@@ -97,7 +97,7 @@ function send(client: string, from: string, to: string, extra: string[] = []): P
 
 const greylisted = (to: string) =>
   new RegExp(
-    `^450 4\\.7\\.1 <${to.replace(/\./g, '\\.')}>: Recipient address rejected: Greylisted, please try again in (\\d+) seconds$`,
+    `^450 4\\.7\\.1 <${to.replace(/\./g, '\\.')}>: Recipient address rejected: Greylisted, please try again in (\\d+) seconds?$`,
   );
 
 /** Asserts a 450 greylisting reply and returns the seconds it asks to wait. */
