@@ -186,11 +186,12 @@ async function applySteps(plan: Plan, opts: ApplyOptions): Promise<string | unde
     mkdirSync(path.dirname(file.path), { recursive: true });
     writeFileSync(file.path, file.text, { mode: file.mode });
     chmodSync(file.path, file.mode);
-    if (file.path.endsWith('.sieve')) {
-      // Global scripts must be precompiled: Dovecot's mail processes may not write the .svbin next to them.
-      const failed = await step('sievec', [file.path]);
-      if (failed) return failed;
-    }
+  }
+  for (const file of plan.files.filter((f) => f.path.endsWith('.sieve'))) {
+    // Global scripts must be precompiled (Dovecot's mail processes may not write the .svbin next to them), with
+    // the config just written: it enables the extensions they require (vnd.dovecot.pipe).
+    const failed = await step('sievec', [...(opts.dovecotConf ? ['-c', opts.dovecotConf] : []), file.path]);
+    if (failed) return failed;
   }
   const checked = await step('postfix', ['-c', dir, 'check']);
   if (checked) return checked;

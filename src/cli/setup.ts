@@ -107,7 +107,12 @@ function dovecotTarget(
 ): { conf: string; file: string | undefined } | undefined {
   const conf = path.join(dir, 'dovecot.conf');
   if (facts.dovecotVersion === '' || !existsSync(conf)) return undefined;
-  const includesConfD = /^\s*!include(_try)?\s+conf\.d\/\*\.conf\s*$/m.test(readFileSync(conf, 'utf8'));
+  const text = readFileSync(conf, 'utf8');
+  const includesConfD = [`conf.d/*.conf`, `${dir}/conf.d/*.conf`].some((glob) =>
+    text
+      .split('\n')
+      .some((line) => /^\s*!include(_try)?\s/.test(line) && line.trim().split(/\s+/)[1] === glob),
+  );
   return {
     conf,
     file: includesConfD && existsSync(path.join(dir, 'conf.d')) ? path.join(dir, DOVECOT_FILE) : undefined,
