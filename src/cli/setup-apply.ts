@@ -77,6 +77,18 @@ function unwritable(file: string): string | undefined {
   return undefined;
 }
 
+/** The gid of a group in /etc/group, or undefined. */
+export function groupId(name: string): number | undefined {
+  try {
+    const line = readFileSync('/etc/group', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith(`${name}:`));
+    return line === undefined ? undefined : Number(line.split(':')[2]);
+  } catch {
+    return undefined;
+  }
+}
+
 const stamp = () =>
   new Date()
     .toISOString()
@@ -186,6 +198,8 @@ async function applySteps(plan: Plan, opts: ApplyOptions): Promise<string | unde
     mkdirSync(path.dirname(file.path), { recursive: true });
     writeFileSync(file.path, file.text, { mode: file.mode });
     chmodSync(file.path, file.mode);
+    const gid = file.group === undefined ? undefined : groupId(file.group);
+    if (gid !== undefined && process.getuid?.() === 0) chownSync(file.path, 0, gid);
   }
   for (const file of plan.files.filter((f) => f.path.endsWith('.sieve'))) {
     // Global scripts must be precompiled (Dovecot's mail processes may not write the .svbin next to them), with

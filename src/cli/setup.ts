@@ -30,14 +30,15 @@ import { formatProblem } from '../config/problems.js';
 import type { Config } from '../config/schema.js';
 import type { Conflict, HostFacts } from '../core/host-facts.js';
 import { dovecotSyntax, renderDovecot } from '../generate/dovecot.js';
-import { planChanges, planIsEmpty, planLines } from '../generate/plan.js';
+import { planChanges, planIsEmpty, planLines, type WantedFile } from '../generate/plan.js';
+import { postfixLdapTables } from '../generate/postfix-ldap.js';
 import { hostPort, KNOWN_PEERS, renderPostfix } from '../generate/postfix.js';
 import { listTokens } from '../generate/postfix-lists.js';
 import { EXIT } from '../util/sysexits.js';
 import { parse } from './args.js';
 import { loadOrReport } from './common.js';
 import { firstLineOf, readTemplates } from './generate.js';
-import { applyPlan, DEFAULT_BACKUP_ROOT, findBackup, reload, restore } from './setup-apply.js';
+import { applyPlan, DEFAULT_BACKUP_ROOT, findBackup, groupId, reload, restore } from './setup-apply.js';
 
 const DOVECOT_FILE = 'conf.d/90-postwarden.conf';
 
@@ -59,21 +60,9 @@ export function freshConfig(facts: HostFacts, configPath: string): Record<string
   };
 }
 
-/** The gid of group `postwarden` (the package creates it), to give it read access to 0640 files. */
-function postwardenGid(): number | undefined {
-  try {
-    const line = readFileSync('/etc/group', 'utf8')
-      .split('\n')
-      .find((l) => l.startsWith('postwarden:'));
-    return line === undefined ? undefined : Number(line.split(':')[2]);
-  } catch {
-    return undefined;
-  }
-}
-
 function writeSecretFile(file: string, text: string): void {
   writeFileSync(file, text, { mode: 0o640, flag: 'wx' });
-  const gid = postwardenGid();
+  const gid = groupId('postwarden');
   if (gid !== undefined && process.getuid?.() === 0) chownSync(file, 0, gid);
 }
 
@@ -189,7 +178,22 @@ export async function setup(argv: string[]): Promise<number> {
   const dovecotDir = path.resolve(values['dovecot-config-dir'] ?? '/etc/dovecot');
   const dovecot = dovecotTarget(facts, dovecotDir);
   const notes = [...render.notes];
-  const files: { path: string; text: string; mode: number; current: string | undefined }[] = [];
+  const files: WantedFile[] = [];
+  const current = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8') : undefined);
+  // The Postfix ldap: tables main.cf will name (sender login maps, aliases), beside main.cf.
+  const tables = new Set(
+    render.main.flatMap((m) => [...m.value.matchAll(/ldap:(\S+?\.cf)\b/g)].map((x) => x[1] ?? '')),
+  );
+  if (tables.size > 0) {
+    const password = config.ldap.password_file === '' ? '' : firstLineOf(config.ldap.password_file);
+    if (password === undefined)
+      return fail(EXIT.CONFIG, `ldap.password_file: ${config.ldap.password_file} cannot be read`);
+    for (const t of postfixLdapTables(config.ldap, password)) {
+      const file = path.join(facts.configDirectory, t.name);
+      if (tables.has(file))
+        files.push({ path: file, text: t.text, mode: 0o640, group: 'postfix', current: current(file) });
+    }
+  }
   if (dovecot) {
     const templates = readTemplates();
     const key = config.auth_policy.enabled ? firstLineOf(config.auth_policy.api_key_file) : undefined;
@@ -203,7 +207,6 @@ export async function setup(argv: string[]): Promise<number> {
         `${dovecot.conf} does not include conf.d/*.conf: Dovecot is left as it is; write \`postwarden generate dovecot --out DIR\` and add \`!include DIR/dovecot-postwarden.conf\` to ${dovecot.conf}`,
       );
     } else {
-      const current = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8') : undefined);
       files.push({
         path: dovecot.file,
         text: d.conf,
@@ -254,7 +257,7 @@ export async function setup(argv: string[]): Promise<number> {
       postfixDir: facts.configDirectory,
       backupRoot: path.resolve(values['backup-dir'] ?? DEFAULT_BACKUP_ROOT),
       reload: doReload,
-      dovecotConf: files.length > 0 ? dovecot?.conf : undefined,
+      dovecotConf: files.some((f) => f.path.startsWith(`${dovecotDir}/`)) ? dovecot?.conf : undefined,
     });
   }
   if (values.json === true) {

@@ -31,7 +31,18 @@ export interface FileChange {
   readonly path: string;
   readonly text: string;
   readonly mode: number;
+  /** The group that must read it (`postfix` for an ldap: table with its bind password). */
+  readonly group?: string;
   readonly exists: boolean;
+}
+
+/** A file the plan may write, with what is there now (undefined: absent). */
+export interface WantedFile {
+  readonly path: string;
+  readonly text: string;
+  readonly mode: number;
+  readonly group?: string;
+  readonly current: string | undefined;
 }
 
 export interface Plan {
@@ -49,11 +60,7 @@ function optionOf(entry: MasterEntry | undefined, name: string): string | undefi
   return entry?.options.findLast(([n]) => n === name)?.[1];
 }
 
-export function planChanges(
-  render: PostfixRender,
-  facts: HostFacts,
-  files: readonly { path: string; text: string; mode: number; current: string | undefined }[],
-): Plan {
+export function planChanges(render: PostfixRender, facts: HostFacts, files: readonly WantedFile[]): Plan {
   const main = render.main
     .filter((s) => !same(facts.main[s.name] ?? '', s.value))
     .map((s) => ({ name: s.name, from: facts.main[s.name] ?? '', to: s.value }));
@@ -68,7 +75,7 @@ export function planChanges(
   const overrides = render.overrides.filter((o) => optionOf(find(o.service, o.type), o.name) !== o.value);
   const fileChanges = files
     .filter((f) => f.current !== f.text)
-    .map((f) => ({ path: f.path, text: f.text, mode: f.mode, exists: f.current !== undefined }));
+    .map(({ current, ...f }) => ({ ...f, exists: current !== undefined }));
   return { main, master, overrides, files: fileChanges };
 }
 
