@@ -166,6 +166,50 @@ describe('setup on a plain Postfix', () => {
     assert.deepEqual(backupDirs(), []);
   });
 
+  it('generate all --out writes every file from the live host and touches nothing live', async () => {
+    const out = path.join(work, 'generated');
+    const r = await new Promise<Run>((resolve) => {
+      execFile(
+        process.execPath,
+        [
+          BIN,
+          'generate',
+          'all',
+          '--config',
+          configFile,
+          '--postfix-config-dir',
+          h().postfixConfDir,
+          '--out',
+          out,
+        ],
+        (error, stdout, stderr) => resolve({ code: error ? 1 : 0, stdout, stderr }),
+      );
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(readdirSync(out).sort(), [
+      'dovecot-postwarden.conf',
+      'main.cf.postwarden',
+      'master.cf.postwarden',
+      'postwarden-junk.sieve',
+      'postwarden-report-ham.sieve',
+      'postwarden-report-spam.sieve',
+      'postwarden.service',
+      'prometheus-postwarden.yml',
+    ]);
+    const main = readFileSync(path.join(out, 'main.cf.postwarden'), 'utf8');
+    // The harness's relay control is kept as it is, and the policy service comes after it.
+    assert.match(
+      main,
+      /^smtpd_relay_restrictions =\n {4}permit_mynetworks,\n {4}permit_sasl_authenticated,\n {4}reject_unauth_destination$/m,
+    );
+    assert.match(main, /^content_filter = scan:\[127\.0\.0\.1\]:22061$/m);
+    assert.match(
+      readFileSync(path.join(out, 'postwarden.service'), 'utf8'),
+      new RegExp(`--config ${configFile}$`, 'm'),
+    );
+    assertUnchanged(original, 'generate');
+  });
+
   it('--apply wires the chain, and a message goes through postwarden', async () => {
     const r = await setupHere(['--apply']);
     assert.equal(r.code, 0, r.stderr);
