@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ImapFlow } from 'imapflow';
@@ -101,6 +101,7 @@ describe('setup --apply on a plain Postfix, then the whole chain', () => {
     await pw.stop();
     await harness?.stop();
     await Promise.all([slapd?.destroy(), clamd?.destroy(), redis?.stop()]);
+    rmSync(work, { recursive: true, force: true });
   });
 
   it('greylisted, retried, scanned, tagged, expanded through LDAP, delivered and read over IMAP', async () => {

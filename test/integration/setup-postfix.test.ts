@@ -23,6 +23,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  rmSync,
   statSync,
   writeFileSync,
 } from 'node:fs';
@@ -145,6 +146,7 @@ describe('setup on a plain Postfix', () => {
   after(async () => {
     await pw.stop();
     await harness?.stop();
+    rmSync(work, { recursive: true, force: true });
   });
 
   it('writes a config from the host when there is none, and without --apply changes nothing', async () => {

@@ -8,7 +8,7 @@
  * in test/golden/generate/ (UPDATE_GOLDEN=1 rewrites them: read the diff).
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
@@ -415,5 +415,6 @@ describe('host adapter', () => {
         'filter.listen 127.0.0.1:10024 is taken by amavisd (pid 4242); the usual owner of that port is amavisd-new',
       ],
     );
+    rmSync(proc, { recursive: true, force: true });
   });
 });
