@@ -23,6 +23,16 @@ commands:
                                              (Maildir) or mbox files
   dnsbl-check [--config FILE] IP             what every configured DNS list says about IP, and
                                              whether each list passes its self-test
+  generate postfix|dovecot|systemd|prometheus|ldap|all [--config FILE] [--out DIR]
+           [--postfix-config-dir DIR] [--dovecot-version 2.3|2.4]
+                                             render the Postfix, Dovecot, systemd, Prometheus and LDAP
+                                             fragments (stdout, or files in DIR); never touches live files
+  setup [--config FILE] [--postfix-config-dir DIR] [--dovecot-config-dir DIR] [--backup-dir DIR]
+        [--apply] [--no-reload] [--json]
+                                             write the config if missing, show (or --apply, with a backup
+                                             and checks) what main.cf, master.cf and Dovecot need
+  setup --rollback [--backup-dir DIR|latest] [--postfix-config-dir DIR]
+                                             restore the last (or named) backup byte for byte and reload
   doctor [--config FILE] [--postfix-config-dir DIR] [--smtp HOST:PORT] [--probe-recipient ADDR]
          [--skip NAME,...] [--json]
                                              check a live host: Postfix wiring, open relay,
@@ -45,6 +55,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   decisions: async () => (await import('./decisions.js')).decisions,
   'dnsbl-check': async () => (await import('./dnsbl-check.js')).dnsblCheck,
   reference: async () => (await import('./reference.js')).reference,
+  generate: async () => (await import('./generate.js')).generate,
+  setup: async () => (await import('./setup.js')).setup,
   doctor: async () => (await import('./doctor.js')).doctor,
 };
 

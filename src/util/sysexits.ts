@@ -4,6 +4,7 @@ export const EXIT = {
   USAGE: 64,
   DATAERR: 65,
   UNAVAILABLE: 69,
+  CANTCREAT: 73,
   TEMPFAIL: 75,
   CONFIG: 78,
 } as const;

@@ -29,7 +29,7 @@
 set -euo pipefail
 
 PATH="$PATH:/usr/sbin:/sbin"
-PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd swaks redis-server dnsmasq-base clamav-daemon clamdscan dovecot-sieve chromium slapd ldap-utils prometheus)
+PACKAGES=(postfix postfix-ldap dovecot-core dovecot-imapd dovecot-lmtpd swaks redis-server dnsmasq-base clamav-daemon clamdscan dovecot-sieve chromium slapd ldap-utils prometheus)
 
 die() {
   echo "install.sh: $*" >&2
@@ -47,6 +47,7 @@ missing() {
   [ -e /usr/lib/dovecot/modules/lib90_sieve_plugin.so ] || echo "dovecot-sieve (/usr/lib/dovecot/modules/lib90_sieve_plugin.so)"
   [ -x /usr/bin/chromium ] || echo "chromium (/usr/bin/chromium)"
   [ -x /usr/bin/promtool ] || echo "prometheus (/usr/bin/promtool)"
+  [ -e /usr/lib/postfix/postfix-ldap.so ] || echo "postfix-ldap (/usr/lib/postfix/postfix-ldap.so)"
 }
 
 todo="$(missing)"
