@@ -9,7 +9,9 @@
 export const FAULT_KINDS = [
   'kill-postwarden',
   'clamd-stop',
+  'clamd-hang',
   'redis-stop',
+  'redis-hang',
   'dns-silent',
   'dns-slow',
   'reinject-closed',
@@ -22,7 +24,9 @@ export type FaultKind = (typeof FAULT_KINDS)[number];
 const LANE: Readonly<Record<FaultKind, string>> = {
   'kill-postwarden': 'postwarden',
   'clamd-stop': 'clamd',
+  'clamd-hang': 'clamd',
   'redis-stop': 'redis',
+  'redis-hang': 'redis',
   'dns-silent': 'dns',
   'dns-slow': 'dns',
   'reinject-closed': 'postfix',

@@ -70,7 +70,7 @@ export interface ChaosOptions {
 export const QUICK: Omit<ChaosOptions, 'log'> = {
   seed: 20261123,
   messages: 150,
-  faults: 8,
+  faults: 10,
   windowMs: 30_000,
   faultMs: [1500, 3000],
   concurrency: 4,
@@ -82,7 +82,7 @@ export const QUICK: Omit<ChaosOptions, 'log'> = {
 export const FULL: Omit<ChaosOptions, 'log'> = {
   seed: 20261123,
   messages: 1000,
-  faults: 24,
+  faults: 30,
   windowMs: 200_000,
   faultMs: [2000, 6000],
   concurrency: 6,
@@ -278,6 +278,18 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         await sleep(f.durationMs);
         await c.start();
         return 'clamd stopped and started';
+      },
+      'clamd-hang': async (f) => {
+        c.pause();
+        await sleep(f.durationMs);
+        c.resume();
+        return 'clamd stopped with SIGSTOP (connections taken, nothing answered), then SIGCONT';
+      },
+      'redis-hang': async (f) => {
+        r.pause();
+        await sleep(f.durationMs);
+        r.resume();
+        return 'Redis stopped with SIGSTOP, then SIGCONT';
       },
       'redis-stop': async (f) => {
         await r.stop();
