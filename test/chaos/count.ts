@@ -145,6 +145,8 @@ export function table(header: readonly string[], rows: readonly (readonly (strin
 export function renderReport(report: {
   readonly count: ChaosCount;
   readonly faults: readonly FaultRecord[];
+  /** Fault kinds the run could not inject (spool-full without root). */
+  readonly skipped: readonly string[];
   readonly effects: Readonly<Record<string, number>>;
   readonly problems: readonly string[];
   readonly seconds: number;
@@ -187,6 +189,7 @@ export function renderReport(report: {
     ...count.duplicates.map((d) => `duplicate ${d.id}: ${d.why ?? 'UNEXPLAINED'}`),
     ...count.failures.map((f) => `failed ${f}`),
     ...report.problems.map((p) => `problem: ${p}`),
+    ...(report.skipped.length > 0 ? [`not injected: ${report.skipped.join(', ')}`] : []),
     `${count.passed} passed, ${count.failed} failed`,
     `${count.outcomes.lost} lost, ${count.unscanned} unscanned, ${count.duplicates.length} duplicated, ` +
       `${count.outcomes['still queued']} still queued, ${report.problems.length} problems`,

@@ -94,6 +94,8 @@ export const FULL: Omit<ChaosOptions, 'log'> = {
 export interface ChaosReport {
   readonly options: Omit<ChaosOptions, 'log'>;
   readonly faults: readonly FaultRecord[];
+  /** Kinds left out of the plan: `spool-full` when the spool could not be a tmpfs (not root). */
+  readonly skipped: readonly FaultKind[];
   readonly count: ChaosCount;
   /** Problems of the run beyond the count: crashes, 5xx, bounces, faults that could not be injected. */
   readonly problems: readonly string[];
@@ -205,7 +207,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   let dns: DnsServer | undefined;
   let relay: DnsRelay | undefined;
   const pw = new Postwarden('chaos', work, `127.0.0.1:${PORTS.http}`, `127.0.0.1:${PORTS.policy}`);
+  // The evidence of a failed run (postwarden's log, the quarantine; Postfix's log and queue) stays for a look.
+  let keep = process.env['CHAOS_KEEP'] === '1';
   try {
+    await unmountStaleSpools();
     try {
       await run('mount', ['-t', 'tmpfs', '-o', `size=${SPOOL_BYTES},mode=0700`, 'pw-chaos-spool', spoolDir]);
       spoolMounted = true;
@@ -238,9 +243,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
 
     const random = seededRandom(options.seed);
     const messages = chaosMessages(options.seed, options.messages, clamd.eicar, options.virusRate);
-    const kinds = spoolMounted ? undefined : (['spool-full'] as FaultKind[]);
+    const skipped: FaultKind[] = spoolMounted ? [] : ['spool-full'];
     const plan = planFaults(options.faults, options.windowMs, options.faultMs, random).filter(
-      (f) => !kinds?.includes(f.kind),
+      (f) => !skipped.includes(f.kind),
     );
     say(
       `chaos: seed ${options.seed}, ${messages.length} messages (${messages.filter((m) => m.virus).length} with EICAR), ` +
@@ -376,9 +381,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const copies = deliveredCopies(h);
     const held = heldIds(quarantineDir);
     const queued = await queuedIds(h);
-    const count = countOutcomes(messages, sent, copies, held, queued, h.postfixLog());
+    problems.push(...queued.reasons);
+    const count = countOutcomes(messages, sent, copies, held, queued.ids, h.postfixLog());
     const effects = faultEffects(pw, h.postfixLog());
     problems.push(...serverProblems(pw, h.postfixLog(), sent));
+    keep ||= count.failed > 0 || problems.length > 0;
     return {
       options: {
         seed: options.seed,
@@ -392,6 +399,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         settleMs: options.settleMs,
       },
       faults,
+      skipped,
       count,
       problems,
       effects,
@@ -400,6 +408,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     };
   } finally {
     await pw.stop().catch(() => undefined);
+    if (keep)
+      await run('cp', ['-a', `${HARNESS_DIR}/log`, `${HARNESS_DIR}/postfix/spool`, work]).catch(
+        () => undefined,
+      );
     await harness?.stop().catch(() => undefined);
     await relay?.stop().catch(() => undefined);
     await dns?.stop().catch(() => undefined);
@@ -408,18 +420,35 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     if (spoolMounted) await run('umount', [spoolDir]).catch(() => undefined);
     if (previousTmp === undefined) delete process.env['TMPDIR'];
     else process.env['TMPDIR'] = previousTmp;
-    if (process.env['CHAOS_KEEP'] !== '1') rmSync(work, { recursive: true, force: true });
-    else say(`chaos: kept ${work} and ${HARNESS_DIR}`);
+    if (!keep) rmSync(work, { recursive: true, force: true });
+    else say(`chaos: kept ${work} (with Postfix's log and queue) and ${HARNESS_DIR}`);
   }
 }
 
-/** Queue ids in Postfix's queue (every queue: incoming, active, deferred, hold). */
-async function queueEntries(h: Harness): Promise<string[]> {
+/** Unmounts the spool tmpfs of an earlier run that was stopped before its own clean-up (ours only: by name). */
+async function unmountStaleSpools(): Promise<void> {
+  const mounts = existsSync('/proc/mounts') ? readFileSync('/proc/mounts', 'utf8') : '';
+  for (const line of mounts.split('\n')) {
+    const [source, target] = line.split(' ');
+    if (source === 'pw-chaos-spool' && target?.startsWith('/tmp/pw-ch-')) {
+      await run('umount', [target]).catch(() => undefined);
+    }
+  }
+}
+
+interface QueueEntry {
+  readonly queue_id: string;
+  readonly queue_name: string;
+  readonly recipients: readonly { readonly address: string; readonly delay_reason?: string }[];
+}
+
+/** What is in Postfix's queue (every queue: incoming, active, deferred, hold). */
+async function queueEntries(h: Harness): Promise<QueueEntry[]> {
   const { stdout } = await run('postqueue', ['-c', h.postfixConfDir, '-j']);
   return stdout
     .split('\n')
     .filter((line) => line.startsWith('{'))
-    .map((line) => String((JSON.parse(line) as { queue_id: string }).queue_id));
+    .map((line) => JSON.parse(line) as QueueEntry);
 }
 
 /** `postqueue -f` every 5 s until the queue is empty; false when `boundMs` passed first. */
@@ -436,16 +465,22 @@ async function drainQueue(h: Harness, boundMs: number): Promise<boolean> {
   }
 }
 
-async function queuedIds(h: Harness): Promise<Map<string, number>> {
+/** The chaos ids still in Postfix's queue, with how many times each, and why each waits (for the report). */
+async function queuedIds(h: Harness): Promise<{ ids: Map<string, number>; reasons: string[] }> {
   const ids = new Map<string, number>();
-  for (const queueId of await queueEntries(h)) {
-    const { stdout } = await run('postcat', ['-c', h.postfixConfDir, '-hq', queueId]).catch(() => ({
+  const reasons: string[] = [];
+  for (const entry of await queueEntries(h)) {
+    const { stdout } = await run('postcat', ['-c', h.postfixConfDir, '-hq', entry.queue_id]).catch(() => ({
       stdout: '',
     }));
     const id = chaosIdOf(stdout.replace(/^\*\*\* .*\n/gm, ''));
     if (id) ids.set(id, (ids.get(id) ?? 0) + 1);
+    const why = entry.recipients.map((r) => `${r.address}: ${r.delay_reason ?? 'no delay reason'}`);
+    reasons.push(
+      `still queued: ${id ?? 'not a chaos message'} ${entry.queue_id} (${entry.queue_name}) ${why.join('; ')}`,
+    );
   }
-  return ids;
+  return { ids, reasons };
 }
 
 /** Every delivered copy of a chaos message: the Maildirs of alice and bob, and the sink. */
