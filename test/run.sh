@@ -3,6 +3,7 @@
 # packages the integration harness needs (test/harness/install.sh, a no-op when they are present), then:
 # build (tsc), lint (eslint, including the inward-dependency rule), format (prettier --check), generated docs
 # up to date, unit and golden tests, then integration tests against real Postfix and Dovecot on loopback.
+# Last, the quick form of the fault-injection suite (test/chaos/, docs/reliability.md#fault-injection).
 #   bash test/run.sh [all|unit|integration]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,8 +27,8 @@ files() { find "dist/test/$1" -name '*.test.js' 2>/dev/null | sort; }
 
 case "$suite" in
   unit) set -- $(files unit) $(files golden) $(files fuzz) ;;
-  integration) set -- $(files integration) ;;
-  all) set -- $(files unit) $(files golden) $(files fuzz) $(files integration) ;;
+  integration) set -- $(files integration) $(files chaos) ;;
+  all) set -- $(files unit) $(files golden) $(files fuzz) $(files integration) $(files chaos) ;;
   *) echo "usage: test/run.sh [all|unit|integration]" >&2; exit 64 ;;
 esac
 

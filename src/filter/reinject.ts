@@ -166,31 +166,41 @@ export async function reinject(
   if (envelope.smtpUtf8) requestSmtpUtf8(connection);
   const drop = () => connection.close();
   signal?.addEventListener('abort', drop, { once: true });
+  // nodemailer settles nothing when the smtpd goes away while a customAuth command (XFORWARD) waits for its
+  // reply: the step would wait for the message deadline (minutes, with Postfix's delivery held). Every step
+  // races the connection's end instead, which nodemailer emits however the connection closed.
+  const ended = new Promise<never>((_, reject) =>
+    connection.once('end', () => reject(new Error('the connection closed before the smtpd answered'))),
+  );
+  ended.catch(() => undefined); // after success the connection ends too, and nobody waits for it then
+  const step = <T>(work: Promise<T>): Promise<T> => Promise.race([work, ended]);
   try {
     if (signal?.aborted) throw new ReinjectError('the deadline passed before the re-injection');
-    await connect(connection);
-    await forward(connection);
+    await step(connect(connection));
+    await step(forward(connection));
     const responses: string[] = [];
     // nodemailer gives one NOTIFY and ORCPT to every recipient of a transaction, so recipients whose DSN
     // parameters differ go in transactions of their own (Postfix sends the same message for each).
     for (const group of dsnGroups(envelope.recipients)) {
-      const info = await new Promise<SMTPConnection.SentMessageInfo>((resolve, reject) => {
-        connection.send(
-          {
-            from: envelope.sender,
-            to: group.map((r) => r.address),
-            size: envelope.size,
-            ...(envelope.body8bit ? { use8BitMime: true } : {}),
-            dsn: {
-              ...(envelope.ret ? { ret: envelope.ret } : {}),
-              ...(envelope.envid ? { envid: envelope.envid } : {}),
-              ...dsnOf(group[0]),
-            },
-          } as SMTPConnection.Envelope,
-          open(),
-          (error, sent) => (error ? reject(error) : resolve(sent)),
-        );
-      });
+      const info = await step(
+        new Promise<SMTPConnection.SentMessageInfo>((resolve, reject) => {
+          connection.send(
+            {
+              from: envelope.sender,
+              to: group.map((r) => r.address),
+              size: envelope.size,
+              ...(envelope.body8bit ? { use8BitMime: true } : {}),
+              dsn: {
+                ...(envelope.ret ? { ret: envelope.ret } : {}),
+                ...(envelope.envid ? { envid: envelope.envid } : {}),
+                ...dsnOf(group[0]),
+              },
+            } as SMTPConnection.Envelope,
+            open(),
+            (error, sent) => (error ? reject(error) : resolve(sent)),
+          );
+        }),
+      );
       if (info.rejected.length > 0) {
         throw new ReinjectError(
           `the re-injection smtpd refused ${info.rejected.length} of ${envelope.recipients.length} recipient(s)`,

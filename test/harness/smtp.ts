@@ -172,6 +172,9 @@ export function dataPayload(message: string | Buffer): Buffer {
 
 export interface Transaction {
   readonly helo?: string;
+  /** XCLIENT attributes (without the verb, e.g. `ADDR=192.0.2.1 NAME=mail.example.net`), sent after the first
+   * EHLO; the server greets again (220) and the EHLO is repeated. */
+  readonly xclient?: string;
   /** XFORWARD command lines (without the verb), sent after EHLO. */
   readonly xforward?: readonly string[];
   readonly from: string;
@@ -201,6 +204,16 @@ export async function sendMessage(host: string, port: number, t: Transaction): P
     const greeting = await client.reply();
     replies.push({ command: '(greeting)', reply: greeting });
     if (greeting.code !== 220) return done(greeting);
+    if (t.xclient !== undefined) {
+      for (const [command, expected] of [
+        [`EHLO ${t.helo ?? 'client.example.net'}`, 250],
+        [`XCLIENT ${t.xclient}`, 220],
+      ] as const) {
+        const reply = await client.command(command);
+        replies.push({ command, reply });
+        if (reply.code !== expected) return done(reply);
+      }
+    }
     const steps = [
       `EHLO ${t.helo ?? 'client.example.net'}`,
       ...(t.xforward ?? []).map((x) => `XFORWARD ${x}`),
