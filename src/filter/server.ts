@@ -15,6 +15,8 @@ export interface FilterServerOptions {
   readonly name: string;
   readonly maxMessageBytes: number;
   readonly maxConnections: number;
+  /** A connection silent this long is closed, in DATA too (filter.idle_timeout_s). */
+  readonly idleTimeoutMs: number;
 }
 
 /** The transaction as Postfix gave it: envelope with DSN parameters, and the original client from XFORWARD. */
@@ -61,7 +63,7 @@ export class FilterServer {
       disableReverseLookup: true,
       size: options.maxMessageBytes,
       maxClients: options.maxConnections,
-      socketTimeout: 300_000,
+      socketTimeout: options.idleTimeoutMs,
       closeTimeout: 30_000,
       logger: false,
       onConnect: (session, callback) => {

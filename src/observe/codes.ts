@@ -234,6 +234,12 @@ const table = [
     fix: 'Write one: `umask 077; head -c 32 /dev/urandom | base64 > /etc/postwarden/admin.token; chown postwarden /etc/postwarden/admin.token`, then restart.',
   },
   {
+    code: 'PW-H030',
+    level: 'warn',
+    summary: 'An HTTP connection was refused: http.max_connections connections were open',
+    fix: 'Raise http.max_connections if the callers are yours (Dovecot auth processes, scrapers); many refusals from elsewhere are a flood.',
+  },
+  {
     code: 'PW-H001',
     level: 'error',
     summary: 'HTTP request failed inside a route',
