@@ -109,7 +109,7 @@ const table = [
     code: 'PW-P010',
     level: 'warn',
     summary: 'Connection closed with a request half sent',
-    fix: 'None usually: Postfix gave up (timeout) or the client died.',
+    fix: 'None usually: Postfix gave up (timeout), the client died, or it left a request unfinished past policy.server.request_timeout_s.',
   },
   // Checks
   {
