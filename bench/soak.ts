@@ -51,10 +51,15 @@ interface Tally {
   firstWrong?: string;
 }
 
-interface Row {
-  readonly minute: number;
+interface Memory {
   readonly rssMiB: number;
   readonly heapMiB: number;
+  readonly heapTotalMiB: number;
+  readonly externalMiB: number;
+}
+
+interface Row extends Memory {
+  readonly minute: number;
   readonly kinds: Record<Kind, { requests: number; wrong: number; p50: number; p95: number; p99: number }>;
 }
 
@@ -164,10 +169,21 @@ async function main(): Promise<void> {
     await pw.start(config(dir, ports), 30_000);
     const pid = pw.pid;
     const rssMiB = () => (processMemory(pid)?.rss ?? NaN) / MIB;
-    /** The JS heap in use, from postwarden's own /metrics: tells a heap leak from allocator growth. */
-    const heapMiB = async () => {
+    /**
+     * RSS, and from postwarden's own /metrics the JS heap in use, the heap V8 holds (used or not) and the memory
+     * of Buffers outside it: a leak of JS objects shows in the first, V8's sizing in the second, Buffers in the
+     * third, and the C heap (SQLite, malloc) only in RSS.
+     */
+    const memory = async (): Promise<Memory> => {
       const text = await pw.metrics().catch(() => '');
-      return Number(/^postwarden_nodejs_heap_size_used_bytes (\S+)/m.exec(text)?.[1] ?? NaN) / MIB;
+      const metric = (name: string) =>
+        Number(new RegExp(`^postwarden_${name} (\\S+)`, 'm').exec(text)?.[1] ?? NaN) / MIB;
+      return {
+        rssMiB: rssMiB(),
+        heapMiB: metric('nodejs_heap_size_used_bytes'),
+        heapTotalMiB: metric('nodejs_heap_size_total_bytes'),
+        externalMiB: metric('nodejs_external_memory_bytes'),
+      };
     };
 
     let tallies = freshTallies();
@@ -248,22 +264,21 @@ async function main(): Promise<void> {
       });
     });
 
-    const samples: { minutes: number; rssMiB: number; heapMiB: number }[] = [
-      { minutes: 0, rssMiB: rssMiB(), heapMiB: await heapMiB() },
-    ];
+    const samples: ({ minutes: number } & Memory)[] = [{ minutes: 0, ...(await memory()) }];
     const rows: Row[] = [];
     const firstWrong: string[] = [];
     process.stdout.write(
       `soak: ${minutes} min, policy ${rates.policy}/s, filter ${rates.filter} msg/s, auth-policy ${rates.auth}/s; postwarden pid ${pid}, RSS ${samples[0]?.rssMiB.toFixed(1)} MiB at start\n\n`,
     );
-    const header = `${'min'.padStart(3)} ${'RSS MiB'.padStart(8)} ${'heap MiB'.padStart(8)}  ${KINDS.map((k) => `${k.padStart(6)} n  p50/p95/p99 ms`.padStart(32)).join(' ')}`;
+    const header = `${'min'.padStart(3)} ${'RSS MiB'.padStart(8)} ${'heap MiB'.padStart(8)} ${'V8 MiB'.padStart(7)} ${'ext MiB'.padStart(7)}  ${KINDS.map((k) => `${k.padStart(6)} n  p50/p95/p99 ms`.padStart(32)).join(' ')}`;
     process.stdout.write(`${header}\n`);
     const sampler = (async () => {
       let minute = 1;
       while (running()) {
         await new Promise((r) => setTimeout(r, SAMPLE_MS));
         const now = (performance.now() - started) / 60_000;
-        samples.push({ minutes: now, rssMiB: rssMiB(), heapMiB: await heapMiB() });
+        const sample = { minutes: now, ...(await memory()) };
+        samples.push(sample);
         // The sink keeps what it received; only the count matters here.
         sink?.received.splice(0);
         if (now >= minute || !running()) {
@@ -285,15 +300,10 @@ async function main(): Promise<void> {
               ];
             }),
           ) as Row['kinds'];
-          const row: Row = {
-            minute,
-            rssMiB: rssMiB(),
-            heapMiB: samples[samples.length - 1]?.heapMiB ?? NaN,
-            kinds,
-          };
+          const row: Row = { minute, ...sample, kinds };
           rows.push(row);
           process.stdout.write(
-            `${String(minute).padStart(3)} ${row.rssMiB.toFixed(1).padStart(8)} ${row.heapMiB.toFixed(1).padStart(8)}  ${KINDS.map(
+            `${String(minute).padStart(3)} ${row.rssMiB.toFixed(1).padStart(8)} ${row.heapMiB.toFixed(1).padStart(8)} ${row.heapTotalMiB.toFixed(1).padStart(7)} ${row.externalMiB.toFixed(1).padStart(7)}  ${KINDS.map(
               (k) => {
                 const r = kinds[k];
                 return `${String(r.requests).padStart(8)}${r.wrong ? ` (${r.wrong} wrong)` : ''}  ${r.p50.toFixed(1)}/${r.p95.toFixed(1)}/${r.p99.toFixed(1)}`.padStart(
@@ -311,11 +321,12 @@ async function main(): Promise<void> {
 
     const after = samples.filter((s) => s.minutes >= WARMUP_MINUTES);
     const mibPerMinute = slope(after.map((s) => ({ x: s.minutes, y: s.rssMiB })));
-    const heapPerMinute = slope(after.map((s) => ({ x: s.minutes, y: s.heapMiB })));
+    const perMinute = (key: keyof Memory) => slope(after.map((s) => ({ x: s.minutes, y: s[key] })));
+    const heapPerMinute = perMinute('heapMiB');
     const wrong = rows.reduce((s, r) => s + KINDS.reduce((t, k) => t + r.kinds[k].wrong, 0), 0);
     const pass = Number.isFinite(mibPerMinute) && mibPerMinute < SLOPE_LIMIT && wrong === 0;
     process.stdout.write(
-      `\nRSS slope after the ${WARMUP_MINUTES}-minute warm-up (least squares over ${after.length} samples, minutes ${WARMUP_MINUTES + 1}..${minutes}): ${mibPerMinute.toFixed(3)} MiB/min (limit < ${SLOPE_LIMIT}); JS heap in use ${heapPerMinute.toFixed(3)} MiB/min (information); wrong answers: ${wrong}\n`,
+      `\nRSS slope after the ${WARMUP_MINUTES}-minute warm-up (least squares over ${after.length} samples, minutes ${WARMUP_MINUTES + 1}..${minutes}): ${mibPerMinute.toFixed(3)} MiB/min (limit < ${SLOPE_LIMIT}); information: JS heap in use ${heapPerMinute.toFixed(3)}, V8 heap ${perMinute('heapTotalMiB').toFixed(3)}, external ${perMinute('externalMiB').toFixed(3)} MiB/min; wrong answers: ${wrong}\n`,
     );
     for (const line of firstWrong) process.stdout.write(`  ${line}\n`);
     process.stdout.write(`${pass ? 'PASS' : 'FAIL'}\n`);
