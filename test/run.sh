@@ -32,6 +32,10 @@ case "$suite" in
   *) echo "usage: test/run.sh [all|unit|integration]" >&2; exit 64 ;;
 esac
 
+# The abuse and load suite (test/abuse/, bounded form; `npm run test:abuse` for the bigger one) needs a real
+# postwarden on its own ports: it runs with the integration tests.
+case "$suite" in integration|all) set -- "$@" $(files abuse) ;; esac
+
 step "tests ($# files)"
 # Integration tests share the harness's fixed loopback ports: one file at a time.
 exec node --test --test-concurrency=1 --test-timeout=300000 "$@"

@@ -245,6 +245,7 @@ export async function serve(argv: string[]): Promise<number> {
     ...(authGuard ? { authPolicy: authPolicyDeps(config, baseDir, logger, authGuard) } : {}),
     ...(quarantineOps ? { quarantinePage: quarantinePageOptions(config, quarantineOps, secret) } : {}),
     ...(ratelimit ? { ratelimit: ratelimit.api } : {}),
+    maxConnections: config.http.max_connections,
   });
 
   let learnSocket: ScriptSocketServer | undefined;
@@ -383,6 +384,7 @@ function buildFilter(
       name: config.hostname || hostname(),
       maxMessageBytes: config.filter.max_message_bytes,
       maxConnections: config.filter.max_connections,
+      idleTimeoutMs: config.filter.idle_timeout_s * 1000,
     },
     filterLogger,
     metrics,
@@ -477,6 +479,7 @@ function policyLimits(config: Readonly<Config>) {
     maxRequestBytes: s.max_request_bytes,
     maxAttributes: s.max_attributes,
     idleTimeoutMs: s.idle_timeout_s * 1000,
+    requestTimeoutMs: s.request_timeout_s * 1000,
     maxPendingRequests: s.max_pending_requests,
   };
 }

@@ -57,15 +57,12 @@ export const listenAddressSchema = z.string().superRefine((value, ctx) => {
   }
 });
 
+/** Open connections of a face at most: each holds a file descriptor and its state. */
+const connectionLimit = (what: string) => z.number().int().min(1).max(65_536).default(1000).describe(what);
+
 const serverLimitsSchema = z
   .strictObject({
-    max_connections: z
-      .number()
-      .int()
-      .min(1)
-      .max(65_536)
-      .default(1000)
-      .describe('Open policy connections at most; Postfix opens one per smtpd process'),
+    max_connections: connectionLimit('Open policy connections at most; Postfix opens one per smtpd process'),
     max_line_bytes: z.number().int().min(256).max(1_048_576).default(8192).describe('Longest attribute line'),
     max_request_bytes: z
       .number()
@@ -82,6 +79,15 @@ const serverLimitsSchema = z
       .max(86_400)
       .default(330)
       .describe("Close a connection idle this long (Postfix's own max_idle is 300 s)"),
+    request_timeout_s: z
+      .number()
+      .int()
+      .min(1)
+      .max(3600)
+      .default(60)
+      .describe(
+        'Close a connection whose request is begun but not whole this long (Postfix writes a request at once; a client dribbling bytes would hold a slot)',
+      ),
     max_pending_requests: z
       .number()
       .int()
@@ -346,6 +352,15 @@ export const filterSchema = z
       .max(1000)
       .default(20)
       .describe('Connections at once; match the maxproc of the filter transport in master.cf (10)'),
+    idle_timeout_s: z
+      .number()
+      .int()
+      .min(1)
+      .max(3600)
+      .default(300)
+      .describe(
+        "Close a connection silent this long, in DATA too, so a stalled client frees its slot (Postfix's smtp_data_xfer_timeout is 180 s)",
+      ),
     message_timeout_ms: z
       .number()
       .int()
@@ -448,6 +463,9 @@ export const filterSchema = z
 export const httpSchema = z
   .strictObject({
     listen: listenAddressSchema.default('127.0.0.1:10063').describe('Metrics, health and the admin API'),
+    max_connections: connectionLimit(
+      "Open HTTP connections at most (Dovecot's auth processes, scrapers, the admin API); more are closed at once, so a flood cannot run the process out of file descriptors",
+    ),
     token_file: z
       .string()
       .default('/etc/postwarden/admin.token')

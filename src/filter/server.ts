@@ -16,6 +16,8 @@ export interface FilterServerOptions {
   readonly name: string;
   readonly maxMessageBytes: number;
   readonly maxConnections: number;
+  /** A connection silent this long is closed, in DATA too (filter.idle_timeout_s). */
+  readonly idleTimeoutMs: number;
 }
 
 /**
@@ -84,7 +86,7 @@ export class FilterServer {
       disableReverseLookup: true,
       size: options.maxMessageBytes,
       maxClients: options.maxConnections,
-      socketTimeout: 300_000,
+      socketTimeout: options.idleTimeoutMs,
       closeTimeout: 30_000,
       logger: false,
       onConnect: (session, callback) => {

@@ -43,6 +43,8 @@ export interface HttpDeps {
   readonly admin: AdminServices;
   /** The rate-limit incidents API (src/http/api/ratelimit.ts); absent when the ratelimit check is off. */
   readonly ratelimit?: RatelimitApiDeps;
+  /** Open connections at most (http.max_connections); more are closed on accept. */
+  readonly maxConnections?: number;
 }
 
 /** What is wrong with an Authorization header, for the log (never its value). */
@@ -64,6 +66,20 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
     // Unknown fields are refused (400), not silently dropped: a mistyped filter must not widen what a call does.
     ajv: { customOptions: { removeAdditional: false } },
   });
+
+  const throttled = createThrottledLog(app.log as Logger);
+  if (deps.maxConnections !== undefined) {
+    const limit = deps.maxConnections;
+    app.server.maxConnections = limit;
+    app.server.on('drop', (data?: { remoteAddress?: string }) => {
+      deps.metrics.get('postwarden_errors_total').inc({ code: 'PW-H030' });
+      throttled(
+        'PW-H030',
+        { remote: data?.remoteAddress, limit },
+        'HTTP connection refused: too many connections',
+      );
+    });
+  }
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const status = error.statusCode ?? 500;
@@ -95,7 +111,6 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
     { parseAs: 'buffer', bodyLimit: MAX_LEARN_BYTES },
     (_request, body, done) => done(null, body),
   );
-  const refused = createThrottledLog(app.log as Logger);
   app.addHook('onRequest', async (request, reply) => {
     // By the matched route, not only the spelling of the URL: `/%61pi/v1/…` reaches the same routes.
     const route = request.routeOptions.url;
@@ -108,7 +123,7 @@ export function buildHttpApp(deps: HttpDeps): FastifyInstance {
     if (given !== undefined && secretMatches(given, deps.adminToken)) return;
     deps.metrics.get('postwarden_errors_total').inc({ code: 'PW-H002' });
     // Throttled: someone guessing tokens must not flood the log. The path only: a query could hold anything.
-    refused(
+    throttled(
       'PW-H002',
       { remote: request.ip, method: request.method, path: request.url.split('?')[0], why },
       'admin API request refused',

@@ -109,7 +109,7 @@ const table = [
     code: 'PW-P010',
     level: 'warn',
     summary: 'Connection closed with a request half sent',
-    fix: 'None usually: Postfix gave up (timeout) or the client died.',
+    fix: 'None usually: Postfix gave up (timeout), the client died, or it left a request unfinished past policy.server.request_timeout_s.',
   },
   // Checks
   {
@@ -232,6 +232,12 @@ const table = [
     summary:
       'The admin API is off: http.token_file is missing, unreadable or holds a token shorter than 32 characters',
     fix: 'Write one: `umask 077; head -c 32 /dev/urandom | base64 > /etc/postwarden/admin.token; chown postwarden /etc/postwarden/admin.token`, then restart.',
+  },
+  {
+    code: 'PW-H030',
+    level: 'warn',
+    summary: 'An HTTP connection was refused: http.max_connections connections were open',
+    fix: 'Raise http.max_connections if the callers are yours (Dovecot auth processes, scrapers); many refusals from elsewhere are a flood.',
   },
   {
     code: 'PW-H001',

@@ -18,6 +18,8 @@ export interface ServerLimits {
   readonly maxRequestBytes: number;
   readonly maxAttributes: number;
   readonly idleTimeoutMs: number;
+  /** A request begun must be whole within this long: the idle timeout alone lets a byte a minute hold a slot. */
+  readonly requestTimeoutMs: number;
   readonly maxPendingRequests: number;
 }
 
@@ -138,6 +140,22 @@ export class PolicyServer {
     this.sockets.add(socket);
     gauge.inc();
     socket.setTimeout(this.limits.idleTimeoutMs);
+    let requestTimer: NodeJS.Timeout | undefined;
+    /** Runs while part of a request has arrived; restarted for the next request once one is whole. */
+    const watchRequest = (completed: boolean) => {
+      if (completed || !decoder.midRequest) {
+        clearTimeout(requestTimer);
+        requestTimer = undefined;
+      }
+      if (!decoder.midRequest || requestTimer) return;
+      requestTimer = setTimeout(() => {
+        this.logger.debug(
+          { code: 'PW-P010', connection: connection.id },
+          'policy request not finished within policy.server.request_timeout_s',
+        );
+        socket.destroy();
+      }, this.limits.requestTimeoutMs);
+    };
 
     const drop = (code: Code, detail: string) => {
       this.metrics.get('postwarden_errors_total').inc({ code });
@@ -165,13 +183,15 @@ export class PolicyServer {
     };
 
     socket.on('data', (chunk: Buffer) => {
-      for (const event of decoder.push(chunk)) {
+      const events = decoder.push(chunk);
+      for (const event of events) {
         if (event.kind === 'error') return drop(event.code, event.detail);
         queue.push(event.attributes);
         if (queue.length > this.limits.maxPendingRequests) {
           return drop('PW-P008', `more than ${this.limits.maxPendingRequests} requests ahead of the replies`);
         }
       }
+      watchRequest(events.length > 0);
       pump().catch((error: unknown) => {
         this.logger.error(
           { code: 'PW-P009', err: error, connection: connection.id },
@@ -190,6 +210,7 @@ export class PolicyServer {
     });
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
+      clearTimeout(requestTimer);
       if (decoder.midRequest) {
         this.metrics.get('postwarden_errors_total').inc({ code: 'PW-P010' });
         this.warn(

@@ -182,6 +182,7 @@ for (const file of files) {
         maxRequestBytes: 65536,
         maxAttributes: 200,
         idleTimeoutMs: 10_000,
+        requestTimeoutMs: 10_000,
         maxPendingRequests: 4,
       },
       logger,

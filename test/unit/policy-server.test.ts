@@ -19,6 +19,7 @@ const LIMITS: ServerLimits = {
   maxRequestBytes: 65536,
   maxAttributes: 200,
   idleTimeoutMs: 400,
+  requestTimeoutMs: 30_000,
   maxPendingRequests: 4,
 };
 
@@ -121,6 +122,39 @@ test('a client that sends half a request and stalls is closed at the idle timeou
   assert.ok(Date.now() - started >= LIMITS.idleTimeoutMs - 50);
   assert.ok(logs.some((l) => l.code === 'PW-P010'));
   await stillServing();
+});
+
+test('a client dribbling a request a byte at a time (never idle) is closed at policy.server.request_timeout_s; a whole request before it was answered', async () => {
+  const limits = { ...LIMITS, idleTimeoutMs: 30_000, requestTimeoutMs: 600 };
+  const strict = new PolicyServer(handler, limits, logger, metrics);
+  const [listener] = await strict.listen(['127.0.0.1:0']);
+  try {
+    const socket = net.connect(listener!.port!, '127.0.0.1');
+    socket.on('error', () => undefined);
+    let reply = '';
+    socket.on('data', (d) => (reply += d.toString()));
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.write(encodeRequest(request));
+    const dribble = Buffer.from(`request=smtpd_access_policy\nsender=${'x'.repeat(200)}`);
+    let sent = 0;
+    const timer = setInterval(() => {
+      if (sent < dribble.length && !socket.destroyed) socket.write(dribble.subarray(sent, ++sent));
+    }, 50);
+    const started = Date.now();
+    await closed;
+    clearInterval(timer);
+    assert.equal(reply, 'action=DUNNO\n\n');
+    // Closed by the request deadline, long before the idle timeout, while bytes were still coming.
+    assert.ok(sent < dribble.length, `the whole dribble was taken (${sent} bytes)`);
+    assert.ok(Date.now() - started < limits.idleTimeoutMs);
+    // The client may see its close before the server has run its own close handler.
+    for (let i = 0; i < 100 && strict.connectionCount > 0; i += 1)
+      await new Promise((r) => setTimeout(r, 10));
+    assert.equal(strict.connectionCount, 0);
+    await stillServing(listener!.address);
+  } finally {
+    await strict.close(0);
+  }
 });
 
 test('many requests on one connection are answered in order; per-connection state persists', async () => {

@@ -25,6 +25,7 @@ const LIMITS: ServerLimits = {
   maxRequestBytes: 8192,
   maxAttributes: 40,
   idleTimeoutMs: 10_000,
+  requestTimeoutMs: 10_000,
   maxPendingRequests: 4,
 };
 /** How long a client waits for an answer, or for the server to close after a damaged piece. */
