@@ -171,6 +171,60 @@ describe('tokenize', () => {
     has('att:type:application/zip');
     has('att:ext:zip');
   });
+  test('URL shape: scheme, path words, query, how many links', () => {
+    for (const token of ['url:scheme:https', 'url:w:shop', 'url:w:item', 'url:query', 'url:n:1']) has(token);
+    const odd = tokenize(
+      facts({}, 'go to http://user@192.0.2.7:8080/a%20b/remove or mailto:x@example.org?subject=remove'),
+    );
+    for (const token of [
+      'url:ip',
+      'url:port',
+      'url:userinfo',
+      'url:pctenc',
+      'url:w:remove',
+      'url:scheme:mailto',
+    ])
+      assert.ok(odd.includes(token), `${token} not in ${odd.join(' ')}`);
+    assert.ok(!odd.some((t) => t.startsWith('url:x@')), 'a mailto address is not a host');
+  });
+  test('MIME structure, sender shape, mailer words', () => {
+    has('part:text/plain');
+    has('part:application/zip');
+    has('from:shape:named');
+    has('from:local:a');
+    has('hw:x-mailer:bulkmailer');
+    has('hw:x-mailer:5.1');
+  });
+  test('subject and body shape', () => {
+    const shaped = tokenize(
+      facts(
+        {
+          Subject: 'Save $500 on TONER now!!          ab12cd',
+          Received: 'from relay (unknown [192.0.2.1]) by mx.example.com with ESMTP id 1',
+          'Content-Type': 'multipart/alternative; boundary="----=_NextPart_000_0007_01C25C9E.2A5B8E40"',
+          'Content-Transfer-Encoding': '7bit',
+        },
+        'ONLY TODAY YOU SAVE $500\n> quoted\nbye',
+      ),
+    );
+    for (const token of [
+      's:upper:toner',
+      's:bang:2',
+      's:money',
+      's:spaces',
+      's:tailid',
+      'body:money',
+      'body:lines:2',
+      'body:quote',
+      'body:capsrun',
+      'rcvd:with:esmtp',
+      'rcvd:unknown',
+      'boundary:----=_a_9_9_9a9a9a.9a9a9',
+      'cte:7bit',
+    ])
+      assert.ok(shaped.includes(token), `${token} not in ${shaped.join(' ')}`);
+    has('body:noquote');
+  });
   test('HTML only: read as text, scripts and styles dropped', () => {
     const html = tokenize(
       facts(

@@ -5,7 +5,7 @@
  * little guesses, and a guess must not move mail.
  *
  * Symbols (probability → default score): BAYES_HAM_HIGH (< 0.01, −3), BAYES_HAM (< 0.2, −1),
- * BAYES_SPAM (≥ 0.7, 4), BAYES_SPAM_HIGH (≥ 0.99, 5); nothing in between. BAYES_SPAM alone stays under the tag
+ * BAYES_SPAM (≥ 0.7, 4), BAYES_SPAM_HIGH (≥ 0.9, 5); nothing in between. BAYES_SPAM alone stays under the tag
  * score (5): a leaning classifier needs one more finding of the rules; a sure one tags on its own.
  */
 import { z } from 'zod';
@@ -50,7 +50,7 @@ export const bayesSchema = z
         ham_high: scoreSchema.default(-3).describe('Probability below 0.01'),
         ham: scoreSchema.default(-1).describe('Probability below 0.2'),
         spam: scoreSchema.default(4).describe('Probability 0.7 or more'),
-        spam_high: scoreSchema.default(5).describe('Probability 0.99 or more'),
+        spam_high: scoreSchema.default(5).describe('Probability 0.9 or more'),
       })
       .prefault({})
       .describe('Score per probability band'),
@@ -80,7 +80,7 @@ export function bayesBand(
 ): { symbol: string; score: number } | undefined {
   if (probability < 0.01) return { symbol: 'BAYES_HAM_HIGH', score: scores.ham_high };
   if (probability < 0.2) return { symbol: 'BAYES_HAM', score: scores.ham };
-  if (probability >= 0.99) return { symbol: 'BAYES_SPAM_HIGH', score: scores.spam_high };
+  if (probability >= 0.9) return { symbol: 'BAYES_SPAM_HIGH', score: scores.spam_high };
   if (probability >= 0.7) return { symbol: 'BAYES_SPAM', score: scores.spam };
   return undefined;
 }
