@@ -107,6 +107,7 @@ async function main(): Promise<number> {
 
   const started = performance.now();
   const date = new Date().toISOString();
+  const startCommit = commit();
   const loadavgStart = os.loadavg();
   const machine = machineFacts();
   const outcomes: PartOutcome[] = [];
@@ -143,7 +144,7 @@ async function main(): Promise<number> {
   }
   const report: Report = {
     date,
-    commit: commit(),
+    commit: startCommit,
     machine,
     loadavgStart,
     loadavgEnd: os.loadavg(),
