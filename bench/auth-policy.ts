@@ -1,5 +1,6 @@
 /**
- * `npm run bench:auth` (and the last part of `npm run bench`): Dovecot's auth-policy endpoint. Starts the built
+ * The `auth-policy` part of `npm run bench` (bench/main.ts; `npm run bench:auth` runs it alone): Dovecot's
+ * auth-policy endpoint. Starts the built
  * postwarden (`dist/src/cli/main.js serve`) as its own process with `auth_policy` on and a SQLite store in a
  * temporary directory, then sends what Dovecot sends — POST /dovecot/auth-policy?command=allow|report with its
  * JSON and X-API-Key — over N keep-alive HTTP connections, each a strictly sequential loop request → answer (as
@@ -12,27 +13,25 @@
  * store writes per request), at 32 connections, with /healthz probed every 100 ms beside it and the process's
  * resident memory before and after — the "10 000 reports a second, bounded memory, stays responsive" case.
  *
- * The table gives req/s, latency (p50, p99, max, ms), postwarden's CPU per request and load, and the load
- * generator's CPU load (near 1 it is the limit, not postwarden); the target (≥ 5 000 req/s at 8 and 32
- * connections on SQLite) is printed as information.
+ * The detail table gives req/s, latency (p50, p99, max, ms), postwarden's CPU per request and load, and the
+ * load generator's CPU load (near 1 it is the limit, not postwarden); the target (≥ 5 000 req/s at 8 and 32
+ * connections on SQLite) is a report row. No peer does this job (Dovecot's auth policy is a protocol, not a
+ * Debian package), so that target is absolute.
  *
- * Options: `--json FILE` also writes the results as JSON. Env: BENCH_SECONDS (10), BENCH_WARMUP_SECONDS (2),
+ * Env: BENCH_SECONDS (10), BENCH_WARMUP_SECONDS (2),
  * BENCH_CONNECTIONS (8,32), BENCH_FLOOD_SECONDS (5; 0 skips the flood), BENCH_AUTH_PORT (postwarden's HTTP port,
  * the policy face takes the next one; default: free ports). The temporary directory is made under TMPDIR.
  *
- * Exit status: 0 when it ran, whatever the figures; 1 when it broke (postwarden did not start, an answer was
- * malformed or an HTTP error); 2 for bad options; 130/143 on SIGINT/SIGTERM. postwarden is stopped and the
- * temporary directory removed in every case.
+ * postwarden not starting, a malformed answer or an HTTP error: a BenchError (the part is BROKEN).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { type Child, freePort, processCpuMs, processMemory, startChild, stopAll } from './children.js';
+import { type Child, freePort, processCpuMs, processMemory, startChild } from './children.js';
 import { BenchError } from './load.js';
-import { connectionCounts, numberEnv, onStopSignal, reportFailure } from './options.js';
+import { connectionCounts, numberEnv } from './options.js';
+import { benchPart, detailTable, type PartContext, type PartResult, type ResultRow, say } from './report.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BIN = path.join(HERE, '../src/cli/main.js');
@@ -309,7 +308,7 @@ const fmt = (n: number, digits = 0) =>
     ? n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
     : '-';
 
-function table(results: readonly Result[]): string {
+function printTable(results: readonly Result[]): void {
   const header = [
     'phase',
     'conns',
@@ -334,67 +333,82 @@ function table(results: readonly Result[]): string {
     `${fmt(r.cpuLoad * 100)}%`,
     `${fmt(r.generatorCpuLoad * 100)}%`,
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)));
-  const line = (cells: readonly string[]) =>
-    cells
-      .map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0)))
-      .join('  ');
-  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+  detailTable(header, rows);
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { json: { type: 'string' } }, strict: true });
-  const measureMs = numberEnv('BENCH_SECONDS', 10, 1, 3600) * 1000;
-  const warmupMs = numberEnv('BENCH_WARMUP_SECONDS', 2, 0, 600) * 1000;
-  const floodMs = numberEnv('BENCH_FLOOD_SECONDS', 5, 0, 3600) * 1000;
-  const counts = connectionCounts({ variable: 'BENCH_CONNECTIONS', fallback: [8, 32], max: 1000 });
-  const fixedPort = numberEnv('BENCH_AUTH_PORT', 0, 0, 65_534);
+function settings() {
+  return {
+    measureMs: numberEnv('BENCH_SECONDS', 10, 1, 3600) * 1000,
+    warmupMs: numberEnv('BENCH_WARMUP_SECONDS', 2, 0, 600) * 1000,
+    floodMs: numberEnv('BENCH_FLOOD_SECONDS', 5, 0, 3600) * 1000,
+    counts: connectionCounts({ variable: 'BENCH_CONNECTIONS', fallback: [8, 32], max: 1000 }),
+    fixedPort: numberEnv('BENCH_AUTH_PORT', 0, 0, 65_534),
+  };
+}
+
+async function run(
+  { dir }: PartContext,
+  { measureMs, warmupMs, floodMs, counts, fixedPort }: ReturnType<typeof settings>,
+): Promise<PartResult> {
   const httpPort = fixedPort || (await freePort());
   const policyPort = fixedPort ? fixedPort + 1 : await freePort();
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'pw-bench-auth-'));
-  const cleanup = async () => {
-    await stopAll();
-    rmSync(dir, { recursive: true, force: true });
-  };
-  onStopSignal(cleanup);
-  try {
-    const server = await startPostwarden(dir, httpPort, policyPort);
-    process.stdout.write(
-      `auth policy: postwarden on SQLite, ${counts.join(' and ')} connections, ${measureMs / 1000} s each after ${warmupMs / 1000} s warm-up\n\n`,
-    );
-    const results: Result[] = [];
-    for (const connections of counts) {
-      results.push(await runCell('mixed', server, httpPort, connections, mixed, warmupMs, measureMs));
-    }
-    let extras: FloodExtras | undefined;
-    if (floodMs > 0) {
-      const before = processMemory(server.process.pid);
-      const probe = probeHealth(httpPort);
-      results.push(await runCell('flood', server, httpPort, 32, flood, 0, floodMs));
-      const healthzMaxMs = await probe.stop();
-      const after = processMemory(server.process.pid);
-      extras = {
-        rssBeforeMb: (before?.rss ?? NaN) / 1048576,
-        rssAfterMb: (after?.rss ?? NaN) / 1048576,
-        healthzMaxMs,
-      };
-    }
-    process.stdout.write(`${table(results)}\n\n`);
-    for (const r of results.filter((x) => x.phase === 'mixed')) {
-      const verdict = r.rps >= TARGET_RPS ? 'MET ' : 'MISS';
-      process.stdout.write(
-        `target ≥ ${fmt(TARGET_RPS)} req/s at ${r.connections} connections: ${verdict} ${fmt(r.rps)} req/s, p99 ${fmt(r.p99Ms, 3)} ms (information, not a test)\n`,
-      );
-    }
-    if (extras) {
-      process.stdout.write(
-        `flood: RSS ${fmt(extras.rssBeforeMb, 1)} MB before, ${fmt(extras.rssAfterMb, 1)} MB after; slowest /healthz during it ${fmt(extras.healthzMaxMs, 1)} ms\n`,
-      );
-    }
-    if (values.json) writeFileSync(values.json, `${JSON.stringify({ results, flood: extras }, null, 2)}\n`);
-  } finally {
-    await cleanup();
+  const server = await startPostwarden(dir, httpPort, policyPort);
+  say(
+    'method',
+    `postwarden on SQLite, ${counts.join(' and ')} connections, ${measureMs / 1000} s each after ${warmupMs / 1000} s warm-up`,
+  );
+  const results: Result[] = [];
+  for (const connections of counts) {
+    results.push(await runCell('mixed', server, httpPort, connections, mixed, warmupMs, measureMs));
   }
+  let extras: FloodExtras | undefined;
+  if (floodMs > 0) {
+    const before = processMemory(server.process.pid);
+    const probe = probeHealth(httpPort);
+    results.push(await runCell('flood', server, httpPort, 32, flood, 0, floodMs));
+    const healthzMaxMs = await probe.stop();
+    const after = processMemory(server.process.pid);
+    extras = {
+      rssBeforeMb: (before?.rss ?? NaN) / 1048576,
+      rssAfterMb: (after?.rss ?? NaN) / 1048576,
+      healthzMaxMs,
+    };
+  }
+  printTable(results);
+  const rows: ResultRow[] = results
+    .filter((r) => r.phase === 'mixed')
+    .map((r) => ({
+      part: 'auth-policy',
+      name: `mixed logins and guessers, SQLite, ${r.connections} conn`,
+      what: 'req/s',
+      unit: 'req/s',
+      postwarden: r.rps,
+      peerName: '-',
+      target: `≥ ${fmt(TARGET_RPS)} req/s`,
+      pass: r.rps >= TARGET_RPS,
+      notes: `p99 ${fmt(r.p99Ms, 2)} ms; ${fmt(r.cpuUsPerRequest, 0)} µs CPU/req; no peer (absolute target)`,
+    }));
+  if (extras) {
+    say(
+      'flood',
+      `RSS ${fmt(extras.rssBeforeMb, 1)} MB before, ${fmt(extras.rssAfterMb, 1)} MB after; slowest /healthz during it ${fmt(extras.healthzMaxMs, 1)} ms`,
+    );
+    rows.push({
+      part: 'auth-policy',
+      name: `flood of failure reports from new addresses, ${fmt(floodMs / 1000)} s at 32 conn`,
+      what: 'RSS growth',
+      unit: 'MiB',
+      postwarden: extras.rssAfterMb - extras.rssBeforeMb,
+      peerName: '-',
+      notes: `${fmt(results.find((r) => r.phase === 'flood')?.rps ?? NaN)} req/s; slowest /healthz ${fmt(extras.healthzMaxMs, 1)} ms`,
+    });
+  }
+  return { rows, raw: { results, flood: extras } };
 }
 
-main().catch(reportFailure);
+export const authPolicyPart = benchPart({
+  name: 'auth-policy',
+  title: "Dovecot's auth policy over HTTP, mixed logins and a report flood (issue 7's auth-policy target)",
+  settings,
+  run,
+});

@@ -8,7 +8,8 @@
  * of its stderr.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { accessSync, closeSync, constants, openSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import net from 'node:net';
 import { PolicyClient } from '../src/policy/client.js';
 import { BenchError } from './load.js';
@@ -182,6 +183,45 @@ export function processCpuMs(pid: number | undefined): number | undefined {
   }
 }
 
+function statFields(pid: number): string[] | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The fields after the parenthesised command name, from field 3 (state) on.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * CPU ms of this process and all its descendants, dead or alive: for each live one its own time plus that of
+ * the children it has reaped (utime, stime, cutime, cstime). Linux only.
+ */
+export function ownTreeCpuMs(): number {
+  const parents = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const parent = Number(statFields(Number(entry))?.[1]);
+    if (Number.isFinite(parent)) parents.set(Number(entry), parent);
+  }
+  const ours = new Set([process.pid]);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const [pid, parent] of parents) {
+      if (!ours.has(pid) && ours.has(parent)) {
+        ours.add(pid);
+        grew = true;
+      }
+    }
+  }
+  let ticks = 0;
+  for (const pid of ours) {
+    const fields = statFields(pid);
+    if (fields) ticks += [11, 12, 13, 14].reduce((sum, i) => sum + (Number(fields[i]) || 0), 0);
+  }
+  return ticksToMs(ticks);
+}
+
 /**
  * CPU time the whole machine has spent busy, in ms summed over its CPUs (Linux /proc/stat: user, nice,
  * system, irq, steal). Softirq is left out: loopback traffic is processed there, on behalf of whoever sent it.
@@ -217,7 +257,55 @@ export function processMemory(pid: number | undefined): { rss: number; hwm: numb
   }
 }
 
+/** The full path of `command` on the PATH or in the usual sbin/bin directories; undefined when absent. */
+export function which(command: string): string | undefined {
+  if (path.isAbsolute(command)) return isExecutable(command) ? command : undefined;
+  const dirs = [
+    ...(process.env['PATH'] ?? '').split(':'),
+    '/usr/local/sbin',
+    '/usr/sbin',
+    '/sbin',
+    '/usr/bin',
+    '/bin',
+  ];
+  return dirs
+    .filter((dir) => dir !== '')
+    .map((dir) => path.join(dir, command))
+    .find(isExecutable);
+}
+
+function isExecutable(file: string): boolean {
+  try {
+    accessSync(file, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Stoppers for what a part runs outside startChild/startProcess (a listener spawning per connection, clamd, a
+ * sink): run on SIGINT/SIGTERM (`stop`) and, synchronously, on exit (`killNow`). Returns the unregister call.
+ */
+export interface Stopper {
+  readonly stop: () => Promise<unknown>;
+  readonly killNow?: () => void;
+}
+const stoppers = new Set<Stopper>();
+
+export function registerStopper(stopper: Stopper): () => void {
+  stoppers.add(stopper);
+  return () => stoppers.delete(stopper);
+}
+
+/** On a signal: every registered stopper, then every child (SIGTERM, SIGKILL after the grace). */
+export async function stopEverything(graceMs?: number): Promise<void> {
+  await Promise.all([...stoppers].map((s) => s.stop().catch(() => undefined)));
+  await stopAll(graceMs);
+}
+
 /** Last resort when the bench exits without having stopped them (synchronous, as 'exit' handlers must be). */
 export function killAllNow(): void {
+  for (const stopper of stoppers) stopper.killNow?.();
   for (const child of running) child.process.kill('SIGKILL');
 }

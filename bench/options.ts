@@ -1,24 +1,25 @@
 /**
- * What every benchmark script shares: its environment knobs (BENCH_SECONDS, BENCH_CONNECTIONS, …), how it stops
- * on SIGINT/SIGTERM, and how its end becomes an exit code (0 ran, whatever the figures; 1 broken; 2 usage).
+ * What the benchmark parts share: the command line of `npm run bench`, the environment knobs (BENCH_SECONDS,
+ * BENCH_CONNECTIONS, …), how it stops on SIGINT/SIGTERM, and how its end becomes an exit code (0 ran, whatever
+ * the figures; 1 broken; 2 usage).
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { BenchError } from './load.js';
 
 export class UsageError extends Error {}
 
-const COMMON_OPTIONS = {
-  json: { type: 'string' },
+const OPTIONS = {
+  only: { type: 'string' },
+  out: { type: 'string' },
+  'write-docs': { type: 'boolean' },
   'cpu-prof': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies NonNullable<ParseArgsConfig['options']>;
 
-/** The scripts' command line: --json FILE, --cpu-prof DIR, --help, and a script's own switches; a bad one is a
- * usage error (exit 2). */
-export function benchArgs<const Extra extends NonNullable<ParseArgsConfig['options']>>(extra: Extra) {
-  const options: typeof COMMON_OPTIONS & Extra = { ...COMMON_OPTIONS, ...extra };
+/** `npm run bench`'s command line (bench/main.ts); a bad one is a usage error (exit 2). */
+export function benchArgs() {
   try {
-    return parseArgs({ options, strict: true }).values;
+    return parseArgs({ options: OPTIONS, strict: true }).values;
   } catch (error) {
     throw new UsageError(error instanceof Error ? error.message : String(error));
   }
@@ -32,6 +33,19 @@ export function numberEnv(name: string, fallback: number, min: number, max: numb
     throw new UsageError(`${name}=${raw}: expected a number from ${min} to ${max}`);
   }
   return value;
+}
+
+/**
+ * The knobs of the policy-protocol parts (policy, greylist, spf): BENCH_SECONDS measured per server and
+ * connection count, BENCH_ROUNDS slices it is cut into, BENCH_WARMUP_SECONDS, BENCH_CONNECTIONS.
+ */
+export function sliceSettings(defaults: { readonly seconds: number; readonly rounds: number }) {
+  return {
+    seconds: numberEnv('BENCH_SECONDS', defaults.seconds, 0.5, 600),
+    rounds: Math.round(numberEnv('BENCH_ROUNDS', defaults.rounds, 1, 100)),
+    warmup: numberEnv('BENCH_WARMUP_SECONDS', 1, 0, 60),
+    counts: connectionCounts(),
+  };
 }
 
 /** The connection counts to measure at, from `variable` (a list like 1,8,32). */

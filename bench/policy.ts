@@ -1,40 +1,35 @@
 /**
- * `npm run bench`: the policy face against its ceiling, in one run. Starts a minimal always-DUNNO server
- * (bench/dunno-server.ts) and postwarden twice — every check enforcing, realistic maps, once at
- * `log.level: warn` and once at `info` (the default: one decision line per request, here into a file) —
- * each in its own process on a free 127.0.0.1 port, checks that postwarden answers each request of the mix
- * as it must, then measures requests/s and p50/p99 latency at 1, 8 and 32 connections. At each connection
- * count the servers take turns, in rounds of short slices, so drift of the machine hits them alike. Prints
- * one table with postwarden's req/s as a ratio of the ceiling's, and the target as information: at least
- * 50% of the ceiling, p99 under 2 ms at 8 connections.
+ * The `policy` part of `npm run bench` (bench/main.ts): the policy face against its ceiling, in one run. Starts
+ * a minimal always-DUNNO server (bench/dunno-server.ts) and postwarden twice — every check enforcing, realistic
+ * maps, once at `log.level: warn` and once at `info` (the default: one decision line per request, here into a
+ * file) — each in its own process on a free 127.0.0.1 port, checks that postwarden answers each request of the
+ * mix as it must, then measures requests/s and p50/p99 latency at 1, 8 and 32 connections. At each connection
+ * count the servers take turns, in rounds of short slices, so drift of the machine hits them alike. Returns
+ * postwarden's req/s as a ratio of the ceiling's and the target (≥ 50% of the ceiling, p99 under 2 ms at 8
+ * connections) as report rows; the full table goes into the part's detail.
  *
- * Options: `--json FILE` also writes the results as JSON; `--cpu-prof DIR` runs postwarden under
- * `node --cpu-prof` (profiles written to DIR when it stops). Env: BENCH_SECONDS (measured per server and
- * connection count, default 4), BENCH_ROUNDS (slices it is cut into, default 4), BENCH_WARMUP_SECONDS (before
- * the first slice, default 1; later slices 0.3 s at most), BENCH_CONNECTIONS (default 1,8,32).
- *
- * Exit status: 0 when the benchmark ran, whatever the figures; 1 when it broke (a server did not start, a
- * reply was wrong or malformed, a connection dropped); 2 for bad options; 130/143 on SIGINT/SIGTERM. Child
- * processes are stopped in every case; the temporary directory is removed. Nothing is written into the repo.
+ * Env: BENCH_SECONDS (measured per server and connection count, default 4), BENCH_ROUNDS (slices it is cut
+ * into, default 4), BENCH_WARMUP_SECONDS (before the first slice, default 1; later slices 0.3 s at most),
+ * BENCH_CONNECTIONS (default 1,8,32). A server that does not start, a wrong or malformed reply, a dropped
+ * connection: a BenchError (the part is BROKEN).
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PolicyClient } from '../src/policy/client.js';
-import {
-  type Child,
-  freePort,
-  killAllNow,
-  machineBusyMs,
-  processCpuMs,
-  startChild,
-  stopAll,
-  waitForLine,
-  waitForPolicy,
-} from './children.js';
-import { benchArgs, connectionCounts, numberEnv, onStopSignal, reportFailure } from './options.js';
+import { type Child, freePort, processCpuMs, startChild, waitForLine, waitForPolicy } from './children.js';
+import { sliceSettings } from './options.js';
 import { BenchError, type CellResult, runSlice, type Slice, summarize } from './load.js';
+import {
+  benchPart,
+  breaksBy,
+  detailTable,
+  type PartContext,
+  type PartResult,
+  p99Row,
+  type ResultRow,
+  say,
+} from './report.js';
 import { type BenchRequest, encodeMix, type Fixture, requestMix, writeFixture } from './workload.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -133,10 +128,6 @@ function ms(value: number): string {
   return Number.isFinite(value) ? value.toFixed(3) : '-';
 }
 
-function pad(text: string, width: number, right = false): string {
-  return right ? text.padStart(width) : text.padEnd(width);
-}
-
 function printTable(rows: readonly Row[]): void {
   const header = [
     'server',
@@ -164,52 +155,46 @@ function printTable(rows: readonly Row[]): void {
     `${Math.round(r.generatorCpuLoad * 100)}%`,
     r.server === 'dunno' ? '(ceiling)' : `${(r.ratio * 100).toFixed(1)}%`,
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((cells) => (cells[i] ?? '').length)));
-  const line = (cells: readonly string[]) =>
-    cells.map((cell, i) => pad(cell, widths[i] ?? 0, i > 0)).join('  ');
-  console.log(line(header));
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  let previous: number | undefined;
-  for (const [i, cells] of body.entries()) {
-    const connections = rows[i]?.connections;
-    if (previous !== undefined && connections !== previous) console.log('');
-    previous = connections;
-    console.log(line(cells));
-  }
+  detailTable(header, body, { breaks: breaksBy(rows, (r) => r.connections) });
 }
 
-interface Verdict {
-  readonly server: Server['key'];
-  readonly pass: boolean;
-  readonly text: string;
-}
-
-function verdicts(rows: readonly Row[]): Verdict[] {
-  return (['warn', 'info'] as const).map((key) => {
-    const mine = rows.filter((r) => r.server === key);
-    const misses: string[] = [];
-    const worst = mine.reduce<Row | undefined>(
-      (w, r) => (w === undefined || r.ratio < w.ratio ? r : w),
-      undefined,
-    );
-    if (worst && worst.ratio < TARGET_RATIO) {
-      misses.push(`${(worst.ratio * 100).toFixed(1)}% of the ceiling at ${worst.connections} connection(s)`);
+/** The report's rows: each postwarden at each connection count against the ceiling, and p99 at 8. */
+function resultRows(rows: readonly Row[]): ResultRow[] {
+  const out: ResultRow[] = [];
+  for (const key of ['warn', 'info'] as const) {
+    for (const r of rows.filter((x) => x.server === key)) {
+      const ceiling = rows.find((x) => x.server === 'dunno' && x.connections === r.connections);
+      out.push({
+        part: 'policy',
+        name: `all checks, log ${key}, ${r.connections} conn`,
+        what: 'req/s',
+        unit: 'req/s',
+        postwarden: r.rps,
+        peerName: 'DUNNO ceiling',
+        peer: ceiling?.rps,
+        ratio: r.ratio,
+        ratioAs: '%',
+        target: `≥ ${TARGET_RATIO * 100}% of ceiling`,
+        pass: r.ratio >= TARGET_RATIO,
+        notes: `${r.cpuUsPerRequest.toFixed(0)} µs CPU/req (ceiling ${ceiling?.cpuUsPerRequest.toFixed(0) ?? '?'})`,
+      });
     }
-    const at8 = mine.find((r) => r.connections === TARGET_CONNECTIONS);
-    if (at8 && !(at8.p99Ms < TARGET_P99_MS))
-      misses.push(`p99 ${ms(at8.p99Ms)} ms at ${TARGET_CONNECTIONS} connections`);
-    const parts = [
-      worst
-        ? `lowest ratio ${(worst.ratio * 100).toFixed(1)}% (${worst.connections} conn)`
-        : 'no ratio measured',
-      at8
-        ? `p99 at ${TARGET_CONNECTIONS} conn ${ms(at8.p99Ms)} ms`
-        : `${TARGET_CONNECTIONS} connections not measured`,
-    ];
-    const pass = misses.length === 0 && worst !== undefined && at8 !== undefined;
-    const missed = misses.length > 0 ? ` — missed: ${misses.join('; ')}` : '';
-    return { server: key, pass, text: `${pass ? 'PASS' : 'MISS'}  log ${key}: ${parts.join(', ')}${missed}` };
-  });
+    const at8 = rows.find((x) => x.server === key && x.connections === TARGET_CONNECTIONS);
+    const ceiling8 = rows.find((x) => x.server === 'dunno' && x.connections === TARGET_CONNECTIONS);
+    if (at8) {
+      out.push(
+        p99Row(
+          'policy',
+          `all checks, log ${key}, ${TARGET_CONNECTIONS} conn`,
+          at8,
+          'DUNNO ceiling',
+          ceiling8,
+          TARGET_P99_MS,
+        ),
+      );
+    }
+  }
+  return out;
 }
 
 function fileBytes(file: string | undefined): number {
@@ -220,168 +205,84 @@ function fileBytes(file: string | undefined): number {
   }
 }
 
-/** One labelled paragraph of the report: the label, then each line indented to the same column. */
-function say(label: string, ...lines: string[]): void {
-  lines.forEach((line, i) => console.log(`${(i === 0 ? label : '').padEnd(9)}${line}`));
-}
+const settings = () => sliceSettings({ seconds: 4, rounds: 4 });
 
-/** The temporary directory of this run (config, maps, logs); removed at the end and on SIGINT. */
-let tempDir: string | undefined;
+async function run(
+  { dir, cpuProfDir }: PartContext,
+  { seconds, rounds, warmup, counts }: ReturnType<typeof settings>,
+): Promise<PartResult> {
+  const mix = requestMix();
+  const encoded = encodeMix(mix);
+  const { servers, fixture } = await startServers(dir, mix, cpuProfDir);
+  const kinds = new Map<string, number>();
+  for (const r of mix) kinds.set(r.kind, (kinds.get(r.kind) ?? 0) + 1);
+  const avgBytes = Math.round(encoded.reduce((n, b) => n + b.length, 0) / encoded.length);
+  const shares = [...kinds].map(([kind, n]) => `${Math.round((n * 100) / mix.length)}% ${kind}`);
+  say(
+    'workload',
+    `${mix.length} distinct Postfix 3.7 RCPT requests (${avgBytes} bytes on average), cycled:`,
+    shares.join(', '),
+  );
+  const clients = fixture?.blockClientEntries ?? 0;
+  const senders = fixture?.blockSenderEntries ?? 0;
+  say(
+    'checks',
+    'relay, sender_ownership, limits, lists, helo, all enforce; block lists of',
+    `${clients} clients and ${senders} sender domains (file: maps)`,
+  );
+  say(
+    'method',
+    `${seconds} s measured per server and connection count, in ${rounds} slices taken in turns ` +
+      `(warm-up ${warmup} s, later slices ${Math.min(warmup, 0.3)} s);`,
+    'each connection strictly request → reply, new connections per slice',
+  );
 
-async function main(): Promise<number> {
-  const values = benchArgs({});
-  if (values.help) {
-    console.log('usage: node dist/bench/policy.js [--json FILE] [--cpu-prof DIR]');
-    console.log(
-      'env: BENCH_SECONDS (default 4), BENCH_ROUNDS (default 4), BENCH_WARMUP_SECONDS (default 1),\n' +
-        '     BENCH_CONNECTIONS (default 1,8,32)',
-    );
-    return 0;
-  }
-  const seconds = numberEnv('BENCH_SECONDS', 4, 0.5, 600);
-  const rounds = Math.round(numberEnv('BENCH_ROUNDS', 4, 1, 100));
-  const warmup = numberEnv('BENCH_WARMUP_SECONDS', 1, 0, 60);
-  const counts = connectionCounts();
-  if (!existsSync(MAIN) || !existsSync(DUNNO_SERVER)) {
-    throw new BenchError(
-      `${MAIN} or ${DUNNO_SERVER} missing: run \`npm run build\` first (npm run bench does)`,
-    );
-  }
-  const cpuProfDir = values['cpu-prof'] !== undefined ? path.resolve(values['cpu-prof']) : undefined;
-  if (cpuProfDir) mkdirSync(cpuProfDir, { recursive: true });
-
-  const cpus = os.cpus();
-  const date = new Date().toISOString();
-  const model = cpus[0]?.model.trim() ?? 'unknown cpu';
-  const memory = `${Math.round(os.totalmem() / 2 ** 30)} GiB`;
-  console.log('postwarden policy-face benchmark');
-  say('date', date);
-  say('machine', `${cpus.length} cpu(s), ${model}, ${memory}, ${os.platform()} ${os.release()}`);
-  say('node', process.version);
-
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'postwarden-bench-'));
-  tempDir = dir;
-  try {
-    const mix = requestMix();
-    const encoded = encodeMix(mix);
-    const { servers, fixture } = await startServers(dir, mix, cpuProfDir);
-    const kinds = new Map<string, number>();
-    for (const r of mix) kinds.set(r.kind, (kinds.get(r.kind) ?? 0) + 1);
-    const avgBytes = Math.round(encoded.reduce((n, b) => n + b.length, 0) / encoded.length);
-    const shares = [...kinds].map(([kind, n]) => `${Math.round((n * 100) / mix.length)}% ${kind}`);
-    say(
-      'workload',
-      `${mix.length} distinct Postfix 3.7 RCPT requests (${avgBytes} bytes on average), cycled:`,
-      shares.join(', '),
-    );
-    const clients = fixture?.blockClientEntries ?? 0;
-    const senders = fixture?.blockSenderEntries ?? 0;
-    say(
-      'checks',
-      'relay, sender_ownership, limits, lists, helo, all enforce; block lists of',
-      `${clients} clients and ${senders} sender domains (file: maps)`,
-    );
-    say(
-      'method',
-      `${seconds} s measured per server and connection count, in ${rounds} slices taken in turns ` +
-        `(warm-up ${warmup} s, later slices ${Math.min(warmup, 0.3)} s);`,
-      'each connection strictly request → reply, new connections per slice',
-    );
-    console.log('');
-
-    // What the rest of the machine did meanwhile: busy CPU time not spent by the bench or its servers.
-    const ownCpuMs = () => {
-      const { user, system } = process.cpuUsage();
-      const children = servers.map((s) => processCpuMs(s.child.process.pid) ?? NaN);
-      return (user + system) / 1000 + children.reduce((a, b) => a + b, 0);
-    };
-    const before = { wall: performance.now(), busy: machineBusyMs() ?? NaN, own: ownCpuMs() };
-    const rows: Row[] = [];
-    for (const connections of counts) {
-      const slices = new Map<Server['key'], Slice[]>(servers.map((s) => [s.key, []]));
-      for (let round = 0; round < rounds; round++) {
-        process.stderr.write(`  ${connections} connection(s), round ${round + 1} of ${rounds}\n`);
-        // Rotate who goes first, so no server always follows the same one.
-        for (let i = 0; i < servers.length; i++) {
-          const server = servers[(i + round) % servers.length] as Server;
-          const slice = await runSlice({
-            port: server.port,
-            connections,
-            requests: encoded,
-            warmupMs: round === 0 ? warmup * 1000 : Math.min(warmup * 1000, 300),
-            measureMs: (seconds * 1000) / rounds,
-            serverCpuMs: () => processCpuMs(server.child.process.pid),
-          }).catch((error: unknown) => {
-            throw error instanceof BenchError
-              ? new BenchError(`${server.label}, ${connections} conn: ${error.message}`)
-              : error;
-          });
-          slices.get(server.key)?.push(slice);
-        }
-      }
-      const ceiling = summarize(connections, slices.get('dunno') ?? []).rps;
-      for (const server of servers) {
-        const result = summarize(connections, slices.get(server.key) ?? []);
-        rows.push({ ...result, server: server.key, label: server.label, ratio: result.rps / ceiling });
+  const rows: Row[] = [];
+  for (const connections of counts) {
+    const slices = new Map<Server['key'], Slice[]>(servers.map((s) => [s.key, []]));
+    for (let round = 0; round < rounds; round++) {
+      process.stderr.write(`  ${connections} connection(s), round ${round + 1} of ${rounds}\n`);
+      // Rotate who goes first, so no server always follows the same one.
+      for (let i = 0; i < servers.length; i++) {
+        const server = servers[(i + round) % servers.length] as Server;
+        const slice = await runSlice({
+          port: server.port,
+          connections,
+          requests: encoded,
+          warmupMs: round === 0 ? warmup * 1000 : Math.min(warmup * 1000, 300),
+          measureMs: (seconds * 1000) / rounds,
+          serverCpuMs: () => processCpuMs(server.child.process.pid),
+        }).catch((error: unknown) => {
+          throw error instanceof BenchError
+            ? new BenchError(`${server.label}, ${connections} conn: ${error.message}`)
+            : error;
+        });
+        slices.get(server.key)?.push(slice);
       }
     }
-
-    const other =
-      ((machineBusyMs() ?? NaN) - before.busy - (ownCpuMs() - before.own)) /
-      (performance.now() - before.wall);
-    console.log('');
-    printTable(rows);
-    console.log('');
-    const results = verdicts(rows);
-    say(
-      'target',
-      `≥ ${TARGET_RATIO * 100}% of the ceiling's req/s at every connection count, ` +
-        `p99 < ${TARGET_P99_MS} ms at ${TARGET_CONNECTIONS} connections (information, not a test)`,
-      ...results.map((v) => v.text),
-    );
-    say(
-      'columns',
-      'ratio: postwarden req/s ÷ ceiling req/s at the same connection count; p50/p99/max: write → reply;',
-      'DUNNO: share of replies that were DUNNO; srv CPU: the server process (all threads) in the window,',
-      'per reply and as load (100% = one core busy); gen CPU: the load generator (this process)',
-    );
-    if (Number.isFinite(other)) {
-      say(
-        'others',
-        `processes outside the benchmark kept ${Math.max(0, other * 100).toFixed(0)}% of one core busy ` +
-          'during the measurements',
-        other > 0.1 ? 'the machine was not quiet: the figures are noisy, compare ratios only' : '(quiet)',
-      );
+    const ceiling = summarize(connections, slices.get('dunno') ?? []).rps;
+    for (const server of servers) {
+      const result = summarize(connections, slices.get(server.key) ?? []);
+      rows.push({ ...result, server: server.key, label: server.label, ratio: result.rps / ceiling });
     }
-    const info = servers.find((s) => s.key === 'info');
-    say('logs', `log info wrote ${(fileBytes(info?.logFile) / 2 ** 20).toFixed(1)} MiB of decision lines`);
-
-    await stopAll();
-    if (cpuProfDir) say('profiles', `${cpuProfDir}/postwarden-{warn,info}.cpuprofile`);
-    if (values.json !== undefined) {
-      const machine = {
-        cpus: cpus.length,
-        model: cpus[0]?.model.trim(),
-        node: process.version,
-        platform: os.platform(),
-      };
-      const json = { date, machine, seconds, rounds, warmup, rows, verdicts: results };
-      const finite = (_key: string, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v);
-      writeFileSync(values.json, `${JSON.stringify(json, finite, 2)}\n`);
-    }
-    return 0;
-  } finally {
-    await stopAll();
-    rmSync(dir, { recursive: true, force: true });
   }
+
+  printTable(rows);
+  say(
+    'columns',
+    'ratio: postwarden req/s ÷ ceiling req/s at the same connection count; p50/p99/max: write → reply;',
+    'DUNNO: share of replies that were DUNNO; srv CPU: the server process (all threads) in the window,',
+    'per reply and as load (100% = one core busy); gen CPU: the load generator (this process)',
+  );
+  const info = servers.find((s) => s.key === 'info');
+  say('logs', `log info wrote ${(fileBytes(info?.logFile) / 2 ** 20).toFixed(1)} MiB of decision lines`);
+  if (cpuProfDir) say('profiles', `${cpuProfDir}/postwarden-{warn,info}.cpuprofile`);
+  return { rows: resultRows(rows), raw: { seconds, rounds, warmup, rows } };
 }
 
-process.on('exit', killAllNow);
-onStopSignal(async () => {
-  await stopAll(1000);
-  if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+export const policyPart = benchPart({
+  name: 'policy',
+  title: 'the policy face, every check of issue 2, against an always-DUNNO server (issue 2)',
+  settings,
+  run,
 });
-
-main().then((code) => {
-  process.exitCode = code;
-}, reportFailure);

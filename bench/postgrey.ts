@@ -1,9 +1,9 @@
 /**
  * The other programs of the greylisting benchmark (bench/greylist.ts): postgrey (the Debian package) and
- * redis-server, each installed when missing and run by the benchmark itself — in the foreground, as a child
- * process stopped by PID, on a free 127.0.0.1 port, with its state in the benchmark's temporary directory.
- * The Debian services are never started: the install runs behind /usr/sbin/policy-rc.d (`exit 101`, put in
- * place only if missing and removed again afterwards), as test/harness/install.sh does.
+ * redis-server, run by the benchmark itself — in the foreground, as a child process stopped by PID, on a free
+ * 127.0.0.1 port, with its state in the benchmark's temporary directory. They are never installed here:
+ * bench/main.ts stops before the run, naming the apt-get command, when one is missing; their Debian services
+ * are never started.
  *
  * postgrey is run with `--inet=127.0.0.1:PORT --dbdir=TEMP/postgrey --delay=N --auto-whitelist-clients=0`, the
  * package's own whitelist files named explicitly (not the `.local` ones, so a host's additions cannot change
@@ -12,15 +12,14 @@
  * directory is its own). Without `--daemonize` it neither forks nor uses syslog: Net::Server logs to stderr,
  * which the benchmark keeps for error messages; `--pidfile` only applies with `--daemonize`, so none is given.
  *
- * Failure behaviour: a failed install (not root, no apt-get, apt-get failing) or a server that does not come
- * up is a BenchError with the reason (and the tail of the apt log or the server's log).
+ * Failure behaviour: a server that does not come up is a BenchError with the reason (and the tail of its log).
  */
-import { execFile, execFileSync } from 'node:child_process';
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { type Child, freePort, startProcess } from './children.js';
+import { type Child, freePort, startProcess, which } from './children.js';
 import { BenchError } from './load.js';
 
 export const POSTGREY = '/usr/sbin/postgrey';
@@ -28,89 +27,6 @@ const POSTGREY_WHITELISTS = {
   clients: '/etc/postgrey/whitelist_clients',
   recipients: '/etc/postgrey/whitelist_recipients',
 };
-const POLICY_RC_D = '/usr/sbin/policy-rc.d';
-
-/** The absolute path of `command` on PATH (plus the sbin directories), or undefined. */
-export function which(command: string): string | undefined {
-  const dirs = [...(process.env['PATH'] ?? '').split(':'), '/usr/local/sbin', '/usr/sbin', '/sbin'];
-  for (const dir of dirs) {
-    if (dir === '') continue;
-    const file = path.join(dir, command);
-    try {
-      accessSync(file, constants.X_OK);
-      return file;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
-
-function run(command: string, args: readonly string[], log: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      command,
-      [...args],
-      { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }, maxBuffer: 64 * 2 ** 20 },
-      (error, stdout, stderr) => {
-        writeFileSync(log, `$ ${command} ${args.join(' ')}\n${stdout}${stderr}`, { flag: 'a' });
-        if (error) reject(error);
-        else resolve();
-      },
-    );
-  });
-}
-
-/**
- * Installs the Debian packages whose programs are missing (`apt-get install -y --no-install-recommends`,
- * `apt-get update` first only if that fails). Returns the packages it installed. `log` collects apt's output.
- */
-export async function ensurePackages(
-  wanted: readonly { readonly pkg: string; readonly present: () => boolean }[],
-  log: string,
-): Promise<string[]> {
-  const missing = wanted.filter((w) => !w.present()).map((w) => w.pkg);
-  if (missing.length === 0) return [];
-  const what = missing.join(' ');
-  if (process.getuid?.() !== 0) {
-    throw new BenchError(`${what} missing, and only root can install it: apt-get install ${what}`);
-  }
-  const aptGet = which('apt-get');
-  if (!aptGet)
-    throw new BenchError(`${what} missing, and there is no apt-get to install it (Debian expected)`);
-  process.stderr.write(`  installing ${what} (apt-get; the Debian services are not started)\n`);
-  const madeGuard = !existsSync(POLICY_RC_D);
-  if (madeGuard) writeFileSync(POLICY_RC_D, '#!/bin/sh\nexit 101\n', { mode: 0o755 });
-  const install = [
-    'install',
-    '-y',
-    '-q',
-    '--no-install-recommends',
-    '-o',
-    'Dpkg::Options::=--force-confdef',
-    '-o',
-    'Dpkg::Options::=--force-confold',
-    ...missing,
-  ];
-  try {
-    try {
-      await run(aptGet, install, log);
-    } catch {
-      await run(aptGet, ['update', '-q'], log);
-      await run(aptGet, install, log);
-    }
-  } catch (error) {
-    const tail = existsSync(log) ? readFileSync(log, 'utf8').split('\n').slice(-15).join('\n') : '';
-    throw new BenchError(
-      `apt-get install ${what} failed: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}\n${tail}`,
-    );
-  } finally {
-    if (madeGuard) rmSync(POLICY_RC_D, { force: true });
-  }
-  const still = wanted.filter((w) => !w.present()).map((w) => w.pkg);
-  if (still.length > 0) throw new BenchError(`still missing after apt-get install: ${still.join(' ')}`);
-  return missing;
-}
 
 /** `postgrey 1.37` and the Perl / BerkeleyDB versions under it, for the report. */
 export function postgreyVersion(): string {

@@ -1,7 +1,7 @@
 /**
- * The spam benchmark's peers, each a Debian package run by the benchmark itself (installed when missing, its
- * Debian service never started: bench/postgrey.ts ensurePackages), on 127.0.0.1 only, with its whole state
- * in the benchmark's temporary directory:
+ * The spam benchmark's peers, each a Debian package run by the benchmark itself (never installed here: bench/main.ts
+ * names the apt-get command when one is missing; its Debian service never started), on 127.0.0.1 only, with its
+ * whole state in the benchmark's temporary directory:
  *
  * - **SpamAssassin**: `sa-learn` then `spamd`, both with `--local` (no network test: no DNSBL, URIBL, Razor,
  *   Pyzor, DCC, SPF or DKIM lookups), the package's rules (`-C /usr/share/spamassassin`, no sa-update), a site
@@ -19,7 +19,7 @@
  *   (`/learnspam`, `/learnham`, `Learn-Type: bulk` so every training message is learned, as with the others),
  *   checking through the normal worker's `/checkv2`.
  *
- * Failure behaviour: a peer that cannot be installed, does not start or answers garbage is a BenchError with
+ * Failure behaviour: a peer that does not start or answers garbage is a BenchError with
  * the tail of its log.
  */
 import { execFile, execFileSync } from 'node:child_process';
@@ -35,9 +35,9 @@ import {
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
-import { type Child, startProcess } from './children.js';
+import { type Child, startProcess, which } from './children.js';
 import { BenchError } from './load.js';
-import { ensurePackages, type RedisServer, startRedisServer, which } from './postgrey.js';
+import { type RedisServer, startRedisServer } from './postgrey.js';
 import type { CorpusMessage, Label } from './spam-corpus.js';
 
 export const SA_RULES = '/usr/share/spamassassin';
@@ -58,19 +58,6 @@ export interface Peer {
   readonly version: string;
   readonly child: Child;
   check(raw: Buffer): Promise<PeerVerdict>;
-}
-
-/** Installs spamd (its own package since SpamAssassin 4), spamassassin, rspamd and redis-server if missing. */
-export function ensurePeers(log: string): Promise<string[]> {
-  return ensurePackages(
-    [
-      { pkg: 'spamassassin', present: () => which('sa-learn') !== undefined },
-      { pkg: 'spamd', present: () => which('spamd') !== undefined },
-      { pkg: 'rspamd', present: () => which('rspamd') !== undefined },
-      { pkg: 'redis-server', present: () => which('redis-server') !== undefined },
-    ],
-    log,
-  );
 }
 
 function runTool(command: string, args: readonly string[], timeoutMs: number): Promise<string> {

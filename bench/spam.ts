@@ -1,5 +1,6 @@
 /**
- * Spam quality and throughput against SpamAssassin and rspamd, in one run: `node dist/bench/spam.js`.
+ * The `spam` part of `npm run bench` (bench/main.ts; `npm run bench:spam` runs it alone): spam quality and
+ * throughput against SpamAssassin and rspamd, in one run.
  *
  * The corpus is the SpamAssassin public corpus's 2002 groups (bench/spam-corpus.ts: easy-ham-1, hard-ham-1,
  * spam-1; the 2003 groups are refused, kept for independent evaluation), split 50/50 by a hash of the file
@@ -19,26 +20,33 @@
  * requests in flight (default 4) — after a warm-up of 50 messages, as messages per second from the first
  * request to the last answer. postwarden's pipeline runs in this process (one thread, as in `serve`); the peers
  * are asked over loopback and run as many processes as the concurrency (spamd children; rspamd: one normal
- * worker per CPU). The issue's targets are printed as PASS/MISS: information, not a test.
+ * worker per CPU). The issue's targets are report rows (PASS/MISS): information, not a test. The names of the
+ * messages each system got wrong are in the part's JSON.
  *
- * Options: `--json FILE` (the figures, and the names of the messages each system got wrong). Env:
+ * Env:
  * BENCH_SPAM_CONCURRENCY (1..64, default 4), BENCH_SPAM_PORT (a first port: it and the next 5 are used on
  * 127.0.0.1; default: free ports), BENCH_SPAM_PEERS (0: postwarden alone, for tuning). The temporary directory
  * is made under $TMPDIR (os.tmpdir()).
  *
- * Exit status: 0 when the benchmark ran, whatever the figures; 1 when it broke (an install failed, a peer did
- * not start or answered garbage, a peer's Bayes never fired); 2 for bad options; 130/143 on SIGINT/SIGTERM.
- * Every process started is stopped and the temporary directory removed in every case; nothing is written into
- * the repository.
+ * A peer that does not start or answers garbage, a system whose Bayes never fired: a BenchError (the part is
+ * BROKEN). The peers are never installed here: bench/main.ts checks for them first.
  */
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
-import { freePort, killAllNow, machineBusyMs, stopAll } from './children.js';
+import { freePort, machineBusyMs, stopAll } from './children.js';
 import { BenchError } from './load.js';
-import { numberEnv, onStopSignal, reportFailure, UsageError } from './options.js';
+import { numberEnv, UsageError } from './options.js';
+import {
+  benchPart,
+  debianProgram,
+  detailTable,
+  type PartContext,
+  type PartResult,
+  type ResultRow,
+  say,
+} from './report.js';
 import {
   ALLOWED_GROUPS,
   type CorpusMessage,
@@ -48,7 +56,6 @@ import {
 } from './spam-corpus.js';
 import {
   eachConcurrently,
-  ensurePeers,
   type Peer,
   RSPAMD_SPAM_ACTIONS,
   startRspamd,
@@ -140,7 +147,7 @@ async function measure(
   };
 }
 
-function table(results: readonly SystemResult[]): string {
+function printTable(results: readonly SystemResult[]): void {
   const header = [
     'system',
     'ham',
@@ -172,63 +179,102 @@ function table(results: readonly SystemResult[]): string {
       r.machineCpu === undefined ? '-' : `${Math.round(r.machineCpu)}%`,
     ];
   });
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)));
-  const line = (cells: readonly string[]) =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
-  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+  detailTable(header, rows);
 }
 
-function verdictLines(results: readonly SystemResult[]): string[] {
+const TARGET_FP_RATE = 0.1;
+const TARGET_RECALL = 95;
+
+/** The report's rows: postwarden's FP rate, recall and throughput against each peer (or alone). */
+function resultRows(results: readonly SystemResult[]): ResultRow[] {
   const [ours, ...peers] = results;
   if (!ours) return [];
   const mine = rates(ours);
-  const lines: string[] = [];
-  const quality = mine.fpRate <= 0.1 && mine.recall >= 95;
-  lines.push(
-    `${quality ? 'PASS' : 'MISS'}  postwarden: FP rate ${mine.fpRate.toFixed(2)}% (≤ 0.1%), recall ${mine.recall.toFixed(1)}% (≥ 95%)`,
-  );
+  const out: ResultRow[] = [];
+  const fp = { what: 'FP rate (ham marked spam)', unit: '%' };
+  const recall = { what: 'recall (spam caught)', unit: '%' };
+  const speed = { what: 'throughput', unit: 'msg/s' };
+  const name = 'rules + Bayes, same split and training';
+  if (peers.length === 0) {
+    for (const [figure, value] of [
+      [fp, mine.fpRate],
+      [recall, mine.recall],
+      [speed, ours.messagesPerSecond],
+    ] as const) {
+      out.push({
+        part: 'spam',
+        name,
+        ...figure,
+        postwarden: value,
+        peerName: '-',
+        notes: 'peers left out (BENCH_SPAM_PEERS=0)',
+      });
+    }
+    return out;
+  }
   for (const peer of peers) {
     const theirs = rates(peer);
     const fpBetter = mine.fpRate < theirs.fpRate || (mine.fpRate === 0 && theirs.fpRate === 0);
-    const recallBetter = mine.recall > theirs.recall;
-    lines.push(
-      `${fpBetter && recallBetter ? 'PASS' : 'MISS'}  better than ${peer.name}: FP rate ${mine.fpRate.toFixed(2)}% vs ${theirs.fpRate.toFixed(2)}%` +
-        ` (${fpBetter ? 'better' : 'not better'}), recall ${mine.recall.toFixed(1)}% vs ${theirs.recall.toFixed(1)}% (${recallBetter ? 'better' : 'not better'})`,
-    );
+    out.push({
+      part: 'spam',
+      name,
+      ...fp,
+      postwarden: mine.fpRate,
+      peerName: peer.name,
+      peer: theirs.fpRate,
+      ratio: theirs.fpRate > 0 ? mine.fpRate / theirs.fpRate : undefined,
+      target: `≤ ${TARGET_FP_RATE}% and lower`,
+      pass: mine.fpRate <= TARGET_FP_RATE && fpBetter,
+      notes: `${ours.falsePositives.length} vs ${peer.falsePositives.length} of ${ours.ham} ham`,
+    });
+    out.push({
+      part: 'spam',
+      name,
+      ...recall,
+      postwarden: mine.recall,
+      peerName: peer.name,
+      peer: theirs.recall,
+      ratio: mine.recall / theirs.recall,
+      target: `≥ ${TARGET_RECALL}% and higher`,
+      pass: mine.recall >= TARGET_RECALL && mine.recall > theirs.recall,
+      notes: `${ours.caught} vs ${peer.caught} of ${ours.spam} spam`,
+    });
   }
   for (const peer of peers) {
     const ratio = ours.messagesPerSecond / peer.messagesPerSecond;
     const needed = peer.name.startsWith('SpamAssassin') ? 5 : 1;
-    lines.push(
-      `${ratio >= needed ? 'PASS' : 'MISS'}  throughput: postwarden ÷ ${peer.name} = ${ratio.toFixed(2)}× (≥ ${needed}×)`,
-    );
+    out.push({
+      part: 'spam',
+      name: `${name}, ${ours.name === 'postwarden' ? 'no clamd' : ''}`.replace(/, $/, ''),
+      ...speed,
+      postwarden: ours.messagesPerSecond,
+      peerName: peer.name,
+      peer: peer.messagesPerSecond,
+      ratio,
+      target: `≥ ${needed}× ${peer.name.startsWith('SpamAssassin') ? 'spamd' : 'rspamd'}`,
+      pass: ratio >= needed,
+      notes: 'the test pass, same concurrency; peers run one after the other',
+    });
   }
-  return lines;
+  return out;
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { json: { type: 'string' }, help: { type: 'boolean' } } });
-  if (values.help) {
-    process.stdout.write(
-      'usage: node dist/bench/spam.js [--json FILE]   (as root: apt-get installs the peers)\n',
-    );
-    return;
-  }
+function settings() {
   const concurrency = numberEnv('BENCH_SPAM_CONCURRENCY', 4, 1, 64);
-  const firstPort = numberEnv('BENCH_SPAM_PORT', 0, 0, 65_530);
-  const withPeers = numberEnv('BENCH_SPAM_PEERS', 1, 0, 1) === 1;
   if (!Number.isInteger(concurrency)) throw new UsageError('BENCH_SPAM_CONCURRENCY must be an integer');
-  const port = async (offset: number) => (firstPort > 0 ? firstPort + offset : freePort());
+  return {
+    concurrency,
+    firstPort: numberEnv('BENCH_SPAM_PORT', 0, 0, 65_530),
+    withPeers: spamPeersWanted(),
+  };
+}
 
-  const say = (label: string, text: string) => process.stdout.write(`${label.padEnd(9)}${text}\n`);
+async function run(
+  { dir }: PartContext,
+  { concurrency, firstPort, withPeers }: ReturnType<typeof settings>,
+): Promise<PartResult> {
+  const port = async (offset: number) => (firstPort > 0 ? firstPort + offset : freePort());
   const cpus = os.cpus();
-  process.stdout.write('postwarden spam benchmark\n');
-  say('date', new Date().toISOString());
-  say(
-    'machine',
-    `${cpus.length} cpu(s), ${cpus[0]?.model.trim() ?? '?'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.platform()} ${os.release()}`,
-  );
-  say('node', process.version);
 
   const corpus = loadCorpus();
   const train = corpus.filter((m) => m.half === 'train');
@@ -251,125 +297,116 @@ async function main(): Promise<void> {
     `training ${train.length} (${count(train, 'spam')} spam, ${count(train, 'ham')} ham); test ${test.length} (${count(test, 'spam')} spam, ${count(test, 'ham')} ham)`,
   );
 
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'postwarden-spam-bench-'));
   // spamd's children run as nobody and must reach their Bayes database inside.
   chmodSync(dir, 0o711);
-  let stopping = false;
-  const cleanUp = async () => {
-    if (stopping) return;
-    stopping = true;
+  const results: SystemResult[] = [];
+
+  const postwarden = openPostwarden(dir);
+  const learnStarted = performance.now();
+  const learned = { spam: 0, ham: 0 };
+  for (const m of train) if ((await postwarden.learn(m.raw, m.label)) === 'learned') learned[m.label] += 1;
+  const pwTrained: Trained = { learned, ms: performance.now() - learnStarted };
+  results.push(
+    await measure('postwarden', pwTrained, test, concurrency, async (raw) => {
+      const decision = await postwarden.classify(raw);
+      if (decision.failures.length > 0)
+        throw new BenchError(`postwarden: a scanner failed: ${JSON.stringify(decision.failures)}`);
+      return { spam: decision.spam, bayes: decision.verdicts.some((v) => v.scanner === 'bayes') };
+    }),
+  );
+  await postwarden.close();
+
+  const peers: Peer[] = [];
+  if (withPeers) {
+    const sa = await startSpamAssassin({
+      dir: path.join(dir, 'sa'),
+      port: await port(0),
+      children: concurrency,
+      train,
+    });
+    peers.push(sa.peer);
+    results.push(await measure(sa.peer.name, sa.trained, test, concurrency, (raw) => sa.peer.check(raw)));
     await stopAll();
-    rmSync(dir, { recursive: true, force: true });
-  };
-  onStopSignal(cleanUp);
-  process.once('exit', () => {
-    killAllNow();
-    rmSync(dir, { recursive: true, force: true });
-  });
 
-  try {
-    const results: SystemResult[] = [];
-    const installed = withPeers ? await ensurePeers(path.join(dir, 'apt.log')) : [];
-
-    const postwarden = openPostwarden(dir);
-    const learnStarted = performance.now();
-    const learned = { spam: 0, ham: 0 };
-    for (const m of train) if ((await postwarden.learn(m.raw, m.label)) === 'learned') learned[m.label] += 1;
-    const pwTrained: Trained = { learned, ms: performance.now() - learnStarted };
-    results.push(
-      await measure('postwarden', pwTrained, test, concurrency, async (raw) => {
-        const decision = await postwarden.classify(raw);
-        if (decision.failures.length > 0)
-          throw new BenchError(`postwarden: a scanner failed: ${JSON.stringify(decision.failures)}`);
-        return { spam: decision.spam, bayes: decision.verdicts.some((v) => v.scanner === 'bayes') };
-      }),
-    );
-    await postwarden.close();
-
-    const peers: Peer[] = [];
-    if (withPeers) {
-      const sa = await startSpamAssassin({
-        dir: path.join(dir, 'sa'),
-        port: await port(0),
-        children: concurrency,
-        train,
-      });
-      peers.push(sa.peer);
-      results.push(await measure(sa.peer.name, sa.trained, test, concurrency, (raw) => sa.peer.check(raw)));
-      await stopAll();
-
-      const rs = await startRspamd({
-        dir: path.join(dir, 'rspamd'),
-        ports: {
-          normal: await port(1),
-          controller: await port(2),
-          proxy: await port(3),
-          deadDns: await port(4),
-          redis: await port(5),
-        },
-        workers: Math.max(1, Math.min(cpus.length, concurrency)),
-        train,
-        concurrency,
-      });
-      peers.push(rs.peer);
-      results.push(await measure(rs.peer.name, rs.trained, test, concurrency, (raw) => rs.peer.check(raw)));
-      say(
-        'peers',
-        `${peers.map((p) => p.version).join('; ')} (Hyperscan ${rs.hyperscan ? 'loaded' : 'NOT loaded: PCRE'}); Redis ${rs.redis.version}` +
-          (installed.length > 0 ? ` (installed now: ${installed.join(', ')})` : ''),
-      );
-    }
-
+    const rs = await startRspamd({
+      dir: path.join(dir, 'rspamd'),
+      ports: {
+        normal: await port(1),
+        controller: await port(2),
+        proxy: await port(3),
+        deadDns: await port(4),
+        redis: await port(5),
+      },
+      workers: Math.max(1, Math.min(cpus.length, concurrency)),
+      train,
+      concurrency,
+    });
+    peers.push(rs.peer);
+    results.push(await measure(rs.peer.name, rs.trained, test, concurrency, (raw) => rs.peer.check(raw)));
     say(
-      'training',
-      results
-        .map(
-          (r) =>
-            `${r.name} ${r.trained.learned.spam} spam + ${r.trained.learned.ham} ham learned in ${(r.trained.ms / 1000).toFixed(1)} s` +
-            (r.trained.refused ? ` (refused: ${r.trained.refused.join('; ')})` : ''),
-        )
-        .join('\n         '),
+      'peers',
+      `${peers.map((p) => p.version).join('; ')} (Hyperscan ${rs.hyperscan ? 'loaded' : 'NOT loaded: PCRE'}); Redis ${rs.redis.version}`,
     );
-    say(
-      'method',
-      `every test message once, ${concurrency} in flight, after ${WARMUP} unmeasured; postwarden in this process` +
-        ' (parse + rules + Bayes on SQLite),\n         spamd with ' +
-        `${concurrency} children, rspamd with ${Math.max(1, Math.min(cpus.length, concurrency))} normal worker(s); spam: postwarden and spamd at score 5,` +
-        `\n         rspamd on the actions ${RSPAMD_SPAM_ACTIONS.join(', ')}`,
-    );
-    process.stdout.write(`\n${table(results)}\n\n`);
-    for (const line of verdictLines(results)) say('target', line);
-    for (const r of results) {
-      if (r.falsePositives.length > 0) say('FP', `${r.name}: ${r.falsePositives.join(', ')}`);
-    }
-    say(
-      'columns',
-      'FP rate = ham marked spam ÷ ham; recall = spam caught ÷ spam; precision = caught ÷ all marked spam;',
-    );
-    say(
-      '',
-      'Bayes fired = test messages with a Bayes symbol in the answer; msg/s = test messages ÷ pass time;',
-    );
-    say('', 'machine CPU = all processes during the pass, % of one CPU (the peers run beside this process)');
-
-    if (values.json !== undefined) {
-      writeFileSync(
-        values.json,
-        `${JSON.stringify(
-          {
-            date: new Date().toISOString(),
-            concurrency,
-            split: SPLIT_DESCRIPTION,
-            results: results.map((r) => ({ ...r, ...rates(r) })),
-          },
-          null,
-          2,
-        )}\n`,
-      );
-    }
-  } finally {
-    await cleanUp();
   }
+
+  say(
+    'training',
+    results
+      .map(
+        (r) =>
+          `${r.name} ${r.trained.learned.spam} spam + ${r.trained.learned.ham} ham learned in ${(r.trained.ms / 1000).toFixed(1)} s` +
+          (r.trained.refused ? ` (refused: ${r.trained.refused.join('; ')})` : ''),
+      )
+      .join('\n         '),
+  );
+  say(
+    'method',
+    `every test message once, ${concurrency} in flight, after ${WARMUP} unmeasured; postwarden in this process` +
+      ' (parse + rules + Bayes on SQLite),\n         spamd with ' +
+      `${concurrency} children, rspamd with ${Math.max(1, Math.min(cpus.length, concurrency))} normal worker(s); spam: postwarden and spamd at score 5,` +
+      `\n         rspamd on the actions ${RSPAMD_SPAM_ACTIONS.join(', ')}`,
+  );
+  printTable(results);
+  for (const r of results) {
+    if (r.falsePositives.length > 0) say('FP', `${r.name}: ${r.falsePositives.join(', ')}`);
+  }
+  say(
+    'columns',
+    'FP rate = ham marked spam ÷ ham; recall = spam caught ÷ spam; precision = caught ÷ all marked spam;',
+  );
+  say(
+    '',
+    'Bayes fired = test messages with a Bayes symbol in the answer; msg/s = test messages ÷ pass time;',
+  );
+  say('', 'machine CPU = all processes during the pass, % of one CPU (the peers run beside this process)');
+
+  return {
+    rows: resultRows(results),
+    raw: {
+      concurrency,
+      split: SPLIT_DESCRIPTION,
+      results: results.map((r) => ({ ...r, ...rates(r) })),
+    },
+  };
 }
 
-main().catch(reportFailure);
+/** BENCH_SPAM_PEERS=0: postwarden alone (for tuning), and the peers are not needed. */
+function spamPeersWanted(): boolean {
+  return numberEnv('BENCH_SPAM_PEERS', 1, 0, 1) === 1;
+}
+
+export const spamPart = benchPart({
+  name: 'spam',
+  title: 'spam scoring quality and throughput against SpamAssassin (spamd) and rspamd (issue 6)',
+  needs: () =>
+    spamPeersWanted()
+      ? [
+          debianProgram('spamd', 'spamd'),
+          debianProgram('sa-learn', 'spamassassin'),
+          debianProgram('rspamd', 'rspamd'),
+          debianProgram('redis-server', 'redis-server'),
+        ]
+      : [],
+  settings,
+  run,
+});

@@ -397,7 +397,10 @@ export type GreylistStore =
 
 /**
  * A postwarden config with only the greylist check: `delay_s` as given, the auto-whitelist off (`awl_after:
- * 0`), everything else at its default (default_allow on, no header); log level warn (no decision lines).
+ * 0`), everything else at its default (default_allow on, no header); log level warn (no decision lines). One
+ * exception: `store.timeout_ms` 2000 (default 250), the check's own deadline — on a busy machine a store
+ * operation that waits longer shows in the latency figures instead of turning into `on_error`'s DUNNO, which the
+ * benchmark must count as a wrong answer.
  */
 export function writeGreylistConfig(
   dir: string,
@@ -412,8 +415,8 @@ export function writeGreylistConfig(
     local_networks: LOCAL_NETWORKS,
     store:
       store.driver === 'sqlite'
-        ? { driver: 'sqlite', path: store.path }
-        : { driver: 'redis', url: store.url, key_prefix: store.keyPrefix },
+        ? { driver: 'sqlite', path: store.path, timeout_ms: 2000 }
+        : { driver: 'redis', url: store.url, key_prefix: store.keyPrefix, timeout_ms: 2000 },
     policy: {
       listen: `127.0.0.1:${ports.policy}`,
       checks: ['greylist'],
