@@ -8,18 +8,23 @@ import { BenchError } from './load.js';
 
 export class UsageError extends Error {}
 
-const OPTIONS = {
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** `npm run bench`'s options (bench/main.ts). */
+export const BENCH_OPTIONS = {
   only: { type: 'string' },
   out: { type: 'string' },
   'write-docs': { type: 'boolean' },
   'cpu-prof': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
-} as const satisfies NonNullable<ParseArgsConfig['options']>;
+} as const satisfies Options;
 
-/** `npm run bench`'s command line (bench/main.ts); a bad one is a usage error (exit 2). */
-export function benchArgs() {
+/** A bench script's command line (`npm run bench`'s by default); a bad one is a usage error (exit 2). */
+export function benchArgs<T extends Options = typeof BENCH_OPTIONS>(
+  options: T = BENCH_OPTIONS as unknown as T,
+) {
   try {
-    return parseArgs({ options: OPTIONS, strict: true }).values;
+    return parseArgs({ options, strict: true }).values;
   } catch (error) {
     throw new UsageError(error instanceof Error ? error.message : String(error));
   }

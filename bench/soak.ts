@@ -136,7 +136,11 @@ function authRequest(n: number): { command: 'allow' | 'report'; body: string } {
 }
 
 async function main(): Promise<void> {
-  const values = benchArgs({ minutes: { type: 'string' } });
+  const values = benchArgs({
+    minutes: { type: 'string' },
+    json: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  } as const);
   if (values.help) {
     process.stdout.write('usage: npm run soak [-- --minutes N] [--json FILE]\n');
     return;
