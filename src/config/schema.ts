@@ -408,7 +408,9 @@ export const filterSchema = z
           .min(1000)
           .max(10_000_000)
           .default(500_000)
-          .describe('Characters of the text and HTML bodies kept for the content rules and the classifier'),
+          .describe(
+            'Characters of the text and HTML bodies kept for the content rules and the classifier (each body is read up to 4 encoded bytes a character; a longer one counts as MIME_LIMITS)',
+          ),
       })
       .prefault({})
       .describe('Bounds of the MIME parse'),
