@@ -28,6 +28,7 @@
  * from `openSqliteStore`: the store starts unhealthy, every operation fails with the reason, and opening is
  * retried at most once per `reopenIntervalMs`. Outages are reported once through `onEvent` (PW-S010, PW-S011).
  */
+import { once } from 'node:events';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -388,20 +389,21 @@ export class SqliteStore implements Store {
       : { driver: 'sqlite', healthy: false, reason };
   }
 
-  close(): Promise<void> {
-    if (!this.closed) {
-      this.closed = true;
-      this.checkpointer?.postMessage('close');
-      this.checkpointer = undefined;
-      const db = this.statements?.db;
-      this.statements = undefined;
-      try {
-        db?.close();
-      } catch {
-        // Closing a connection that failed is not worth an error.
-      }
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const checkpointer = this.checkpointer;
+    this.checkpointer = undefined;
+    // The checkpointer's connection goes first and ours last: the last connection to close folds the WAL into the
+    // file and removes the -wal and -shm files, so nothing writes beside the database once close() resolves.
+    if (checkpointer) await stopCheckpointer(checkpointer);
+    const db = this.statements?.db;
+    this.statements = undefined;
+    try {
+      db?.close();
+    } catch {
+      // Closing a connection that failed is not worth an error.
     }
-    return Promise.resolve();
   }
 
   private expiresAt(ttlS: number | undefined, now = this.now()): number | null {
@@ -487,5 +489,25 @@ export class SqliteStore implements Store {
       }
       this.tracker.failed(`cannot open ${file}: ${explain(error)}`);
     }
+  }
+}
+
+/** How long close() waits for the checkpointer thread to close its connection before terminating it. */
+const CHECKPOINTER_STOP_MS = 2000;
+
+/** Asks the checkpointer thread to close its connection and waits until it has exited (or kills it). */
+async function stopCheckpointer(worker: Worker): Promise<void> {
+  const exited = once(worker, 'exit').then(() => undefined);
+  worker.postMessage('close');
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => {
+    timer = setTimeout(() => resolve('late'), CHECKPOINTER_STOP_MS);
+  });
+  try {
+    if ((await Promise.race([exited, late])) === 'late') await worker.terminate();
+  } catch {
+    // A thread that already failed has nothing left to close.
+  } finally {
+    clearTimeout(timer);
   }
 }
