@@ -263,6 +263,14 @@ describe('tokenize', () => {
     assert.equal(many.length, 3000);
     assert.ok(performance.now() - started < 2000);
   });
+  test('bounded: pathological link markup (unclosed links, links of 100 000 words) stays within maxTokens', () => {
+    const unclosed = `${'<a href="x" '.repeat(20_000)}>`.repeat(5);
+    const wordy = `<a href="x">${Array.from({ length: 100_000 }, (_, i) => `w${i}x`).join(' ')}</a>`;
+    for (const html of [unclosed, wordy, '<a>'.repeat(100_000)]) {
+      const tokens = tokenize(facts({}, 'text part', html), { maxWords: 20_000, maxTokens: 3000 });
+      assert.ok(tokens.length <= 3000 && tokens.includes('text'), `${tokens.length} tokens`);
+    }
+  });
   test('entities decode', () => assert.equal(htmlText('a&amp;b &#65;&#x42;').trim(), 'a&b AB'));
   test('token keys are short and stable', () => {
     assert.equal(tokenKey('viagra'), tokenKey('viagra'));

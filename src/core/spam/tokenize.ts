@@ -303,8 +303,8 @@ function bodyShapeTokens(body: string, c: Collector): void {
   if (/\b[A-Z]{3,}(?:\s+[A-Z]{3,}){2,}\b/.test(b)) c.add('body:capsrun');
 }
 
-const LINK = /<a\b[^>]{0,2000}>([\s\S]{0,300}?)<\/a\s*>/gi;
-const LINK_HTML_CHARS = 200_000;
+const LINK = /<a\b[^>]{0,500}>([\s\S]{0,300}?)<\/a\s*>/gi;
+const LINK_HTML_CHARS = 100_000;
 
 /** The words of each link's text, tagged: what a link asks the reader to do says more than the page around it. */
 function linkTextTokens(html: string, c: Collector): void {
