@@ -71,7 +71,8 @@ describe('bands', () => {
   const rows: [number, string | undefined][] = [
     [0.001, 'BAYES_HAM_HIGH'],
     [0.1, 'BAYES_HAM'],
-    [0.5, undefined],
+    [0.3, undefined],
+    [0.5, 'BAYES_SPAM_LOW'],
     [0.85, 'BAYES_SPAM'],
     [0.995, 'BAYES_SPAM_HIGH'],
   ];
@@ -132,10 +133,11 @@ describe('tokenize', () => {
     has('from:name:mister');
   });
   test('header facts', () => has('h:x-mailer:bulkmailer'));
-  test('header fields: present names, Received relays and networks, Message-ID, recipients, habits', () => {
+  test('header fields: Received relays, networks and words, Message-ID, recipients, addresses, habits', () => {
     const headed = tokenize(
       facts({
         Received: 'from relay.example.org (relay.example.org [192.0.2.17]) by mx.example.com (Postfix)',
+        'Return-Path': '<bounce-42@lists.example.net>',
         'Message-ID': '<20020905061252.874D51CE8C@mail.example.org>',
         To: 'a@example.com, b@sub.example.net',
         'Reply-To': 'x@example.org',
@@ -144,8 +146,12 @@ describe('tokenize', () => {
       }),
     );
     for (const token of [
-      'hn:received',
-      'hn:x-priority',
+      'rcvd:w:relay.example.org',
+      'rcvd:w:mx.example.com',
+      'rcvd:w:postfix',
+      'addr:return-path:bounce-42@lists.example.net',
+      'adom:return-path:lists.example.net',
+      'adom:reply-to:example.org',
       'rcvd:net:192.0.2',
       'rcvd:dom:example.org',
       'mid:dom:example.org',
@@ -159,8 +165,22 @@ describe('tokenize', () => {
     ])
       assert.ok(headed.includes(token), `${token} not in ${headed.join(' ')}`);
     assert.ok(!headed.includes('rcvd:dom:example.com'), 'the receiving host (after "by") is not a relay');
+    assert.ok(!headed.some((t) => t.startsWith('hn:')), 'which fields are present is not a token');
   });
   test('adjacent body words as pairs', () => has('cheap~pills'));
+  test('with a text and an HTML part, the words of both; link text tagged', () => {
+    const both = tokenize(
+      facts(
+        {},
+        'Plain words only here',
+        '<p>Markup words &amp; more</p><a href="http://x.example.com/">Claim <b>your</b> prize</a>',
+      ),
+    );
+    for (const token of ['plain', 'markup', 'more', 'a:claim', 'a:your', 'a:prize'])
+      assert.ok(both.includes(token), `${token} not in ${both.join(' ')}`);
+    assert.ok(both.includes('plain~words'), 'pairs come from the text part');
+    assert.ok(!both.includes('markup~words'), 'not from the HTML one');
+  });
   test('URL host, registered part and first path segment', () => {
     has('url:www.pills.example.co.uk');
     has('url:example.co.uk');
@@ -242,6 +262,14 @@ describe('tokenize', () => {
     const many = tokenize(facts({}, text), { maxWords: 20_000, maxTokens: 3000 });
     assert.equal(many.length, 3000);
     assert.ok(performance.now() - started < 2000);
+  });
+  test('bounded: pathological link markup (unclosed links, links of 100 000 words) stays within maxTokens', () => {
+    const unclosed = `${'<a href="x" '.repeat(20_000)}>`.repeat(5);
+    const wordy = `<a href="x">${Array.from({ length: 100_000 }, (_, i) => `w${i}x`).join(' ')}</a>`;
+    for (const html of [unclosed, wordy, '<a>'.repeat(100_000)]) {
+      const tokens = tokenize(facts({}, 'text part', html), { maxWords: 20_000, maxTokens: 3000 });
+      assert.ok(tokens.length <= 3000 && tokens.includes('text'), `${tokens.length} tokens`);
+    }
   });
   test('entities decode', () => assert.equal(htmlText('a&amp;b &#65;&#x42;').trim(), 'a&b AB'));
   test('token keys are short and stable', () => {

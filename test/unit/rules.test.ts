@@ -307,6 +307,9 @@ quiet(
   message({ set: { Subject: 'Re: NASA and ESA meeting notes' } }),
 );
 quiet('SUBJECT_ALL_CAPS', 'short capitals', message({ set: { Subject: 'OK GRAZIE' } }));
+fires('XPRIORITY_HIGH', 'X-Priority 1', message({ add: [['X-Priority', '1 (Highest)']] }), /X-Priority/);
+quiet('XPRIORITY_HIGH', 'normal priority', message({ add: [['X-Priority', '3 (Normal)']] }));
+quiet('XPRIORITY_HIGH', 'no X-Priority', message());
 
 // Received
 fires('RECEIVED_MISSING', 'no Received', message({ set: { Received: null } }));
@@ -642,6 +645,24 @@ quiet(
   'EXCESS_EXCLAMATION',
   '8 ! in a long message',
   message({ text: `${words(400, 'parola')} ${'Bene! '.repeat(8)}` }),
+);
+
+fires(
+  'DEAR_SOMEBODY',
+  'a greeting to nobody in particular',
+  message({ text: `Dear Sir or Madam,\n\nI am writing to you in confidence.` }),
+  /Dear Sir or Madam/,
+);
+fires(
+  'DEAR_SOMEBODY',
+  'in the HTML body',
+  message({ text: null, html: '<p>DEAR VALUED MEMBER,</p><p>Act today.</p>' }),
+);
+quiet('DEAR_SOMEBODY', 'a greeting to a person', message({ text: `Dear Marco,\n\n${BASE_TEXT}` }));
+quiet(
+  'DEAR_SOMEBODY',
+  '"dear" inside a sentence',
+  message({ text: `Oh dear, sir, the meeting moved.\n${BASE_TEXT}` }),
 );
 
 // Phrases

@@ -4,26 +4,32 @@
  *
  *   subject words      `s:word`           header facts      `h:<name>:<value>` (mailer, content type, charset)
  *   sender             `from:dom:<domain>`, `from:name:<word>`
- *   header fields      `hn:<name>` (which fields are present), `rcvd:net:<a.b.c>`, `rcvd:dom:<domain>` (the relays
- *                      of the Received trail), `mid:dom:`, `mid:shape:` (Message-ID), `to:dom:`, `rt:dom:`, `to:n:`
+ *   header fields      `rcvd:net:<a.b.c>`, `rcvd:dom:<domain>` (the relays of the Received trail), `rcvd:w:<word>`
+ *                      (every word of its fields: hosts, software and versions, as SpamBayes mines them),
+ *                      `mid:dom:`, `mid:shape:` (Message-ID), `to:dom:`, `rt:dom:`, `to:n:`
  *                      (recipient domains and count), `h:x-mailer:<word>`, `h:x-priority:1`, `h:charset:<name>`
  *                      `rcvd:with:<protocol>`, `rcvd:unknown`, `rcvd:helo` (how each relay received it),
  *                      `hw:<field>:<word>` (words of the mailer and organization fields), `from:shape:`,
- *                      `from:local:` (the shape of the sender's address)
+ *                      `from:local:` (the shape of the sender's address), `addr:<field>:<address>` and
+ *                      `adom:<field>:<domain>` (the addresses of From, Reply-To, Return-Path, Sender, Errors-To)
  *   subject shape      `s:upper:<word>` (words in capitals), `s:bang:<n>`, `s:money`, `s:len:<log2>`, `s:spaces`,
  *                      `s:tailid` (a random-looking tag at the end, as bulk senders append)
- *   body words         `word` (3..24 letters or digits, lower case); longer runs as `skip:<first>:<len/10>`
+ *   body words         `word` (3..24 letters or digits, lower case); longer runs as `skip:<first>:<len/10>`;
+ *                      of a message with both a text and an HTML part, the words of both
  *   word pairs         `word1~word2` (adjacent body words: phrases carry more than words)
  *   body shape         `body:money`, `body:lines:<log2>`, `body:upper:<tenths>`, `body:quote`/`body:noquote`,
  *                      `body:capsrun` (three or more words in capitals in a row)
+ *   link text          `a:<word>` (the words of an HTML link's text: "click here", "unsubscribe", "order")
  *   URLs               `url:<host>`, `url:<registered part>`, `url:path:<first segment>`, `url:w:<path word>`,
  *                      `url:scheme:`, `url:ip`, `url:port`, `url:userinfo`, `url:pctenc`, `url:query`, `url:n:<log2>`
  *   MIME structure     `part:<content type>` (every part), `boundary:<shape>`, `cte:<encoding>` (top level)
  *   attachments        `att:type:<content type>`, `att:ext:<extension>`
  *
  * HTML bodies are read as text (tags, scripts and styles dropped, common entities decoded); when a message has
- * both, the text part is used and the HTML adds only its URLs. HTML tag and attribute names are not tokens: on
- * the SpamAssassin corpus they made the HTML newsletters of the hard ham look like spam (bench/spam.ts).
+ * both, the word pairs and body shape come from the text part and the HTML adds its words and URLs (spam's HTML
+ * alternative often says more than its text one). HTML tag and attribute names are not tokens: on the
+ * SpamAssassin corpus they made the HTML newsletters of the hard ham look like spam (bench/spam.ts). Which
+ * header fields are present is not a token either: by cross-validation there (bench/README.md) it cost recall.
  * "Shapes" replace runs of digits by 9 and of letters by a, so a mailer's habit is one token, not one per message. Work is bounded: at most `maxWords` words are
  * read and at most `maxTokens` distinct tokens kept, so 100 000 words or 10 000 URLs cost a bounded amount.
  */
@@ -160,6 +166,10 @@ const WORD_FIELDS = ['x-mailer', 'user-agent', 'x-mimeole', 'organization', 'x-o
 const IPV4 = /(?<![\d.])(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.\d{1,3}(?![\d.])/g;
 const HOST = /\b((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24})\b/gi;
 const ADDRESS_DOMAIN = /@([a-z0-9.-]{1,253})/gi;
+const RECEIVED_WORD = /[a-z0-9.-]{3,40}/g;
+const ADDRESS = /([^\s<@"]{1,64})@([^\s>"]{1,253})/;
+/** Fields whose address is evidence whole (a bulk sender's bounce address) and by its domain. */
+const ADDRESS_FIELDS = ['from', 'reply-to', 'return-path', 'sender', 'errors-to'];
 
 /** The shape of a Message-ID's left part: runs of digits as 9, of letters as a (mailers have fixed forms). */
 function idShape(left: string): string {
@@ -177,7 +187,6 @@ function idShape(left: string): string {
  */
 function headerTokens(message: MessageFacts, c: Collector): void {
   const fields = message.headers.slice(0, MAX_HEADERS);
-  for (const field of fields) c.add(`hn:${field.name.toLowerCase().slice(0, 40)}`);
   let hops = 0;
   for (const field of fields) {
     if (field.name.toLowerCase() !== 'received' || ++hops > MAX_RECEIVED) continue;
@@ -191,6 +200,7 @@ function headerTokens(message: MessageFacts, c: Collector): void {
     for (const ip of from.matchAll(IPV4)) c.add(`rcvd:net:${ip[1]}.${ip[2]}.${ip[3]}`);
     for (const host of from.matchAll(HOST))
       c.add(`rcvd:dom:${registeredPart((host[1] ?? '').toLowerCase())}`);
+    for (const word of value.slice(0, 300).toLowerCase().match(RECEIVED_WORD) ?? []) c.add(`rcvd:w:${word}`);
   }
   const id = header(message, 'message-id') ?? '';
   const at = id.lastIndexOf('@');
@@ -257,6 +267,13 @@ function headerTokens(message: MessageFacts, c: Collector): void {
   );
   const local = /([^\s<@]{1,64})@/.exec(from)?.[1];
   if (local) c.add(`from:local:${idShape(local).slice(0, 12)}`);
+  for (const name of ADDRESS_FIELDS) {
+    const address = ADDRESS.exec(header(message, name)?.slice(0, 500) ?? '');
+    if (!address) continue;
+    const domain = (address[2] ?? '').toLowerCase();
+    c.add(`addr:${name}:${(address[1] ?? '').toLowerCase()}@${domain}`);
+    c.add(`adom:${name}:${domain}`);
+  }
 }
 
 /** Subject shape: words in capitals, exclamation marks, money, length, runs of spaces, a trailing random tag. */
@@ -284,6 +301,17 @@ function bodyShapeTokens(body: string, c: Collector): void {
   if (letters > 0) c.add(`body:upper:${Math.floor((10 * upper) / letters)}`);
   c.add(lines.some((l) => /^\s*>/.test(l)) ? 'body:quote' : 'body:noquote');
   if (/\b[A-Z]{3,}(?:\s+[A-Z]{3,}){2,}\b/.test(b)) c.add('body:capsrun');
+}
+
+const LINK = /<a\b[^>]{0,500}>([\s\S]{0,300}?)<\/a\s*>/gi;
+const LINK_HTML_CHARS = 100_000;
+
+/** The words of each link's text, tagged: what a link asks the reader to do says more than the page around it. */
+function linkTextTokens(html: string, c: Collector): void {
+  for (const match of html.slice(0, LINK_HTML_CHARS).matchAll(LINK)) {
+    if (c.full) return;
+    c.text(htmlText(match[1] ?? ''), 'a:', false);
+  }
 }
 
 export function tokenize(message: MessageFacts, limits: TokenizeLimits = DEFAULT_TOKENIZE_LIMITS): string[] {
@@ -314,6 +342,8 @@ export function tokenize(message: MessageFacts, limits: TokenizeLimits = DEFAULT
     c.text(body);
     bodyShapeTokens(body, c);
   }
+  if (text !== undefined && html !== undefined) c.text(htmlText(html), '', false);
+  if (html !== undefined) linkTextTokens(html, c);
   c.urls(`${text ?? ''}\n${html ?? ''}`, 200);
 
   for (const part of message.parts) {

@@ -35,6 +35,9 @@ export const BUILTIN_PHRASES: Readonly<Record<(typeof BUILTIN_PHRASE_LANGUAGES)[
     'your mailbox is full', 'mailbox quota', 'this is not spam', 'this is not junk', 'seo services',
     'first page of google', 'increase your traffic', 'cheap loans', 'debt relief', 'pre-approved',
     'lowest price guaranteed', 'best price guaranteed', 'buy now and save', 'replica watches',
+    'one time mailing', 'this is a one time', 'no removal is necessary', 'you have expressed an interest',
+    'to be removed from our', 'with remove in the subject', 'click here to be removed', 'bill s 1618',
+    'section 301',
   ],
   it: [
     'guadagna subito', 'guadagni facili', 'guadagno facile', 'soldi facili', 'guadagnare da casa',

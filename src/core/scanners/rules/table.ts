@@ -102,6 +102,15 @@ function forgedReceived(view: MessageView): string | undefined {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Text
+
+/** A greeting to whoever is on a bought list, at the start of a line (quoted lines too: forwarded spam). */
+const GREETING =
+  /^[\s>]*dear\s+(?:sir\s*(?:or|\/)\s*madam|sir|madam|friends?|members?|valued\s+\p{L}+|customers?|users?|account\s+holders?|beneficiary|recipient|(?:e-?mail|internet|web)\s+users?)\b/imu;
+/** A greeting is near the top: the first characters of the body are enough. */
+const GREETING_CHARS = 5000;
+
+// ---------------------------------------------------------------------------------------------------------
 // Addresses
 
 const ADDRESS_IN_NAME = /[^\s@<>"'()]{1,64}@((?:[\p{L}\p{N}-]{1,63}\.)+[\p{L}]{2,63})/u;
@@ -446,6 +455,18 @@ export const BUILTIN_RULES: readonly BuiltinRule[] = [
     },
   },
   {
+    symbol: 'XPRIORITY_HIGH',
+    reads: 'headers',
+    weight: 0.5,
+    description: 'X-Priority 1 (highest): bulk mailers set it to stand out, people seldom do',
+    test(view) {
+      const value = view.field('x-priority')[0];
+      return value !== undefined && /^\s*1\b/.test(value)
+        ? { reason: `X-Priority: ${quote(value, 30)}` }
+        : undefined;
+    },
+  },
+  {
     symbol: 'RECEIVED_MISSING',
     reads: 'headers',
     weight: 1,
@@ -648,6 +669,17 @@ export const BUILTIN_RULES: readonly BuiltinRule[] = [
       const words = view.plainWords.length + view.htmlWords.length;
       if (inBody >= 8 && inBody * 20 >= words) return { reason: `${inBody} ! in ${words} words` };
       return undefined;
+    },
+  },
+  {
+    symbol: 'DEAR_SOMEBODY',
+    reads: 'text',
+    weight: 1,
+    description:
+      'A line opens with a greeting to nobody in particular ("Dear Sir or Madam", "Dear Friend", "Dear Member")',
+    test(view) {
+      const greeting = GREETING.exec(view.bodyText.slice(0, GREETING_CHARS));
+      return greeting ? { reason: quote(greeting[0].trim(), 40) } : undefined;
     },
   },
   phraseRule(
