@@ -27,6 +27,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { hostname } from 'node:os';
 import type { Config } from '../config/schema.js';
+import { QUARANTINE_ID } from '../core/quarantine.js';
 import {
   Quarantine,
   releaseHeld,
@@ -36,14 +37,8 @@ import {
 } from '../filter/quarantine.js';
 import type { ReinjectTarget } from '../filter/reinject.js';
 
-/** The form of a quarantine id (`YYYYMMDD-` and 16 hex digits), as Quarantine.newId makes them. */
-export const QUARANTINE_ID_PATTERN = '^[0-9]{8}-[0-9a-f]{16}$';
-const ID = new RegExp(QUARANTINE_ID_PATTERN);
-
 /** Who released, as the marker and the header record it: at most this long, one line. */
 const MAX_BY_CHARS = 200;
-/** The most recipients a release may be redirected to. */
-export const MAX_RELEASE_RECIPIENTS = 100;
 /** The largest message `show` returns the header of: the header is read up to this many bytes. */
 const MAX_HEADER_BYTES = 256 * 1024;
 
@@ -109,7 +104,7 @@ export function quarantineOpsOf(
 }
 
 export function isQuarantineId(id: string): boolean {
-  return ID.test(id);
+  return QUARANTINE_ID.test(id);
 }
 
 /** One line, bounded: `by` ends up in a header field and a log line. */

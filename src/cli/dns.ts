@@ -6,7 +6,7 @@
 import { DnsClient, type DnsClientOptions } from '../adapters/dns.js';
 import { DnsListHealth, dnsLists, selfTest, type DnsList, type ListHealth } from '../core/checks/index.js';
 import { uriLists } from '../core/scanners/uribl.js';
-import { uriblRuns } from '../filter/stages.js';
+import { uriblRuns } from '../filter/needs.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';

@@ -32,7 +32,7 @@ import {
 } from '../doctor/postfix-config.js';
 import { judgeRelay, probeRelay, trustedNetworks } from '../doctor/relay.js';
 import { judgeWiring, type WiringSettings } from '../doctor/wiring.js';
-import { filterNeedsStore, uriblRuns } from '../filter/stages.js';
+import { filterNeedsStore, uriblRuns } from '../filter/needs.js';
 import { needsDnsLists, needsStore } from '../policy/service.js';
 import { openStore } from '../store/index.js';
 import { EXIT } from '../util/sysexits.js';

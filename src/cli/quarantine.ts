@@ -13,7 +13,8 @@
  * Exit codes: 0 done, 64 usage, 65 no such quarantine id (or released already), 69 the re-injection smtpd did
  * not take it, 78 config.
  */
-import { MAX_RELEASE_RECIPIENTS, quarantineOpsOf, type ReleaseMarker } from '../admin/quarantine.js';
+import { quarantineOpsOf, type ReleaseMarker } from '../admin/quarantine.js';
+import { MAX_RELEASE_RECIPIENTS } from '../core/quarantine.js';
 import { EXIT } from '../util/sysexits.js';
 import { parse, UsageError } from './args.js';
 import { loadOrReport } from './common.js';

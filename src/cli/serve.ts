@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
+import v8 from 'node:v8';
 import type { Config } from '../config/schema.js';
 import { AuthGuard } from '../core/auth-guard.js';
 import type { Store, StoreHealth } from '../core/store.js';
@@ -18,22 +19,8 @@ import { createLogger, type Logger } from '../observe/logger.js';
 import { Metrics } from '../observe/metrics.js';
 import { PolicyServer } from '../policy/server.js';
 import type { ResolverHealth } from '../adapters/dns.js';
-import { ClamdScanner } from '../adapters/clamd.js';
-import { MailauthAuthenticator } from '../adapters/message-auth.js';
-import { MailauthSpf } from '../adapters/spf.js';
 import { Locality } from '../core/locality.js';
-import { BayesModel } from '../core/spam/bayes.js';
-import { LearnQueue } from '../filter/learn.js';
-import type { Quarantine } from '../filter/quarantine.js';
-import { FilterServer } from '../filter/server.js';
-import {
-  buildFilterService,
-  buildScannerStages,
-  filterNeedsDns,
-  filterNeedsStore,
-  type ScannerDeps,
-  uriblRuns,
-} from '../filter/stages.js';
+import { filterNeedsDns, filterNeedsStore, uriblRuns } from '../filter/needs.js';
 import {
   buildStages,
   createPolicyHandler,
@@ -45,7 +32,6 @@ import {
 import { openStore, StoreOptionsError } from '../store/index.js';
 import type { AdminServices } from '../admin/index.js';
 import { ListOps } from '../admin/lists.js';
-import { quarantineOpsOf } from '../admin/quarantine.js';
 import { instanceStatus, type FaceStatus } from '../admin/status.js';
 import { DecisionRecorder } from '../core/decisions.js';
 import { RuntimeEntries } from '../maps/runtime.js';
@@ -61,8 +47,8 @@ import {
 } from './common.js';
 import { dnsblRuntime, meteredDnsClient } from './dns.js';
 import { startJobs } from './jobs.js';
-import { ratelimitRuntime } from './ratelimit.js';
-import { linkSecret, noticeLinks, quarantinePageOptions } from './quarantine-page.js';
+import { linkSecret, quarantinePageOptions } from './quarantine-page.js';
+import type { FilterFace } from './serve-filter.js';
 
 /** How often the runtime list entries are re-read from the store (edits made by the CLI or another host). */
 const RUNTIME_LISTS_REFRESH_MS = 10_000;
@@ -71,7 +57,20 @@ function listenList(listen: string | readonly string[]): string[] {
   return typeof listen === 'string' ? [listen] : [...listen];
 }
 
+/**
+ * How far V8 lets the old generation grow past the live heap before a full collection, in percent. Its default
+ * favours throughput and grows up to 4×: under a sustained policy load that is ~100 MB of dead requests held
+ * for seconds (the greylist benchmark peaked at 240 MB with 30 MB live). 50% keeps the peak near 165 MB for no
+ * measurable CPU, which suits a daemon that should keep a flat footprint. A flag given to node (or in
+ * NODE_OPTIONS) wins.
+ */
+const HEAP_GROWING_PERCENT = 50;
+
 export async function serve(argv: string[]): Promise<number> {
+  const nodeFlags = [...process.execArgv, process.env['NODE_OPTIONS'] ?? ''].join(' ');
+  if (!nodeFlags.includes('--heap-growing-percent')) {
+    v8.setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`);
+  }
   const { values } = parse(argv, { config: { type: 'string' } });
   const loaded = loadOrReport(values.config);
   if (!loaded) return EXIT.CONFIG;
@@ -127,7 +126,10 @@ export async function serve(argv: string[]): Promise<number> {
   const resolver =
     needsDns(config) || filterNeedsDns(config) ? meteredDnsClient(config, metrics, logger) : undefined;
   // One SPF evaluator for the policy check and the filter: the filter then reuses the policy face's fresh result.
-  const spf = resolver ? new MailauthSpf(resolver, receiverName(config)) : undefined;
+  // mailauth is loaded only when something resolves names (it is tens of MB of memory).
+  const spf = resolver
+    ? new (await import('../adapters/spf.js')).MailauthSpf(resolver, receiverName(config))
+    : undefined;
   const dnsbl =
     resolver && (needsDnsLists(config) || uriblRuns(config))
       ? dnsblRuntime(config, resolver, logger.child({ face: 'policy' }), metrics)
@@ -138,7 +140,7 @@ export async function serve(argv: string[]): Promise<number> {
       : undefined;
   const ratelimit =
     store && config.policy.checks.includes('ratelimit') && config.policy.ratelimit.mode !== 'off'
-      ? ratelimitRuntime(config, baseDir, store, logger, metrics)
+      ? (await import('./ratelimit.js')).ratelimitRuntime(config, baseDir, store, logger, metrics)
       : undefined;
   const stages = buildStages(config, {
     open: (ref, key) => maps.openRef(ref, key),
@@ -173,7 +175,7 @@ export async function serve(argv: string[]): Promise<number> {
       ...(m.reason !== undefined ? { reason: m.reason } : {}),
     })),
   ];
-  let filter: ReturnType<typeof buildFilter> | undefined;
+  let filter: FilterFace | undefined;
   const secret = config.filter.enabled ? linkSecret(config, baseDir, logger) : undefined;
   try {
     const locality = new Locality({
@@ -181,13 +183,13 @@ export async function serve(argv: string[]): Promise<number> {
       localNetworks: maps.openRef(config.local_networks, 'local_networks'),
     });
     filter = config.filter.enabled
-      ? buildFilter(config, baseDir, logger, metrics, {
+      ? (await import('./serve-filter.js')).buildFilter(config, baseDir, logger, metrics, {
           store,
           locality,
           open: (ref, key) => maps.openRef(ref, key),
           ...(secret ? { linkKey: secret } : {}),
           ...(recorder ? { recorder } : {}),
-          ...(resolver && spf ? { authenticator: new MailauthAuthenticator(resolver, spf) } : {}),
+          ...(resolver && spf ? { auth: { resolver, spf } } : {}),
           ...(dnsbl
             ? { uriLists: { resolver: dnsbl.resolver, lists: dnsbl.uriLists, health: dnsbl.health } }
             : {}),
@@ -214,7 +216,7 @@ export async function serve(argv: string[]): Promise<number> {
       const addresses = listening.get(name);
       return { name, listening: addresses !== undefined, ...(addresses ? { addresses } : {}) };
     });
-  const quarantineOps = filter ? quarantineOpsOf(config, baseDir, filter.quarantine) : undefined;
+  const quarantineOps = filter?.quarantineOps;
   const admin: AdminServices = {
     status: () =>
       instanceStatus({
@@ -336,70 +338,6 @@ export async function serve(argv: string[]): Promise<number> {
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
-}
-
-/** The content filter face: scanners, spool and quarantine ready, not yet listening. */
-function buildFilter(
-  config: Readonly<Config>,
-  baseDir: string,
-  logger: Logger,
-  metrics: Metrics,
-  wiring: ScannerDeps & {
-    readonly store: Store | undefined;
-    readonly locality: Locality;
-    /** Signs the recipients' release links in notices; absent: no links. */
-    readonly linkKey?: Buffer;
-    /** Files the filter's decisions under their queue ids (GET /api/v1/decisions). */
-    readonly recorder?: DecisionRecorder;
-  },
-): { server: FilterServer; quarantine: Quarantine; learn?: LearnQueue } {
-  const { store, locality, linkKey, recorder } = wiring;
-  const filterLogger = logger.child({ face: 'filter' });
-  const bayes = store ? new BayesModel(store, config.filter.bayes.token_ttl_days * 86_400) : undefined;
-  const antivirus = config.filter.scanners.includes('antivirus') && config.filter.antivirus.mode !== 'off';
-  const stages = buildScannerStages(config, {
-    ...wiring,
-    ...(antivirus ? { virusScanner: new ClamdScanner(config.filter.antivirus) } : {}),
-    ...(bayes ? { bayes } : {}),
-  });
-  const { service, spool, quarantine } = buildFilterService(
-    config,
-    baseDir,
-    stages,
-    filterLogger,
-    metrics,
-    store,
-    bayes,
-    (address) => locality.isLocalAddress(address),
-    linkKey ? noticeLinks(config, linkKey) : undefined,
-    recorder,
-  );
-  const swept = spool.prepare();
-  if (swept > 0)
-    filterLogger.warn({ code: 'PW-F005', removed: swept }, 'removed spool files an earlier run left');
-  quarantine.prepare();
-  const server = new FilterServer(
-    service,
-    {
-      name: config.hostname || hostname(),
-      maxMessageBytes: config.filter.max_message_bytes,
-      maxConnections: config.filter.max_connections,
-      idleTimeoutMs: config.filter.idle_timeout_s * 1000,
-    },
-    filterLogger,
-    metrics,
-  );
-  const learn = bayes
-    ? new LearnQueue(bayes, {
-        maxQueued: config.http.learn_queue,
-        maxTokens: config.filter.bayes.max_tokens,
-        maxAttempts: 6,
-        retryMs: 1000,
-        onLearned: (cls, outcome) => metrics.get('postwarden_learned_total').inc({ class: cls, outcome }),
-      })
-    : undefined;
-  if (learn) metrics.collectFrom('postwarden_learn_queue_depth', (gauge) => gauge.set(learn.depth));
-  return { server, quarantine, ...(learn ? { learn } : {}) };
 }
 
 /** The first line of a secret file, trimmed: `missing` when it cannot be read, `short` below `minLength`. */

@@ -30,6 +30,7 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { createGunzip, createGzip } from 'node:zlib';
 import type { ReleasableBy } from '../core/content.js';
+import { QUARANTINE_ID } from '../core/quarantine.js';
 import type { Store } from '../core/store.js';
 import { reinject, ReinjectError, type ReinjectTarget } from './reinject.js';
 
@@ -53,8 +54,6 @@ export interface QuarantineEntry {
 }
 
 export const QUARANTINE_KEY_PREFIX = 'quarantine:';
-/** What newId() makes: the day held, then 16 hex digits. Anything else names no held message. */
-export const QUARANTINE_ID = /^[0-9]{8}-[0-9a-f]{16}$/;
 
 function fsyncPath(file: string): void {
   const fd = openSync(file, 'r');

@@ -41,27 +41,6 @@ export interface ScannerDeps {
 /** Deadline of the scanners that only read what the parser found. */
 const PURE_SCANNER_TIMEOUT_MS = 5000;
 
-/** Whether the filter keeps state (the Bayes token counts), so `serve` opens the store for it. */
-export function filterNeedsStore(config: Readonly<Config>): boolean {
-  const filter = config.filter;
-  return filter.enabled && filter.scanners.includes('bayes') && filter.bayes.mode !== 'off';
-}
-
-function scannerRuns(config: Readonly<Config>, name: (typeof config.filter.scanners)[number]): boolean {
-  const filter = config.filter;
-  return filter.enabled && filter.scanners.includes(name) && filter[name].mode !== 'off';
-}
-
-/** Whether the uribl scanner has DNS lists to ask. */
-export function uriblRuns(config: Readonly<Config>): boolean {
-  return scannerRuns(config, 'uribl') && config.filter.uribl.lists.length > 0;
-}
-
-/** Whether a filter scanner looks things up in DNS, so `serve` starts the resolver for it. */
-export function filterNeedsDns(config: Readonly<Config>): boolean {
-  return scannerRuns(config, 'authentication') || uriblRuns(config);
-}
-
 /** The name this host goes by in the filter's header fields. */
 function instanceName(config: Readonly<Config>): string {
   return config.hostname || hostname();

@@ -19,15 +19,23 @@ export type CodecEvent =
   | { readonly kind: 'error'; readonly code: Code; readonly detail: string };
 
 const NEWLINE = 0x0a;
-// Names and values never contain NUL or newline (protocols.md A1); other control bytes mean a foreign client.
-// eslint-disable-next-line no-control-regex -- control bytes are exactly what this looks for
-const FORBIDDEN = /[\x00-\x08\x0a-\x1f\x7f]/;
+const CR = 0x0d;
+const TAB = 0x09;
+const DEL = 0x7f;
+const EQUALS = 0x3d;
 
+/**
+ * Lines are measured and checked as bytes as they arrive (no decoding); a request is decoded to text once,
+ * when its empty line arrives. Decoding and testing each line on its own cost a third of the policy face's own
+ * time in the benchmark.
+ */
 export class PolicyDecoder {
+  /** The bytes of the request being received (its lines so far, the last perhaps partial), between chunks. */
   private carry: Buffer | undefined;
-  private attributes: Attributes = Object.create(null) as Attributes;
+  /** Where in `carry` the partial line begins: the lines before it were checked already. */
+  private lineStart = 0;
+  /** Attribute lines of the request being received. */
   private count = 0;
-  private requestBytes = 0;
   private failed = false;
 
   constructor(private readonly limits: CodecLimits) {}
@@ -40,73 +48,87 @@ export class PolicyDecoder {
   /** Feeds bytes; returns the complete requests they finish, and at most one error (after which it is dead). */
   push(chunk: Buffer): CodecEvent[] {
     if (this.failed) return [];
+    const { maxLineBytes, maxRequestBytes, maxAttributes } = this.limits;
     const events: CodecEvent[] = [];
     const data = this.carry ? Buffer.concat([this.carry, chunk]) : chunk;
+    let start = this.carry ? this.lineStart : 0;
     this.carry = undefined;
-    let start = 0;
-    for (;;) {
-      const end = data.indexOf(NEWLINE, start);
-      if (end < 0) break;
-      const event = this.line(data, start, end);
-      start = end + 1;
-      if (event) {
+    let requestStart = 0;
+    for (let end = data.indexOf(NEWLINE, start); end >= 0; end = data.indexOf(NEWLINE, start)) {
+      const stop = end > start && data[end - 1] === CR ? end - 1 : end; // tolerate CRLF from hand-typed tests
+      if (stop - start > maxLineBytes)
+        return this.failWith(events, 'PW-P002', `line longer than ${maxLineBytes} bytes`);
+      if (end + 1 - requestStart > maxRequestBytes) {
+        return this.failWith(events, 'PW-P003', `request larger than ${maxRequestBytes} bytes`);
+      }
+      if (stop === start) {
+        const event = this.finish(data, requestStart, start);
         events.push(event);
         if (event.kind === 'error') return events;
+        requestStart = end + 1;
+      } else {
+        // Names and values never contain NUL or newline (protocols.md A1); other control bytes (a tab aside)
+        // mean a foreign client.
+        let eq = -1;
+        let control = false;
+        for (let i = start; i < stop; i++) {
+          const byte = data[i] as number;
+          if (byte === EQUALS) {
+            if (eq < 0) eq = i;
+          } else if (byte < 0x20 ? byte !== TAB : byte === DEL) control = true;
+        }
+        if (eq === start) return this.failWith(events, 'PW-P001', 'attribute with an empty name');
+        if (eq < 0) return this.failWith(events, 'PW-P001', 'line without "="');
+        if (control) return this.failWith(events, 'PW-P001', 'control byte in an attribute');
+        this.count += 1;
+        if (this.count > maxAttributes)
+          return this.failWith(events, 'PW-P004', `more than ${maxAttributes} attributes`);
       }
+      start = end + 1;
     }
-    if (start < data.length) {
-      const rest = data.length - start;
-      // A CR last may be the first half of a CRLF, which line() does not count: the answer must not depend on
-      // where TCP cut the stream.
-      const lineSoFar = data[data.length - 1] === 0x0d ? rest - 1 : rest;
-      if (lineSoFar > this.limits.maxLineBytes)
-        return [...events, this.fail('PW-P002', `line longer than ${this.limits.maxLineBytes} bytes`)];
-      if (this.requestBytes + rest > this.limits.maxRequestBytes) {
-        return [...events, this.fail('PW-P003', `request larger than ${this.limits.maxRequestBytes} bytes`)];
+    if (requestStart < data.length) {
+      // A CR last may be the first half of a CRLF, which is not counted: the answer must not depend on where TCP
+      // cut the stream.
+      const lineSoFar = data.length - start - (data[data.length - 1] === CR ? 1 : 0);
+      if (lineSoFar > maxLineBytes)
+        return this.failWith(events, 'PW-P002', `line longer than ${maxLineBytes} bytes`);
+      if (data.length - requestStart > maxRequestBytes) {
+        return this.failWith(events, 'PW-P003', `request larger than ${maxRequestBytes} bytes`);
       }
-      this.carry = Buffer.from(data.subarray(start));
+      this.carry = Buffer.from(data.subarray(requestStart));
+      this.lineStart = start - requestStart;
     }
     return events;
   }
 
-  private fail(code: Code, detail: string): CodecEvent {
+  /** The one error of this decoder: it takes nothing more. */
+  private error(code: Code, detail: string): CodecEvent {
     this.failed = true;
     this.carry = undefined;
     return { kind: 'error', code, detail };
   }
 
-  private line(data: Buffer, start: number, end: number): CodecEvent | undefined {
-    let stop = end;
-    if (stop > start && data[stop - 1] === 0x0d) stop -= 1; // tolerate CRLF from hand-typed tests
-    const length = stop - start;
-    if (length > this.limits.maxLineBytes)
-      return this.fail('PW-P002', `line longer than ${this.limits.maxLineBytes} bytes`);
-    this.requestBytes += end - start + 1;
-    if (this.requestBytes > this.limits.maxRequestBytes) {
-      return this.fail('PW-P003', `request larger than ${this.limits.maxRequestBytes} bytes`);
-    }
-    if (length === 0) return this.finish();
-    const text = data.toString('utf8', start, stop);
-    const eq = text.indexOf('=');
-    if (eq <= 0) return this.fail('PW-P001', eq === 0 ? 'attribute with an empty name' : 'line without "="');
-    if (FORBIDDEN.test(text)) return this.fail('PW-P001', 'control byte in an attribute');
-    this.count += 1;
-    if (this.count > this.limits.maxAttributes) {
-      return this.fail('PW-P004', `more than ${this.limits.maxAttributes} attributes`);
-    }
-    this.attributes[text.slice(0, eq)] = text.slice(eq + 1);
-    return undefined;
+  private failWith(events: CodecEvent[], code: Code, detail: string): CodecEvent[] {
+    events.push(this.error(code, detail));
+    return events;
   }
 
-  private finish(): CodecEvent {
-    const attributes = this.attributes;
+  /** The request in data[from, to): its attribute lines, each checked already (length, "=", control bytes). */
+  private finish(data: Buffer, from: number, to: number): CodecEvent {
     const empty = this.count === 0;
-    this.attributes = Object.create(null) as Attributes;
     this.count = 0;
-    this.requestBytes = 0;
-    if (empty) return this.fail('PW-P005', 'empty request');
+    if (empty) return this.error('PW-P005', 'empty request');
+    const text = data.toString('utf8', from, to);
+    const attributes = Object.create(null) as Attributes;
+    for (let line = 0; line < text.length;) {
+      const end = text.indexOf('\n', line);
+      const stop = text.charCodeAt(end - 1) === CR ? end - 1 : end;
+      const eq = text.indexOf('=', line);
+      attributes[text.slice(line, eq)] = text.slice(eq + 1, stop);
+      line = end + 1;
+    }
     if (attributes['request'] !== 'smtpd_access_policy') {
-      return this.fail('PW-P005', `request=${JSON.stringify(attributes['request'] ?? null).slice(0, 40)}`);
+      return this.error('PW-P005', `request=${JSON.stringify(attributes['request'] ?? null).slice(0, 40)}`);
     }
     return { kind: 'request', attributes };
   }

@@ -232,8 +232,13 @@ function connectionState(connection: Connection): ConnectionState {
   return (connection.state['policy'] ??= { deadlines: new CheckDeadlines() }) as ConnectionState;
 }
 
-/** Messages remembered at once; Postfix's `instance` of a message is not reused, so old ones just age out. */
-const MAX_MESSAGES = 20_000;
+/**
+ * Messages remembered at once; Postfix's `instance` of a message is not reused, so old ones just age out. Only
+ * messages still in their SMTP transaction need a session, at most one per smtpd process (Postfix's
+ * default_process_limit is 100): 4096 covers that many times over, and at a few KB a session (recipients,
+ * memo, decisions waiting for the queue id) keeps a busy server's memory flat.
+ */
+const MAX_MESSAGES = 4096;
 /** Distinct recipients counted when there is no recipient limit (the largest `max_recipients`, plus one). */
 const MAX_COUNTED_RECIPIENTS = 100_001;
 /** Memo entries a message keeps (a real one has one per check that memoises); past it the memo starts over. */

@@ -13,7 +13,7 @@
  */
 import type { Store } from '../core/store.js';
 import { StoreOptionsError, type StoreEventListener } from './events.js';
-import { RedisStore, type RedisStoreOptions } from './redis.js';
+import type { RedisStoreOptions } from './redis.js';
 import { SqliteStore, type SqliteStoreOptions } from './sqlite.js';
 
 export {
@@ -27,12 +27,9 @@ export {
   type StoreEventLevel,
   type StoreEventListener,
 } from './events.js';
-export {
-  REDIS_DEFAULT_PREFIX,
-  REDIS_DEFAULT_TIMEOUT_MS,
-  RedisStore,
-  type RedisStoreOptions,
-} from './redis.js';
+// The Redis driver is loaded only when the config asks for it (ioredis costs a one-host daemon ~20 MB of
+// memory), so import RedisStore and its constants from './redis.js'.
+export type { RedisStoreOptions } from './redis.js';
 export { SQLITE_DEFAULT_TIMEOUT_MS, SqliteStore, type SqliteStoreOptions } from './sqlite.js';
 
 export type StoreOptions =
@@ -54,6 +51,7 @@ export async function openStore(options: StoreOptions, onEvent?: StoreEventListe
     }
     case 'redis': {
       const { driver: _driver, ...rest } = options;
+      const { RedisStore } = await import('./redis.js');
       const store = new RedisStore({ ...rest, ...withEvents });
       await store.settled(rest.connectTimeoutMs ?? 2000);
       return store;

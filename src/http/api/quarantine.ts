@@ -1,6 +1,7 @@
 /** `/api/v1/quarantine`: the held messages — list, show, raw message, release, delete (src/admin/quarantine.ts). */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { MAX_RELEASE_RECIPIENTS, type QuarantineOps } from '../../admin/quarantine.js';
+import type { QuarantineOps } from '../../admin/quarantine.js';
+import { MAX_RELEASE_RECIPIENTS } from '../../core/quarantine.js';
 import type { ApiContext } from './context.js';
 import {
   errors,

@@ -4,7 +4,7 @@
  * document (docs/openapi.json).
  */
 import { QUEUE_ID_PATTERN } from '../../core/decisions.js';
-import { QUARANTINE_ID_PATTERN } from '../../admin/quarantine.js';
+import { QUARANTINE_ID_PATTERN } from '../../core/quarantine.js';
 
 /** Every error answer: a sentence saying what is wrong and what to do, and sometimes a stable code. */
 export const errorSchema = {

@@ -1,0 +1,97 @@
+/**
+ * The content filter face of `serve`, in its own module: `serve` imports it only when `filter.enabled`, so a
+ * policy-only daemon never loads the MIME parser, the SMTP server and client, and mailauth (tens of MB).
+ */
+import { hostname } from 'node:os';
+import type { Config } from '../config/schema.js';
+import { ClamdScanner } from '../adapters/clamd.js';
+import { MailauthAuthenticator } from '../adapters/message-auth.js';
+import { quarantineOpsOf, type QuarantineOps } from '../admin/quarantine.js';
+import type { SpfEvaluator } from '../core/checks/spf.js';
+import type { DecisionRecorder } from '../core/decisions.js';
+import type { DnsResolver } from '../core/dns.js';
+import type { Locality } from '../core/locality.js';
+import { BayesModel } from '../core/spam/bayes.js';
+import type { Store } from '../core/store.js';
+import { LearnQueue } from '../filter/learn.js';
+import type { Quarantine } from '../filter/quarantine.js';
+import { FilterServer } from '../filter/server.js';
+import { buildFilterService, buildScannerStages, type ScannerDeps } from '../filter/stages.js';
+import type { Logger } from '../observe/logger.js';
+import type { Metrics } from '../observe/metrics.js';
+import { noticeLinks } from './quarantine-page.js';
+
+export interface FilterFace {
+  readonly server: FilterServer;
+  readonly quarantine: Quarantine;
+  readonly quarantineOps: QuarantineOps;
+  readonly learn?: LearnQueue;
+}
+
+/** The content filter face: scanners, spool and quarantine ready, not yet listening. */
+export function buildFilter(
+  config: Readonly<Config>,
+  baseDir: string,
+  logger: Logger,
+  metrics: Metrics,
+  wiring: Omit<ScannerDeps, 'authenticator'> & {
+    readonly store: Store | undefined;
+    /** DKIM, SPF, DMARC and ARC for the authentication scanner: the resolver and the policy face's SPF. */
+    readonly auth?: { readonly resolver: DnsResolver; readonly spf: SpfEvaluator };
+    readonly locality: Locality;
+    /** Signs the recipients' release links in notices; absent: no links. */
+    readonly linkKey?: Buffer;
+    /** Files the filter's decisions under their queue ids (GET /api/v1/decisions). */
+    readonly recorder?: DecisionRecorder;
+  },
+): FilterFace {
+  const { store, locality, linkKey, recorder, auth, ...deps } = wiring;
+  const filterLogger = logger.child({ face: 'filter' });
+  const bayes = store ? new BayesModel(store, config.filter.bayes.token_ttl_days * 86_400) : undefined;
+  const antivirus = config.filter.scanners.includes('antivirus') && config.filter.antivirus.mode !== 'off';
+  const stages = buildScannerStages(config, {
+    ...deps,
+    ...(auth ? { authenticator: new MailauthAuthenticator(auth.resolver, auth.spf) } : {}),
+    ...(antivirus ? { virusScanner: new ClamdScanner(config.filter.antivirus) } : {}),
+    ...(bayes ? { bayes } : {}),
+  });
+  const { service, spool, quarantine } = buildFilterService(
+    config,
+    baseDir,
+    stages,
+    filterLogger,
+    metrics,
+    store,
+    bayes,
+    (address) => locality.isLocalAddress(address),
+    linkKey ? noticeLinks(config, linkKey) : undefined,
+    recorder,
+  );
+  const swept = spool.prepare();
+  if (swept > 0)
+    filterLogger.warn({ code: 'PW-F005', removed: swept }, 'removed spool files an earlier run left');
+  quarantine.prepare();
+  const server = new FilterServer(
+    service,
+    {
+      name: config.hostname || hostname(),
+      maxMessageBytes: config.filter.max_message_bytes,
+      maxConnections: config.filter.max_connections,
+      idleTimeoutMs: config.filter.idle_timeout_s * 1000,
+    },
+    filterLogger,
+    metrics,
+  );
+  const learn = bayes
+    ? new LearnQueue(bayes, {
+        maxQueued: config.http.learn_queue,
+        maxTokens: config.filter.bayes.max_tokens,
+        maxAttempts: 6,
+        retryMs: 1000,
+        onLearned: (cls, outcome) => metrics.get('postwarden_learned_total').inc({ class: cls, outcome }),
+      })
+    : undefined;
+  if (learn) metrics.collectFrom('postwarden_learn_queue_depth', (gauge) => gauge.set(learn.depth));
+  const quarantineOps = quarantineOpsOf(config, baseDir, quarantine);
+  return { server, quarantine, quarantineOps, ...(learn ? { learn } : {}) };
+}
