@@ -13,6 +13,7 @@
  */
 import { Resolver } from 'node:dns/promises';
 import { withDeadline } from '../util/deadline.js';
+import { TtlCache } from '../util/ttl-cache.js';
 import type { DnsAnswer, DnsErrorKind, DnsRecordsOf, DnsResolver, DnsType } from '../core/dns.js';
 
 export interface DnsClientOptions {
@@ -55,11 +56,6 @@ export interface DnsQueryEvent {
   readonly ms: number;
 }
 
-interface CacheEntry {
-  readonly answer: DnsAnswer<DnsType>;
-  readonly expires: number;
-}
-
 const ERROR_KINDS: Readonly<Record<string, DnsErrorKind>> = {
   ETIMEOUT: 'timeout',
   ESERVFAIL: 'servfail',
@@ -72,7 +68,7 @@ function labelOf(answer: DnsAnswer<DnsType>): DnsResultLabel {
 
 export class DnsClient implements DnsResolver {
   private readonly resolver: Resolver;
-  private readonly cache = new Map<string, CacheEntry>();
+  private readonly cache: TtlCache<DnsAnswer<DnsType>>;
   private readonly inFlight = new Map<string, Promise<DnsAnswer<DnsType>>>();
   private readonly now: () => number;
   private failuresInARow = 0;
@@ -87,6 +83,7 @@ export class DnsClient implements DnsResolver {
     });
     this.resolver.setServers([...options.servers]);
     this.now = options.now ?? Date.now;
+    this.cache = new TtlCache(options.cache.maxEntries, this.now);
   }
 
   /** Down after several network failures in a row: every DNS check then fails, and dns_sanity defers mail. */
@@ -141,27 +138,11 @@ export class DnsClient implements DnsResolver {
   }
 
   private fromCache(key: string): DnsAnswer<DnsType> | undefined {
-    const entry = this.cache.get(key);
-    if (!entry) return undefined;
-    if (entry.expires <= this.now()) {
-      this.cache.delete(key);
-      return undefined;
-    }
-    // Least recently used goes first: a hit moves the entry to the end of the Map's order.
-    this.cache.delete(key);
-    this.cache.set(key, entry);
-    return entry.answer;
+    return this.cache.get(key);
   }
 
   private store(key: string, answer: DnsAnswer<DnsType>, ttlS: number): void {
-    if (ttlS <= 0 || this.options.cache.maxEntries === 0) return;
-    this.cache.delete(key);
-    while (this.cache.size >= this.options.cache.maxEntries) {
-      const oldest = this.cache.keys().next();
-      if (oldest.done) break;
-      this.cache.delete(oldest.value);
-    }
-    this.cache.set(key, { answer, expires: this.now() + ttlS * 1000 });
+    this.cache.set(key, answer, ttlS * 1000);
   }
 
   private async lookup(key: string, name: string, type: DnsType): Promise<DnsAnswer<DnsType>> {

@@ -5,6 +5,7 @@
  */
 import { spf } from 'mailauth/lib/spf/index.js';
 import type { DnsAnswer, DnsResolver, DnsType } from '../core/dns.js';
+import { TtlCache } from '../util/ttl-cache.js';
 import {
   SPF_RESULTS,
   type SpfAnswer,
@@ -49,29 +50,24 @@ const RESULT_CACHE_MAX = 10_000;
 const RESULT_CACHE_MS = 60_000;
 
 export class MailauthSpf implements SpfEvaluator {
-  private readonly results = new Map<string, { readonly answer: SpfAnswer; readonly until: number }>();
+  private readonly results: TtlCache<SpfAnswer>;
 
   constructor(
     private readonly dns: DnsResolver,
     /** This host's name: the receiver in mailauth's explanations. */
     private readonly receiver: string,
-    private readonly now: () => number = Date.now,
-  ) {}
+    now: () => number = Date.now,
+  ) {
+    this.results = new TtlCache(RESULT_CACHE_MAX, now);
+  }
 
   async evaluate(query: SpfQuery, signal: AbortSignal): Promise<SpfAnswer> {
     // The whole sender, not only its domain: SPF macros may use the local part.
     const key = `${query.ip}|${query.sender.toLowerCase()}|${query.helo.toLowerCase()}`;
     const known = this.results.get(key);
-    if (known && known.until > this.now()) return known.answer;
-    if (known) this.results.delete(key);
+    if (known) return known;
     const answer = await this.evaluateNow(query, signal);
-    if (answer.result !== 'temperror') {
-      if (this.results.size >= RESULT_CACHE_MAX) {
-        const oldest = this.results.keys().next();
-        if (!oldest.done) this.results.delete(oldest.value);
-      }
-      this.results.set(key, { answer, until: this.now() + RESULT_CACHE_MS });
-    }
+    if (answer.result !== 'temperror') this.results.set(key, answer, RESULT_CACHE_MS);
     return answer;
   }
 

@@ -37,9 +37,32 @@ export interface PolicySession {
   readonly memo: Map<string, unknown>;
 }
 
-/** A fresh per-message session (the policy face keeps one per connection and message). */
-export function newSession(): PolicySession & { rcptCount: number; headersSent: Set<string> } {
-  return { rcptCount: 0, headersSent: new Set(), memo: new Map() };
+/**
+ * A per-message session (the policy face keeps one per message). Its set and memo are made on first use: a
+ * session is made for every message, and three collections each cost more than the rest of the bookkeeping.
+ */
+export class MessageSession implements PolicySession {
+  rcptCount = 0;
+  private sent: Set<string> | undefined;
+  private memoMap: Map<string, unknown> | undefined;
+
+  get headersSent(): Set<string> {
+    return (this.sent ??= new Set());
+  }
+
+  get memo(): Map<string, unknown> {
+    return (this.memoMap ??= new Map());
+  }
+
+  /** Whether the memo holds anything (without making it). */
+  get memoSize(): number {
+    return this.memoMap?.size ?? 0;
+  }
+}
+
+/** A fresh per-message session. */
+export function newSession(): MessageSession {
+  return new MessageSession();
 }
 
 /** `Received-SPF: pass …` → `received-spf`. */

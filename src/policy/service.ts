@@ -31,7 +31,7 @@ import { NO_ALERTS, type RateLimitAlerts } from '../core/ratelimit-incidents.js'
 import {
   CheckDeadlines,
   headerName,
-  newSession,
+  MessageSession,
   type PipelineStage,
   type PolicyCheck,
   runPipeline,
@@ -46,6 +46,7 @@ import type { DecisionRecord, DecisionRecorder } from '../core/decisions.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
+import { LruMap } from '../util/lru-map.js';
 import type { Attributes } from './codec.js';
 import { errorAction, policyAction } from './reply.js';
 import type { Connection, RequestHandler } from './server.js';
@@ -216,14 +217,26 @@ export function receiverName(config: Readonly<Config>): string {
 interface ConnectionState {
   readonly deadlines: CheckDeadlines;
   /** The message session of a connection whose requests carry no `instance` (hand-made queries). */
-  local?: MessageSession;
+  local?: PolicyMessage;
 }
 
-type MessageSession = ReturnType<typeof newSession> & {
-  readonly recipients: Set<string>;
+/** A message as the policy face sees it: the core's session, its distinct recipients and its unfiled decisions. */
+class PolicyMessage extends MessageSession {
   /** Decisions made before Postfix assigned the queue id (the first RCPT), filed once it is known. */
-  unfiled?: DecisionRecord[] | undefined;
-};
+  unfiled: DecisionRecord[] | undefined;
+  /** The distinct recipients (lower case): the first alone, a Set from the second on. */
+  private recipients: string | Set<string> | undefined;
+
+  /** Counts a recipient once however often it is asked about; past `max` distinct ones the count stays. */
+  countRecipient(recipient: string, max: number): void {
+    const address = recipient.toLowerCase();
+    if (this.recipients === undefined) this.recipients = address;
+    else if (typeof this.recipients === 'string') {
+      if (this.recipients !== address) this.recipients = new Set([this.recipients, address]);
+    } else if (this.recipients.size < max) this.recipients.add(address);
+    this.rcptCount = typeof this.recipients === 'string' ? 1 : this.recipients.size;
+  }
+}
 
 /** Decisions of one message waiting for its queue id, at most (times MAX_MESSAGES sessions: keep it small). */
 const MAX_UNFILED = 4;
@@ -251,40 +264,34 @@ const MAX_MEMO_ENTRIES = 32;
  * A bounded LRU (Map order).
  */
 export class MessageSessions {
-  private readonly byInstance = new Map<string, MessageSession>();
+  private readonly byInstance: LruMap<string, PolicyMessage>;
 
   constructor(
-    private readonly max = MAX_MESSAGES,
+    max = MAX_MESSAGES,
     /** Distinct recipients counted per message: past the limit the count's answer no longer changes. */
     private readonly maxRecipients = MAX_COUNTED_RECIPIENTS,
-  ) {}
+  ) {
+    this.byInstance = new LruMap(max);
+  }
 
   /** The session of the request's message; its recipient count includes this request's recipient. */
-  advance(request: PolicyRequest, connection: ConnectionState): MessageSession {
-    let session: MessageSession | undefined;
+  advance(request: PolicyRequest, connection: ConnectionState): PolicyMessage {
+    let session: PolicyMessage | undefined;
     if (request.instance === '') {
-      session = connection.local ??= { ...newSession(), recipients: new Set() };
+      session = connection.local ??= new PolicyMessage();
     } else {
       session = this.byInstance.get(request.instance);
-      if (session) this.byInstance.delete(request.instance);
-      else session = { ...newSession(), recipients: new Set() };
-      this.byInstance.set(request.instance, session);
-      if (this.byInstance.size > this.max) {
-        const oldest = this.byInstance.keys().next();
-        if (!oldest.done) this.byInstance.delete(oldest.value);
+      if (!session) {
+        session = new PolicyMessage();
+        this.byInstance.set(request.instance, session);
       }
     }
     // Distinct recipients: the same RCPT asked about from two restriction lists counts once. A client that
     // reuses an `instance` (Postfix never does) must not grow the set or the memo without bound.
-    if (
-      request.protocolState === 'RCPT' &&
-      request.recipient !== '' &&
-      session.recipients.size < this.maxRecipients
-    ) {
-      session.recipients.add(request.recipient.toLowerCase());
-      session.rcptCount = session.recipients.size;
+    if (request.protocolState === 'RCPT' && request.recipient !== '') {
+      session.countRecipient(request.recipient, this.maxRecipients);
     }
-    if (session.memo.size > MAX_MEMO_ENTRIES) session.memo.clear();
+    if (session.memoSize > MAX_MEMO_ENTRIES) session.memo.clear();
     return session;
   }
 }
@@ -353,7 +360,7 @@ function decisionRecord(request: PolicyRequest, decision: Decision, action: stri
 function fileDecision(
   recorder: DecisionRecorder,
   request: PolicyRequest,
-  session: MessageSession,
+  session: PolicyMessage,
   record: DecisionRecord,
 ): void {
   if (request.queueId === '') {

@@ -214,7 +214,12 @@ describe('the check', () => {
     });
   const signal = new CheckDeadlines().signal;
   /** A fresh message each time: the check remembers its answer per message. */
-  const ctx = () => ({ session: { ...newSession(), rcptCount: 1 }, score: 0, earlier: [], signal });
+  const ctx = () => ({
+    session: Object.assign(newSession(), { rcptCount: 1 }),
+    score: 0,
+    earlier: [],
+    signal,
+  });
   const settings = { reject_at: 10 };
   /** The check over the given lists (all healthy at first), asking an in-memory resolver. */
   const checkOf = (

