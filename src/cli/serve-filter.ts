@@ -63,7 +63,7 @@ export function buildFilter(
     metrics,
     store,
     bayes,
-    (address) => locality.isLocalAddress(address),
+    async (address) => locality.isLocalAddress(address),
     linkKey ? noticeLinks(config, linkKey) : undefined,
     recorder,
   );

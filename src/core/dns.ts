@@ -38,11 +38,16 @@ export interface DnsResolver {
  * is not an address.
  */
 export function listQueryName(address: string, zone: string): string | undefined {
+  const reversed = reversedAddress(address);
+  return reversed === undefined ? undefined : `${reversed}.${zone}`;
+}
+
+/** listQueryName without the zone (`1.2.3.4` → `4.3.2.1`): made once for a client asked of several lists. */
+export function reversedAddress(address: string): string | undefined {
   const ip = parseIp(address);
   if (!ip) return undefined;
-  if (ip.family === 4) return `${ip.text.split('.').reverse().join('.')}.${zone}`;
-  const nibbles = ip.value.toString(16).padStart(32, '0').split('').reverse().join('.');
-  return `${nibbles}.${zone}`;
+  if (ip.family === 4) return ip.text.split('.').reverse().join('.');
+  return ip.value.toString(16).padStart(32, '0').split('').reverse().join('.');
 }
 
 /** The RFC 5782 §5 IPv6 test point `::FFFF:7F00:2`, spelled as nibbles so it is not folded into 127.0.0.2. */

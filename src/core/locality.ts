@@ -1,9 +1,18 @@
 /**
  * Who is "us": local networks and local domains, shared by the relay, HELO and ownership checks. Results are
  * memoised per request, so several checks asking the same question cost one lookup.
+ *
+ * The answers are values when every table answers at once (tables in memory: the usual case) and promises
+ * otherwise (LDAP); callers `await` either. A promise per question was a noticeable share of a policy request.
  */
 import { LookupFailed } from './errors.js';
-import { searchTables, type LookupQuery, type LookupResult, type LookupTable } from './ports.js';
+import {
+  searchTables,
+  searchTablesNow,
+  type LookupQuery,
+  type LookupResult,
+  type LookupTable,
+} from './ports.js';
 import type { PolicyRequest } from './request.js';
 
 export interface LocalityTables {
@@ -11,12 +20,27 @@ export interface LocalityTables {
   readonly localDomains: readonly LookupTable[];
 }
 
-/** Searches tables; an error becomes a thrown LookupFailed, so the pipeline records a failure, never a pass. */
-export async function find(tables: readonly LookupTable[], query: LookupQuery): Promise<LookupResult> {
-  const result = await searchTables(tables, query);
+/** A value now, or a promise of it. */
+export type Answer<T> = T | Promise<T>;
+
+/** Applies `f` to an answer, at once when it is a value. */
+export function mapAnswer<T, U>(answer: Answer<T>, f: (value: T) => U): Answer<U> {
+  return answer instanceof Promise ? answer.then(f) : f(answer);
+}
+
+function failedOrFound(tables: readonly LookupTable[], result: LookupResult): LookupResult {
   if (result.status === 'error') throw new LookupFailed(tables.map((t) => t.name).join(', '), result.reason);
   return result;
 }
+
+/** Searches tables; an error becomes a thrown LookupFailed, so the pipeline records a failure, never a pass. */
+export function find(tables: readonly LookupTable[], query: LookupQuery): Answer<LookupResult> {
+  const now = searchTablesNow(tables, query);
+  if (now) return failedOrFound(tables, now);
+  return searchTables(tables, query).then((result) => failedOrFound(tables, result));
+}
+
+const isFound = (result: LookupResult): boolean => result.status === 'found';
 
 export class Locality {
   private readonly trusted = new WeakMap<PolicyRequest, boolean>();
@@ -24,38 +48,43 @@ export class Locality {
   constructor(private readonly tables: LocalityTables) {}
 
   /** In `local_networks`, by client address. */
-  async isLocalNetwork(request: PolicyRequest): Promise<boolean> {
+  isLocalNetwork(request: PolicyRequest): Answer<boolean> {
     if (request.clientAddress === '') return false;
-    const result = await find(this.tables.localNetworks, { kind: 'ip', value: request.clientAddress });
-    return result.status === 'found';
+    return mapAnswer(find(this.tables.localNetworks, { kind: 'ip', value: request.clientAddress }), isFound);
   }
 
   /** In `local_networks` or SASL-authenticated: may relay anywhere (DESIGN.md §1). */
-  async isTrustedClient(request: PolicyRequest): Promise<boolean> {
+  isTrustedClient(request: PolicyRequest): Answer<boolean> {
     const known = this.trusted.get(request);
     if (known !== undefined) return known;
-    const trusted = request.saslUsername !== '' || (await this.isLocalNetwork(request));
-    this.trusted.set(request, trusted);
-    return trusted;
+    const remember = (trusted: boolean) => {
+      this.trusted.set(request, trusted);
+      return trusted;
+    };
+    return request.saslUsername !== '' ? remember(true) : mapAnswer(this.isLocalNetwork(request), remember);
   }
 
   /** A domain of ours. A bare local part (no `@`) counts as ours: Postfix appends `$myorigin` to it. */
-  async isLocalAddress(address: string): Promise<boolean> {
+  isLocalAddress(address: string): Answer<boolean> {
     const at = address.lastIndexOf('@');
     if (at < 0) return true;
     return this.isLocalDomain(address.slice(at + 1));
   }
 
-  async isLocalDomain(domain: string): Promise<boolean> {
+  isLocalDomain(domain: string): Answer<boolean> {
     if (domain === '') return false;
-    const result = await find(this.tables.localDomains, { kind: 'domain', value: domain.toLowerCase() });
-    return result.status === 'found';
+    return mapAnswer(
+      find(this.tables.localDomains, { kind: 'domain', value: domain.toLowerCase() }),
+      isFound,
+    );
   }
 
   /** True only when the domain itself (not a parent) is listed: used to catch HELO names that claim to be us. */
-  async isExactLocalDomain(domain: string): Promise<boolean> {
+  isExactLocalDomain(domain: string): Answer<boolean> {
     const name = domain.toLowerCase().replace(/\.$/, '');
-    const result = await find(this.tables.localDomains, { kind: 'domain', value: name });
-    return result.status === 'found' && result.key.toLowerCase() === name;
+    return mapAnswer(
+      find(this.tables.localDomains, { kind: 'domain', value: name }),
+      (result) => result.status === 'found' && result.key.toLowerCase() === name,
+    );
   }
 }

@@ -24,6 +24,12 @@ export interface LookupTable {
   /** The spec it was opened from, e.g. `file:/etc/postwarden/block`. */
   readonly name: string;
   lookup(query: LookupQuery): Promise<LookupResult>;
+  /**
+   * The same answer at once, for a table that holds its contents in memory (file, cidr, regexp, inline and
+   * runtime tables); undefined, or absent, for one that must ask elsewhere (LDAP). Most policy requests are
+   * judged on such tables alone, and a promise per lookup was a fifth of a request's time.
+   */
+  lookupNow?(query: LookupQuery): LookupResult | undefined;
 }
 
 export const NOT_FOUND: LookupResult = Object.freeze({ status: 'notfound' });
@@ -32,10 +38,25 @@ export const NOT_FOUND: LookupResult = Object.freeze({ status: 'notfound' });
  * Searches tables in order; the first `found` wins, and the first `error` stops the search (as Postfix does: a
  * table that cannot answer must not be read as "not listed").
  */
-export async function searchTables(
+export function searchTables(tables: readonly LookupTable[], query: LookupQuery): Promise<LookupResult> {
+  const now = searchTablesNow(tables, query);
+  return now ? Promise.resolve(now) : searchEach(tables, query);
+}
+
+/** searchTables answered at once, when every table it reaches answers at once; otherwise undefined. */
+export function searchTablesNow(
   tables: readonly LookupTable[],
   query: LookupQuery,
-): Promise<LookupResult> {
+): LookupResult | undefined {
+  for (const table of tables) {
+    const result = table.lookupNow?.(query);
+    if (result === undefined) return undefined;
+    if (result.status !== 'notfound') return result;
+  }
+  return NOT_FOUND;
+}
+
+async function searchEach(tables: readonly LookupTable[], query: LookupQuery): Promise<LookupResult> {
   for (const table of tables) {
     const result = await table.lookup(query);
     if (result.status !== 'notfound') return result;

@@ -223,6 +223,7 @@ function asTable(name: string, contents: TableContents): LoadedTable {
     entries: contents.entries,
     warnings: contents.warnings,
     lookup: (query) => Promise.resolve(contents.lookup(query)),
+    lookupNow: (query) => contents.lookup(query),
   };
 }
 

@@ -111,13 +111,20 @@ class ManagedTable implements LookupTable {
   }
 
   lookup(query: LookupQuery): Promise<LookupResult> {
-    if (this.remote) return this.remote.lookup(query);
+    return this.remote ? this.remote.lookup(query) : Promise.resolve(this.inMemory(query));
+  }
+
+  lookupNow(query: LookupQuery): LookupResult | undefined {
+    return this.remote ? undefined : this.inMemory(query);
+  }
+
+  private inMemory(query: LookupQuery): LookupResult {
     const contents = this.contents;
-    if (!contents) return Promise.resolve({ status: 'error', reason: this.failure ?? 'not loaded' });
+    if (!contents) return { status: 'error', reason: this.failure ?? 'not loaded' };
     try {
-      return Promise.resolve(contents.lookup(query));
+      return contents.lookup(query);
     } catch (error) {
-      return Promise.resolve({ status: 'error', reason: `lookup failed: ${(error as Error).message}` });
+      return { status: 'error', reason: `lookup failed: ${(error as Error).message}` };
     }
   }
 

@@ -76,6 +76,10 @@ class RuntimeTable implements LookupTable {
   lookup(query: LookupQuery): Promise<LookupResult> {
     return Promise.resolve(this.contents.lookup(query));
   }
+
+  lookupNow(query: LookupQuery): LookupResult {
+    return this.contents.lookup(query);
+  }
 }
 
 export class RuntimeEntries {

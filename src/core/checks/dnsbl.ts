@@ -21,7 +21,7 @@ import {
   type DnsAnswer,
   type DnsResolver,
   ipv6TestPointName,
-  listQueryName,
+  reversedAddress,
   notAListing,
   parseCodePattern,
   txtText,
@@ -493,6 +493,7 @@ export function createDnsblCheck(
   async function judge(client: string, family: IpFamily, signal: AbortSignal): Promise<Verdict[]> {
     const verdicts: Verdict[] = [];
     const pending: Promise<ListOutcome>[] = [];
+    const reversed = reversedAddress(client);
     for (const list of lists) {
       if (family === 6 && !list.ipv6) continue;
       if (!health.usable(list, family)) {
@@ -504,8 +505,7 @@ export function createDnsblCheck(
         });
         continue;
       }
-      const name = listQueryName(client, list.zone);
-      if (name) pending.push(ask(list, name, family, signal));
+      if (reversed !== undefined) pending.push(ask(list, `${reversed}.${list.zone}`, family, signal));
     }
     const outcomes = await Promise.all(pending);
     let sum = 0;
