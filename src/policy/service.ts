@@ -222,8 +222,8 @@ interface ConnectionState {
 
 /** A message as the policy face sees it: the core's session, its distinct recipients and its unfiled decisions. */
 class PolicyMessage extends MessageSession {
-  /** Decisions made before Postfix assigned the queue id (the first RCPT), filed once it is known. */
-  unfiled: DecisionRecord[] | undefined;
+  /** Decisions made before Postfix assigned the queue id (the first RCPT), built and filed once it is known. */
+  unfiled: (() => DecisionRecord)[] | undefined;
   /** The distinct recipients (lower case): the first alone, a Set from the second on. */
   private recipients: string | Set<string> | undefined;
 
@@ -334,10 +334,15 @@ function decisionLog(request: PolicyRequest, decision: Decision, action: string,
   };
 }
 
-function decisionRecord(request: PolicyRequest, decision: Decision, action: string): DecisionRecord {
+function decisionRecord(
+  request: PolicyRequest,
+  decision: Decision,
+  action: string,
+  time: number,
+): DecisionRecord {
   return {
     face: 'policy',
-    time: new Date().toISOString(),
+    time: new Date(time).toISOString(),
     instance: request.instance,
     state: request.protocolState,
     client: request.clientAddress,
@@ -355,23 +360,27 @@ function decisionRecord(request: PolicyRequest, decision: Decision, action: stri
 
 /**
  * Files the decision under the queue id, with the message's earlier ones that had none yet; without a queue id
- * (Postfix assigns it after the first RCPT is accepted) keeps it for later, in the message's session.
+ * (Postfix assigns it after the first RCPT is accepted) keeps it for later, in the message's session. Records
+ * are built only when filed: a message deferred at RCPT (greylisting) never gets a queue id.
  */
 function fileDecision(
   recorder: DecisionRecorder,
   request: PolicyRequest,
   session: PolicyMessage,
-  record: DecisionRecord,
+  decision: Decision,
+  action: string,
 ): void {
+  const time = Date.now();
+  const record = () => decisionRecord(request, decision, action, time);
   if (request.queueId === '') {
     // Without an instance there is no message to file it under later; without a verdict it says nothing.
-    if (request.instance === '' || (record.verdicts.length === 0 && !record.failures)) return;
+    if (request.instance === '' || (decision.verdicts.length === 0 && decision.failures.length === 0)) return;
     session.unfiled = [...(session.unfiled ?? []), record].slice(-MAX_UNFILED);
     return;
   }
-  for (const earlier of session.unfiled ?? []) recorder.record(request.queueId, earlier);
+  for (const earlier of session.unfiled ?? []) recorder.record(request.queueId, earlier());
   session.unfiled = undefined;
-  recorder.record(request.queueId, record);
+  recorder.record(request.queueId, record());
 }
 
 export function createPolicyHandler(
@@ -414,7 +423,7 @@ export function createPolicyHandler(
         errors.inc({ code: f.code });
       }
       latency.observe(ms / 1000);
-      if (recorder) fileDecision(recorder, request, session, decisionRecord(request, decision, action));
+      if (recorder) fileDecision(recorder, request, session, decision, action);
       // Built only when written: at log level warn the line would be thrown away (≈ 3% of a request).
       if (logger.isLevelEnabled('info'))
         logger.info(decisionLog(request, decision, action, ms), 'policy decision');
