@@ -5,8 +5,11 @@
  *
  * A duplicate is explained when Postfix logged, for one of the message's queue ids, that the filter's
  * connection was lost after the end of DATA ("message may be sent more than once": postwarden was killed after
- * it had re-injected or held the message, before it answered), or when the sender itself had to send again
- * after losing the answer to its final dot. Any other duplicate is a failure.
+ * it had re-injected or held the message, before it answered); or that the re-injection smtpd took the message
+ * more than once (`orig_queue_id=` twice) while the filter answered that re-injection failed (a Postfix reload
+ * stopped the smtpd after its cleanup had queued the copy, before the answer reached postwarden: the SMTP
+ * hand-off's own window, RFC 5321 §6.1); or when the sender itself had to send again after losing the answer to
+ * its final dot. Any other duplicate is a failure.
  */
 import type { FaultRecord } from './faults.js';
 import type { ChaosMessage, SendRecord } from './messages.js';
@@ -60,6 +63,10 @@ function duplicateCause(record: SendRecord | undefined, postfixLog: string): str
     ).exec(postfixLog);
     if (line)
       return `postwarden killed after it took the message, before its answer (${queueId}: lost connection while sending end of data)`;
+    const taken = postfixLog.split(`orig_queue_id=${queueId},`).length - 1;
+    const refused = new RegExp(`${queueId}: to=.*status=deferred \\([^)]*451 4\\.4\\.0 Re-injection failed`);
+    if (taken > 1 && refused.test(postfixLog))
+      return `the re-injection smtpd queued it but its answer was lost (${queueId}: taken ${taken} times, 451 4.4.0 in between)`;
   }
   if (record.queueIds.length > 1) return `the sender sent it twice (${record.queueIds.join(', ')})`;
   return undefined;
