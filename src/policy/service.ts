@@ -261,7 +261,7 @@ const MAX_MEMO_ENTRIES = 32;
  * Per-message state keyed by Postfix's `instance`, shared by every policy connection: Postfix opens one
  * connection per distinct `check_policy_service` spelling, and a recipient may be asked about twice (relay and
  * recipient restrictions), so "header already added" and the recipient count must not live in a connection.
- * A bounded LRU (Map order).
+ * A bounded LRU (LruMap): the messages least recently asked about go first.
  */
 export class MessageSessions {
   private readonly byInstance: LruMap<string, PolicyMessage>;
