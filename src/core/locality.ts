@@ -3,8 +3,10 @@
  * memoised per request, so several checks asking the same question cost one lookup.
  *
  * The answers are values when every table answers at once (tables in memory: the usual case) and promises
- * otherwise (LDAP); callers `await` either. A promise per question was a noticeable share of a policy request.
+ * otherwise (LDAP); callers take either with `yield* wait(…)` (./answer.ts). A promise per question was a
+ * noticeable share of a policy request.
  */
+import { type Answer, mapAnswer } from './answer.js';
 import { LookupFailed } from './errors.js';
 import {
   searchTables,
@@ -18,14 +20,6 @@ import type { PolicyRequest } from './request.js';
 export interface LocalityTables {
   readonly localNetworks: readonly LookupTable[];
   readonly localDomains: readonly LookupTable[];
-}
-
-/** A value now, or a promise of it. */
-export type Answer<T> = T | Promise<T>;
-
-/** Applies `f` to an answer, at once when it is a value. */
-export function mapAnswer<T, U>(answer: Answer<T>, f: (value: T) => U): Answer<U> {
-  return answer instanceof Promise ? answer.then(f) : f(answer);
 }
 
 function failedOrFound(tables: readonly LookupTable[], result: LookupResult): LookupResult {

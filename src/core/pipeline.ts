@@ -189,19 +189,6 @@ export class CheckDeadlines {
   }
 }
 
-async function runWithDeadline(
-  stage: PipelineStage,
-  request: PolicyRequest,
-  session: PolicySession,
-  deadlines: CheckDeadlines,
-  score: number,
-  earlier: readonly RecordedVerdict[],
-): Promise<readonly Verdict[]> {
-  const pending = stage.check.run(request, { session, score, earlier, signal: deadlines.signal });
-  if (!(pending instanceof Promise)) return pending;
-  return deadlines.race(stage.check.name, stage.timeoutMs, pending);
-}
-
 function scoreVerdict(score: number, rejectAt: number, symbols: readonly string[]): RecordedVerdict {
   const text = `Message refused: score ${score.toFixed(1)} reached ${rejectAt} (${symbols.join(' ')})`;
   return {
@@ -216,103 +203,154 @@ function scoreVerdict(score: number, rejectAt: number, symbols: readonly string[
   };
 }
 
-export async function runPipeline(
+/**
+ * Runs the stages and combines their verdicts. Synchronous while the checks answer synchronously (lists, relay,
+ * HELO, limits: no promise, no microtask turn, no deadline timer), and a promise from the first check that waits
+ * on I/O: most requests of a busy MX never need the event loop between checks.
+ */
+export function runPipeline(
   stages: readonly PipelineStage[],
   request: PolicyRequest,
   session: PolicySession,
   options: PipelineOptions,
   deadlines: CheckDeadlines = new CheckDeadlines(),
   clock: () => number = performance.now.bind(performance),
-): Promise<Decision> {
-  const verdicts: RecordedVerdict[] = [];
-  const failures: CheckFailure[] = [];
-  let score = 0;
-  let decided: RecordedVerdict | undefined;
-  let header: string | undefined;
+): Decision | Promise<Decision> {
+  return new PipelineRun(stages, request, session, options, deadlines, clock).from(0);
+}
 
-  stages: for (const stage of stages) {
-    const started = clock();
-    let produced: readonly Verdict[];
-    try {
-      produced = await runWithDeadline(stage, request, session, deadlines, score, verdicts);
-    } catch (error) {
-      failures.push({
-        check: stage.check.name,
-        code: failureCode(error),
-        reason: error instanceof Error ? error.message : String(error),
-        mode: stage.mode,
-        ms: clock() - started,
-      });
-      continue;
+class PipelineRun {
+  private readonly verdicts: RecordedVerdict[] = [];
+  private readonly failures: CheckFailure[] = [];
+  private score = 0;
+  private decided: RecordedVerdict | undefined;
+  private header: string | undefined;
+
+  constructor(
+    private readonly stages: readonly PipelineStage[],
+    private readonly request: PolicyRequest,
+    private readonly session: PolicySession,
+    private readonly options: PipelineOptions,
+    private readonly deadlines: CheckDeadlines,
+    private readonly clock: () => number,
+  ) {}
+
+  /** Runs the stages from `index` on; the decision, or a promise of it once a check waits. */
+  from(index: number): Decision | Promise<Decision> {
+    for (let i = index; i < this.stages.length; i++) {
+      const stage = this.stages[i] as PipelineStage;
+      const started = this.clock();
+      let produced: readonly Verdict[] | Promise<readonly Verdict[]>;
+      try {
+        produced = stage.check.run(this.request, {
+          session: this.session,
+          score: this.score,
+          earlier: this.verdicts,
+          signal: this.deadlines.signal,
+        });
+      } catch (error) {
+        this.fail(stage, error, started);
+        continue;
+      }
+      if (produced instanceof Promise) {
+        return this.deadlines.race(stage.check.name, stage.timeoutMs, produced).then(
+          (verdicts) => (this.take(stage, verdicts, started) ? this.finish() : this.from(i + 1)),
+          (error: unknown) => {
+            this.fail(stage, error, started);
+            return this.from(i + 1);
+          },
+        );
+      }
+      if (this.take(stage, produced, started)) break;
     }
-    const ms = clock() - started;
+    return this.finish();
+  }
+
+  private fail(stage: PipelineStage, error: unknown, started: number): void {
+    this.failures.push({
+      check: stage.check.name,
+      code: failureCode(error),
+      reason: error instanceof Error ? error.message : String(error),
+      mode: stage.mode,
+      ms: this.clock() - started,
+    });
+  }
+
+  /** Records a stage's verdicts; true when one of them ends the pipeline. */
+  private take(stage: PipelineStage, produced: readonly Verdict[], started: number): boolean {
+    const ms = this.clock() - started;
     for (const verdict of produced) {
       const recorded: RecordedVerdict = { ...verdict, mode: stage.mode, ms };
-      verdicts.push(recorded);
+      this.verdicts.push(recorded);
       if (stage.mode !== 'enforce') continue;
-      score += verdict.score;
+      this.score += verdict.score;
       switch (verdict.action) {
         case 'reject':
         case 'defer':
-          decided = recorded;
-          break stages;
+          this.decided = recorded;
+          return true;
         case 'allow':
-          break stages;
+          return true;
         case 'defer_if_permit':
-          if (!decided || decided.action === 'hold') decided = recorded;
+          if (!this.decided || this.decided.action === 'hold') this.decided = recorded;
           break;
         case 'hold':
-          decided ??= recorded;
+          this.decided ??= recorded;
           break;
         case 'prepend':
           // Postfix refuses PREPEND in smtpd_end_of_data_restrictions ("must be used before").
           if (
-            request.protocolState !== 'END-OF-MESSAGE' &&
+            this.request.protocolState !== 'END-OF-MESSAGE' &&
             verdict.header &&
-            !session.headersSent.has(headerName(verdict.header))
+            !this.session.headersSent.has(headerName(verdict.header))
           ) {
-            header ??= verdict.header;
+            this.header ??= verdict.header;
           }
           break;
         case undefined:
           break;
       }
     }
+    return false;
   }
 
-  let action: DecisionAction = decided ? (decided.action as DecisionAction) : header ? 'prepend' : 'dunno';
-  if (STRENGTH[action] < STRENGTH.reject && options.rejectAt > 0 && score >= options.rejectAt) {
-    const scoring = verdicts.filter((v) => v.mode === 'enforce' && v.score !== 0).map((v) => v.symbol);
-    decided = scoreVerdict(score, options.rejectAt, scoring);
-    verdicts.push(decided);
-    action = 'reject';
-  }
+  private finish(): Decision {
+    const { verdicts, failures, score, options, header } = this;
+    let decided = this.decided;
+    let action: DecisionAction = decided ? (decided.action as DecisionAction) : header ? 'prepend' : 'dunno';
+    if (STRENGTH[action] < STRENGTH.reject && options.rejectAt > 0 && score >= options.rejectAt) {
+      const scoring = verdicts.filter((v) => v.mode === 'enforce' && v.score !== 0).map((v) => v.symbol);
+      decided = scoreVerdict(score, options.rejectAt, scoring);
+      verdicts.push(decided);
+      action = 'reject';
+    }
 
-  // Observe mode changes nothing, its failures included.
-  const enforced = failures.filter((f) => f.mode === 'enforce');
-  let onError = false;
-  let reply: ReplySpec | undefined = decided?.reply;
-  if (
-    enforced.length > 0 &&
-    STRENGTH[action] < STRENGTH.defer_if_permit &&
-    options.onError === 'defer_if_permit'
-  ) {
-    onError = true;
-    action = 'defer_if_permit';
-    const names = enforced.map((f) => f.check).join(', ');
-    reply = { code: 450, dsn: '4.3.0', text: `Temporary failure in ${names}, try again later` };
-  } else if (enforced.length > 0 && STRENGTH[action] < STRENGTH.defer_if_permit) {
-    onError = true;
-  }
+    // Observe mode changes nothing, its failures included.
+    const enforced = failures.filter((f) => f.mode === 'enforce');
+    let onError = false;
+    let reply: ReplySpec | undefined = decided?.reply;
+    if (
+      enforced.length > 0 &&
+      STRENGTH[action] < STRENGTH.defer_if_permit &&
+      options.onError === 'defer_if_permit'
+    ) {
+      onError = true;
+      action = 'defer_if_permit';
+      const names = enforced.map((f) => f.check).join(', ');
+      reply = { code: 450, dsn: '4.3.0', text: `Temporary failure in ${names}, try again later` };
+    } else if (enforced.length > 0 && STRENGTH[action] < STRENGTH.defer_if_permit) {
+      onError = true;
+    }
 
-  return {
-    action,
-    ...(decided && !onError ? { decidedBy: decided } : {}),
-    ...(reply ? { reply } : {}),
-    ...(header && action === 'prepend' ? { header } : {}),
-    score,
-    verdicts,
-    failures,
-    onError,
-  };
+    return {
+      action,
+      ...(decided && !onError ? { decidedBy: decided } : {}),
+      ...(reply ? { reply } : {}),
+      ...(header && action === 'prepend' ? { header } : {}),
+      score,
+      verdicts,
+      failures,
+      onError,
+    };
+  }
 }

@@ -29,8 +29,11 @@ export interface Connection {
   readonly state: Record<string, unknown>;
 }
 
-/** Answers one request with the action text (without `action=`); must not throw. */
-export type RequestHandler = (attributes: Attributes, connection: Connection) => Promise<string>;
+/**
+ * Answers one request with the action text (without `action=`); must not throw. Synchronous when it can be:
+ * the server then answers without waiting a microtask turn.
+ */
+export type RequestHandler = (attributes: Attributes, connection: Connection) => string | Promise<string>;
 
 export interface Listener {
   readonly address: string;
@@ -167,19 +170,36 @@ export class PolicyServer {
       socket.destroy();
     };
 
-    const pump = async () => {
+    const handlerFailed = (error: unknown) => {
+      busy = false;
+      this.logger.error({ code: 'PW-P009', err: error, connection: connection.id }, 'policy handler failed');
+      socket.destroy();
+    };
+    /** Answers the queued requests in order; waits only for a handler that returns a promise. */
+    const pump = (): void => {
       if (busy) return;
       busy = true;
-      try {
-        for (let attributes = queue.shift(); attributes; attributes = queue.shift()) {
-          const action = await this.handler(attributes, connection);
-          if (socket.destroyed) return;
-          this.send(socket, `action=${action}\n\n`);
+      for (let attributes = queue.shift(); attributes; attributes = queue.shift()) {
+        let answer: string | Promise<string>;
+        try {
+          answer = this.handler(attributes, connection);
+        } catch (error) {
+          return handlerFailed(error);
         }
-      } finally {
-        busy = false;
-        endIfDone();
+        if (typeof answer !== 'string') {
+          answer.then((action) => {
+            busy = false;
+            if (socket.destroyed) return;
+            this.send(socket, `action=${action}\n\n`);
+            pump();
+          }, handlerFailed);
+          return;
+        }
+        if (socket.destroyed) break;
+        this.send(socket, `action=${answer}\n\n`);
       }
+      busy = false;
+      endIfDone();
     };
 
     socket.on('data', (chunk: Buffer) => {
@@ -192,13 +212,7 @@ export class PolicyServer {
         }
       }
       watchRequest(events.length > 0);
-      pump().catch((error: unknown) => {
-        this.logger.error(
-          { code: 'PW-P009', err: error, connection: connection.id },
-          'policy handler failed',
-        );
-        socket.destroy();
-      });
+      pump();
     });
     socket.on('end', () => {
       clientDone = true;

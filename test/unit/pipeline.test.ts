@@ -176,3 +176,13 @@ test('a typed failure keeps its own code (a store that cannot answer is PW-S001)
     ],
   );
 });
+
+test('synchronous checks give a decision without a promise; an asynchronous one makes the rest a promise', async () => {
+  const sync = run([stage(check('a', { score: 1 })), stage(check('b', { score: 2 }))]);
+  assert.ok(!(sync instanceof Promise));
+  assert.equal(sync.score, 3);
+  const later: PolicyCheck = { name: 'later', run: async () => [] };
+  const mixed = run([stage(check('a', { score: 1 })), stage(later), stage(check('b', { score: 2 }))]);
+  assert.ok(mixed instanceof Promise);
+  assert.equal((await mixed).score, 3);
+});

@@ -12,8 +12,10 @@
  * Resolving the name in DNS belongs to the DNS checks.
  */
 import { z } from 'zod';
+import { type Steps, steps, wait } from '../answer.js';
 import type { Locality } from '../locality.js';
 import type { PolicyCheck } from '../pipeline.js';
+import type { PolicyRequest } from '../request.js';
 import { canonicalIp } from '../../util/ip.js';
 import { modeSchema, scoreSchema } from '../schema.js';
 import type { Verdict } from '../verdict.js';
@@ -77,9 +79,9 @@ export function createHeloCheck(
   const ownName = ownHostname.toLowerCase();
   return {
     name: CHECK,
-    async run(request) {
+    run: steps(function* (request: PolicyRequest): Steps<Verdict[]> {
       if (request.protocolState === 'CONNECT') return [];
-      if (await locality.isTrustedClient(request)) return [];
+      if (yield* wait(locality.isTrustedClient(request))) return [];
       const helo = request.heloName.trim();
       if (helo === '') {
         return settings.require ? [reject('HELO_MISSING', 554, '5.7.1', 'HELO/EHLO required')] : [];
@@ -125,11 +127,11 @@ export function createHeloCheck(
       }
       if (settings.reject_own) {
         const name = helo.toLowerCase().replace(/\.$/, '');
-        if (name === ownName || (await locality.isExactLocalDomain(name))) {
+        if (name === ownName || (yield* wait(locality.isExactLocalDomain(name)))) {
           return [reject('HELO_OWN_NAME', 554, '5.7.1', 'Helo command rejected: You are not me')];
         }
       }
       return [];
-    },
+    }),
   };
 }

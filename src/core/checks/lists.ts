@@ -7,6 +7,7 @@
  * hit rejects with the entry's value as text, or `reject_text`.
  */
 import { z } from 'zod';
+import { type Steps, steps, wait } from '../answer.js';
 import { find } from '../locality.js';
 import type { PolicyCheck } from '../pipeline.js';
 import type { LookupQuery, LookupTable } from '../ports.js';
@@ -73,14 +74,14 @@ function queriesFor(target: ListTarget, request: PolicyRequest): LookupQuery[] {
 
 const TARGETS: readonly ListTarget[] = ['client', 'helo', 'sender', 'recipient'];
 
-async function firstHit(
+function* firstHit(
   tables: ListTables,
   request: PolicyRequest,
-): Promise<{ target: ListTarget; key: string; value: string } | undefined> {
+): Steps<{ target: ListTarget; key: string; value: string } | undefined> {
   for (const target of TARGETS) {
     if (tables[target].length === 0) continue;
     for (const query of queriesFor(target, request)) {
-      const result = await find(tables[target], query);
+      const result = yield* wait(find(tables[target], query));
       if (result.status === 'found') return { target, key: result.key, value: result.value };
     }
   }
@@ -94,8 +95,8 @@ export function createListsCheck(
 ): PolicyCheck {
   return {
     name: CHECK,
-    async run(request): Promise<Verdict[]> {
-      const allowed = await firstHit(allow, request);
+    run: steps(function* (request: PolicyRequest): Steps<Verdict[]> {
+      const allowed = yield* firstHit(allow, request);
       if (allowed) {
         const symbol = `ALLOW_${allowed.target.toUpperCase()}`;
         return [
@@ -108,7 +109,7 @@ export function createListsCheck(
           },
         ];
       }
-      const blocked = await firstHit(block, request);
+      const blocked = yield* firstHit(block, request);
       if (!blocked) return [];
       // A value of OK/REJECT (habits from Postfix access maps) is not reply text.
       const own = /^(ok|reject|)$/i.test(blocked.value.trim()) ? '' : blocked.value.trim();
@@ -123,6 +124,6 @@ export function createListsCheck(
           reply: { code: 554, dsn: '5.7.1', text },
         },
       ];
-    },
+    }),
   };
 }

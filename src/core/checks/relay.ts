@@ -11,6 +11,7 @@
  * depth. Lookup errors are failures (the pipeline applies `on_error`), never a pass.
  */
 import { z } from 'zod';
+import { type Steps, steps, wait } from '../answer.js';
 import { find, type Locality } from '../locality.js';
 import type { PolicyCheck } from '../pipeline.js';
 import type { LookupTable } from '../ports.js';
@@ -56,10 +57,7 @@ function hasRoutingCharacters(recipient: string): boolean {
   return /[%!@]/.test(local);
 }
 
-async function isForgeryExempt(
-  request: PolicyRequest,
-  allow: readonly LookupTable[],
-): Promise<string | undefined> {
+function* isForgeryExempt(request: PolicyRequest, allow: readonly LookupTable[]): Steps<string | undefined> {
   if (allow.length === 0) return undefined;
   const queries = [
     { kind: 'ip', value: request.clientAddress },
@@ -68,7 +66,7 @@ async function isForgeryExempt(
   ] as const;
   for (const query of queries) {
     if (query.value === '' || query.value === 'unknown') continue;
-    const result = await find(allow, query);
+    const result = yield* wait(find(allow, query));
     if (result.status === 'found') return result.key;
   }
   return undefined;
@@ -81,8 +79,8 @@ export function createRelayCheck(
 ): PolicyCheck {
   return {
     name: CHECK,
-    async run(request) {
-      if (await locality.isTrustedClient(request)) {
+    run: steps(function* (request: PolicyRequest): Steps<Verdict[]> {
+      if (yield* wait(locality.isTrustedClient(request))) {
         const why =
           request.saslUsername !== ''
             ? { symbol: 'CLIENT_AUTHENTICATED', reason: 'SASL-authenticated client may send anywhere' }
@@ -90,8 +88,8 @@ export function createRelayCheck(
         return [{ check: CHECK, score: 0, ...why }];
       }
       const verdicts: Verdict[] = [];
-      if (request.sender !== '' && (await locality.isLocalAddress(request.sender))) {
-        const exemptBy = await isForgeryExempt(request, allow);
+      if (request.sender !== '' && (yield* wait(locality.isLocalAddress(request.sender)))) {
+        const exemptBy = yield* isForgeryExempt(request, allow);
         if (exemptBy === undefined) {
           return [
             reject(
@@ -111,10 +109,10 @@ export function createRelayCheck(
       if (settings.reject_routing && hasRoutingCharacters(request.recipient)) {
         return [reject('RELAY_ROUTING', 'Relay access denied: sender-specified routing is not allowed')];
       }
-      if (!(await locality.isLocalAddress(request.recipient))) {
+      if (!(yield* wait(locality.isLocalAddress(request.recipient)))) {
         return [reject('RELAY_DENIED', 'Relay access denied')];
       }
       return verdicts;
-    },
+    }),
   };
 }

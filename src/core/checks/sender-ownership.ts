@@ -10,10 +10,11 @@
  */
 import { z } from 'zod';
 import { stripExtension } from '../../util/address.js';
+import { type Steps, steps, wait } from '../answer.js';
 import { find, type Locality } from '../locality.js';
 import type { PolicyCheck } from '../pipeline.js';
 import type { LookupTable } from '../ports.js';
-import { domainOf, localPartOf } from '../request.js';
+import { domainOf, localPartOf, type PolicyRequest } from '../request.js';
 import { mapRefSchema, modeSchema } from '../schema.js';
 import type { Verdict } from '../verdict.js';
 
@@ -51,17 +52,17 @@ export function createSenderOwnershipCheck(
   map: readonly LookupTable[],
   recipientDelimiter: string,
 ): PolicyCheck {
-  async function ownsByDefault(login: string, sender: string): Promise<boolean> {
+  function* ownsByDefault(login: string, sender: string): Steps<boolean> {
     const name = login.toLowerCase();
     const local = stripExtension(localPartOf(sender), recipientDelimiter).toLowerCase();
     const domain = domainOf(sender);
     if (name.includes('@')) return `${local}@${domain}` === name;
-    return local === name && (await locality.isLocalDomain(domain));
+    return local === name && (yield* wait(locality.isLocalDomain(domain)));
   }
 
   return {
     name: CHECK,
-    async run(request) {
+    run: steps(function* (request: PolicyRequest): Steps<Verdict[]> {
       const login = request.saslUsername;
       if (login === '' || !SENDER_STATES.has(request.protocolState)) return [];
       const sender = request.sender;
@@ -83,7 +84,7 @@ export function createSenderOwnershipCheck(
         if (settings.allow_null_sender) return [];
         return notOwned('null sender not allowed for authenticated users');
       }
-      const entry = map.length > 0 ? await find(map, { kind: 'address', value: sender }) : undefined;
+      const entry = map.length > 0 ? yield* wait(find(map, { kind: 'address', value: sender })) : undefined;
       if (entry?.status === 'found') {
         if (ownsByList(login, entry.value)) {
           return [
@@ -92,10 +93,10 @@ export function createSenderOwnershipCheck(
         }
         return notOwned(`map entry ${entry.key} names other owners`);
       }
-      if (await ownsByDefault(login, sender)) {
+      if (yield* ownsByDefault(login, sender)) {
         return [{ check: CHECK, symbol: 'SENDER_OWNED', score: 0, reason: "the login's own address" }];
       }
       return notOwned("no map entry and not the login's own address");
-    },
+    }),
   };
 }
