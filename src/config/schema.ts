@@ -400,7 +400,7 @@ export const filterSchema = z
           .max(104_857_600)
           .default(52_428_800)
           .describe(
-            'Decoded bytes kept per attachment for type and archive inspection (a zip’s directory is at its end: keep whole archives)',
+            'Decoded bytes kept of each attachment the banned scanner reads whole: archives it looks into and programs (a zip’s directory is at its end: keep whole archives); other attachments are decoded for their first 4 KiB only',
           ),
         max_text_chars: z
           .number()

@@ -7,7 +7,7 @@ import { ZipArchiveLister } from '../adapters/archive.js';
 import type { ScannerStage } from '../core/content.js';
 import { createAntivirusScanner, type VirusScanner } from '../core/scanners/antivirus.js';
 import { createAuthenticationScanner, type MessageAuthenticator } from '../core/scanners/authentication.js';
-import { type ArchiveLister, createBannedScanner } from '../core/scanners/banned.js';
+import { type ArchiveLister, createBannedScanner, needsWholePart } from '../core/scanners/banned.js';
 import { createBayesScanner } from '../core/scanners/bayes.js';
 import { createLoopScanner } from '../core/scanners/loop.js';
 import type { BayesModel } from '../core/spam/bayes.js';
@@ -24,6 +24,7 @@ import type { Metrics } from '../observe/metrics.js';
 import { Quarantine } from './quarantine.js';
 import type { NoticeSettings } from './notice.js';
 import { FilterService, ownHeaderFields } from './service.js';
+import type { ParseLimits } from './parse.js';
 import { Spool } from './spool.js';
 
 /** What the scanners reach outside the core. */
@@ -146,6 +147,18 @@ export function buildScannerStages(config: Readonly<Config>, deps: ScannerDeps):
 }
 
 /** The filter service from the config: spool, quarantine and re-injection target (paths from the config's directory). */
+/** How the filter parses messages for these stages: `filter.parse`, and which attachments are read whole. */
+export function parseLimits(filter: Config['filter'], stages: readonly ScannerStage[]): ParseLimits {
+  return {
+    maxDepth: filter.parse.max_depth,
+    maxParts: filter.parse.max_parts,
+    keepBytes: filter.parse.keep_bytes,
+    maxTextChars: filter.parse.max_text_chars,
+    // Only the banned scanner reads attachment content (the antivirus reads the spooled message).
+    wholeParts: stages.some((s) => s.scanner.name === 'banned') ? needsWholePart(filter.banned) : () => false,
+  };
+}
+
 export function buildFilterService(
   config: Readonly<Config>,
   baseDir: string,
@@ -181,12 +194,7 @@ export function buildFilterService(
       name: instance,
       timeoutMs: Math.min(60_000, filter.message_timeout_ms),
     },
-    parse: {
-      maxDepth: filter.parse.max_depth,
-      maxParts: filter.parse.max_parts,
-      keepBytes: filter.parse.keep_bytes,
-      maxTextChars: filter.parse.max_text_chars,
-    },
+    parse: parseLimits(filter, stages),
     messageTimeoutMs: filter.message_timeout_ms,
     beforeQueue: filter.mode === 'before_queue',
     ...(isLocalSender ? { isLocalSender } : {}),

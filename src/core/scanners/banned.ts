@@ -604,12 +604,39 @@ function lowerSet(values: readonly string[]): ReadonlySet<string> {
   return new Set(values.map((v) => v.toLowerCase()));
 }
 
-export function createBannedScanner(settings: BannedSettings, archives: ArchiveLister): ContentScanner {
-  const rules: Rules = {
+function rulesOf(settings: BannedSettings): Rules {
+  return {
     extensions: lowerSet(settings.extensions),
     types: lowerSet(settings.types),
     archiveExtensions: lowerSet(settings.archives.extensions),
   };
+}
+
+/** What the parser knows of an attachment when its body starts: its name, declared type and first bytes. */
+export interface PartHead {
+  readonly filename?: string;
+  readonly contentType: string;
+  /** The first decoded bytes (a dozen are enough). */
+  readonly head: Uint8Array;
+}
+
+/**
+ * Whether the scanner needs a part's whole content: an archive it looks into (by name, declared type or zip
+ * magic, as `part` decides) or a Windows program (`MZ`: its PE header may sit anywhere). For every other part
+ * the first bytes tell what `sniffType` needs, so the parser need not decode the rest (src/filter/parse.ts).
+ */
+export function needsWholePart(settings: BannedSettings): (part: PartHead) => boolean {
+  const rules = rulesOf(settings);
+  return ({ filename, contentType, head }) => {
+    const name = filename === undefined ? undefined : judgeName(filename, rules);
+    if (name?.archive === true || ZIP_TYPES.has(contentType.toLowerCase())) return true;
+    if (startsWith(head, [0x4d, 0x5a])) return true;
+    return sniffType(head) === 'zip' && !ZIP_DOCUMENTS.has(name?.extension ?? '');
+  };
+}
+
+export function createBannedScanner(settings: BannedSettings, archives: ArchiveLister): ContentScanner {
+  const rules = rulesOf(settings);
   return {
     name: 'banned',
     async scan(message: MessageFacts, ctx: ScanContext): Promise<ScanVerdict[]> {

@@ -16,7 +16,7 @@ import { BayesModel } from '../../../src/core/spam/bayes.js';
 import { parseMessage } from '../../../src/filter/parse.js';
 import { statusHeaders } from '../../../src/filter/service.js';
 import { Spool } from '../../../src/filter/spool.js';
-import { buildScannerStages } from '../../../src/filter/stages.js';
+import { buildScannerStages, parseLimits } from '../../../src/filter/stages.js';
 import { openStore } from '../../../src/store/index.js';
 import { buildMessage, messageCorpus, type MessageInput, messageInput } from '../corpus.js';
 import type { FuzzTarget } from '../runner.js';
@@ -46,12 +46,7 @@ const target: FuzzTarget<MessageInput> = {
     const store = await openStore({ driver: 'sqlite', path: ':memory:' });
     const bayes = new BayesModel(store, filter.bayes.token_ttl_days * 86_400);
     const stages = buildScannerStages(loaded.config, { bayes });
-    const limits = {
-      maxDepth: filter.parse.max_depth,
-      maxParts: filter.parse.max_parts,
-      keepBytes: filter.parse.keep_bytes,
-      maxTextChars: filter.parse.max_text_chars,
-    };
+    const limits = parseLimits(filter, stages);
     const spool = new Spool(path.join(ctx.workDir, 'spool'), filter.max_message_bytes);
     spool.prepare();
     // The classifier scores only once it has learned both classes: teach it one of each from the corpus.
