@@ -29,6 +29,7 @@
  * (PW-S002). Arguments that are programming errors (a ttl that is not positive, a fractional increment, a scan
  * limit out of range) reject with RangeError.
  */
+import type { Answer } from './answer.js';
 
 export type StoreDriver = 'sqlite' | 'redis';
 
@@ -68,8 +69,37 @@ export interface CounterDelta {
   readonly touch?: boolean;
 }
 
+/** The operations a store may also offer synchronously (see `Store.immediate`). */
+export type ImmediateOperation = 'get' | 'getEntry' | 'set' | 'setIfAbsent' | 'increment' | 'expire';
+
+/**
+ * A store's operations answered at once: the same meaning, the value instead of a promise, and a thrown error
+ * (StoreUnavailable, StoreBadValue, RangeError) instead of a rejection.
+ */
+export type ImmediateStore = {
+  readonly [K in ImmediateOperation]: (...args: Parameters<Store[K]>) => Awaited<ReturnType<Store[K]>>;
+};
+
+/** A store's operations as answers: values where the store can give them at once, else promises. */
+export type AnswerStore = {
+  readonly [K in ImmediateOperation]: (
+    ...args: Parameters<Store[K]>
+  ) => Answer<Awaited<ReturnType<Store[K]>>>;
+};
+
+/** The store's immediate operations when it has them (SQLite), else its promised ones (Redis). */
+export function answerStore(store: Store): AnswerStore {
+  return store.immediate ?? store;
+}
+
 export interface Store {
   readonly driver: StoreDriver;
+  /**
+   * The hot-path operations answered synchronously, when the backend needs no I/O wait for them (SQLite: an
+   * embedded database, whose every call is synchronous anyway). A request whose checks all answer at once is
+   * answered without a turn of the event loop (src/core/answer.ts).
+   */
+  readonly immediate?: ImmediateStore;
   /** The value, or undefined when the key is absent or expired. */
   get(key: string): Promise<string | undefined>;
   /** The value with its expiry, or undefined when the key is absent or expired. */

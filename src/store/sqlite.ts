@@ -42,6 +42,7 @@ import {
   StoreBadValue,
   StoreUnavailable,
   ttlToMs,
+  type ImmediateStore,
   type CheckedDelta,
   type CounterDelta,
   type Store,
@@ -252,6 +253,15 @@ function explain(error: unknown): string {
   return typeof code === 'string' && !message.startsWith(code) ? `${code}: ${message}` : message;
 }
 
+/** A synchronous operation's result as a promise: its value, or its thrown error as the rejection. */
+function promised<T>(operation: () => T): Promise<T> {
+  try {
+    return Promise.resolve(operation());
+  } catch (error) {
+    return Promise.reject(error as Error);
+  }
+}
+
 export class SqliteStore implements Store {
   readonly driver = 'sqlite' as const;
   private statements: Statements | undefined;
@@ -269,28 +279,50 @@ export class SqliteStore implements Store {
     this.open();
   }
 
+  readonly immediate: ImmediateStore = {
+    get: (key) => this.runNow('get', (s) => s.get.get({ key, now: this.now() }) as string | undefined),
+    getEntry: (key) =>
+      this.runNow('getEntry', (s) => {
+        const row = s.getEntry.get({ key, now: this.now() }) as Row | undefined;
+        return row && toEntry(row);
+      }),
+    set: (key, value, ttlS) =>
+      this.runNow('set', (s) => {
+        s.set.run({ key, value, expiresAt: this.expiresAt(ttlS) });
+      }),
+    setIfAbsent: (key, value, ttlS) =>
+      this.runNow('setIfAbsent', (s) => {
+        const now = this.now();
+        return s.setIfAbsent.run({ key, value, expiresAt: this.expiresAt(ttlS, now), now }).changes > 0;
+      }),
+    increment: (key, by, ttlS) =>
+      this.runNow('increment', (s) => {
+        checkStep(by);
+        const now = this.now();
+        return s.increment(key, by, this.expiresAt(ttlS, now), now);
+      }),
+    expire: (key, ttlS) =>
+      this.runNow('expire', (s) => {
+        const now = this.now();
+        const ms = ttlToMs(ttlS) as number;
+        return s.expire.run({ key, expiresAt: now + ms, now }).changes > 0;
+      }),
+  };
+
   get(key: string): Promise<string | undefined> {
-    return this.run('get', (s) => s.get.get({ key, now: this.now() }) as string | undefined);
+    return promised(() => this.immediate.get(key));
   }
 
   getEntry(key: string): Promise<StoreEntry | undefined> {
-    return this.run('getEntry', (s) => {
-      const row = s.getEntry.get({ key, now: this.now() }) as Row | undefined;
-      return row && toEntry(row);
-    });
+    return promised(() => this.immediate.getEntry(key));
   }
 
   set(key: string, value: string, ttlS?: number): Promise<void> {
-    return this.run('set', (s) => {
-      s.set.run({ key, value, expiresAt: this.expiresAt(ttlS) });
-    });
+    return promised(() => this.immediate.set(key, value, ttlS));
   }
 
   setIfAbsent(key: string, value: string, ttlS?: number): Promise<boolean> {
-    return this.run('setIfAbsent', (s) => {
-      const now = this.now();
-      return s.setIfAbsent.run({ key, value, expiresAt: this.expiresAt(ttlS, now), now }).changes > 0;
-    });
+    return promised(() => this.immediate.setIfAbsent(key, value, ttlS));
   }
 
   compareAndSet(key: string, expected: string | undefined, value: string, ttlS?: number): Promise<boolean> {
@@ -303,11 +335,7 @@ export class SqliteStore implements Store {
   }
 
   increment(key: string, by: number, ttlS?: number): Promise<number> {
-    return this.run('increment', (s) => {
-      checkStep(by);
-      const now = this.now();
-      return s.increment(key, by, this.expiresAt(ttlS, now), now);
-    });
+    return promised(() => this.immediate.increment(key, by, ttlS));
   }
 
   getMany(keys: readonly string[]): Promise<(string | undefined)[]> {
@@ -332,11 +360,7 @@ export class SqliteStore implements Store {
   }
 
   expire(key: string, ttlS: number): Promise<boolean> {
-    return this.run('expire', (s) => {
-      const now = this.now();
-      const ms = ttlToMs(ttlS) as number;
-      return s.expire.run({ key, expiresAt: now + ms, now }).changes > 0;
-    });
+    return promised(() => this.immediate.expire(key, ttlS));
   }
 
   scan(prefix: string, limit: number): Promise<StoreEntry[]> {
@@ -412,16 +436,20 @@ export class SqliteStore implements Store {
   }
 
   /** Runs one operation on the open connection, turning every SQLite failure into StoreUnavailable. */
-  private run<T>(operation: string, body: (s: Statements) => T): Promise<T> {
+  private runNow<T>(operation: string, body: (s: Statements) => T): T {
     try {
       if (this.closed) throw new StoreUnavailable('sqlite', operation, 'the store is closed');
       const statements = this.statements ?? this.reopen(operation);
       const result = body(statements);
       this.tracker.ok();
-      return Promise.resolve(result);
+      return result;
     } catch (error) {
-      return Promise.reject(this.failure(operation, error));
+      throw this.failure(operation, error);
     }
+  }
+
+  private run<T>(operation: string, body: (s: Statements) => T): Promise<T> {
+    return promised(() => this.runNow(operation, body));
   }
 
   private failure(operation: string, error: unknown): Error {

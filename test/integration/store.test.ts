@@ -750,6 +750,24 @@ describe('sqlite', () => {
 
   storeCases(sqlite);
 
+  test('immediate: the hot-path operations answer with values, and fail by throwing', async () => {
+    const s = await openStore({ driver: 'sqlite', path: path.join(tmp, 'immediate', 'state.db') });
+    const now = s.immediate;
+    assert.ok(now !== undefined);
+    assert.equal(now.setIfAbsent('k', 'v', 60), true);
+    assert.equal(now.setIfAbsent('k', 'w', 60), false);
+    assert.equal(now.get('k'), 'v');
+    assert.equal(now.getEntry('k')?.value, 'v');
+    assert.equal(now.increment('n', 2), 2);
+    assert.equal(now.expire('n', 60), true);
+    now.set('k', 'x');
+    assert.equal(await s.get('k'), 'x');
+    assert.throws(() => now.increment('n', 0.5), RangeError);
+    await s.close();
+    assert.throws(() => now.get('k'), StoreUnavailable);
+    await assert.rejects(s.get('k'), StoreUnavailable);
+  });
+
   test('creates its directory (0750) and file (0640); WAL; the documented table', async () => {
     const nested = path.join(tmp, 'fresh', 'var', 'lib', 'postwarden', 'state.db');
     const s = await openStore({ driver: 'sqlite', path: nested });

@@ -20,12 +20,13 @@
 import { z } from 'zod';
 import { stripExtension } from '../../util/address.js';
 import { networkPrefix } from '../../util/ip.js';
+import { type Steps, steps, wait } from '../answer.js';
 import { find, type Locality } from '../locality.js';
-import type { PolicyCheck } from '../pipeline.js';
+import type { PolicyCheck, PolicyContext } from '../pipeline.js';
 import type { LookupQuery, LookupTable } from '../ports.js';
 import { domainOf, localPartOf, type PolicyRequest } from '../request.js';
 import { mapRefSchema, modeSchema, scoreSchema } from '../schema.js';
-import type { Store } from '../store.js';
+import { answerStore, type Store } from '../store.js';
 import type { Verdict } from '../verdict.js';
 
 export const greylistSchema = z
@@ -206,6 +207,8 @@ export function createGreylistCheck(
   recipientDelimiter: string,
   now: () => number = Date.now,
 ): PolicyCheck {
+  // SQLite answers at once: a greylisting request then needs no turn of the event loop.
+  const state = answerStore(store);
   const info = (symbol: string, reason: string, header?: string): Verdict[] => [
     {
       check: CHECK,
@@ -232,9 +235,9 @@ export function createGreylistCheck(
     ];
   };
 
-  async function allowedBy(request: PolicyRequest): Promise<string | undefined> {
+  function* allowedBy(request: PolicyRequest): Steps<string | undefined> {
     if (bigSenders.length > 0 && request.clientName !== '' && request.clientName !== 'unknown') {
-      const result = await find(bigSenders, { kind: 'hostname', value: request.clientName });
+      const result = yield* wait(find(bigSenders, { kind: 'hostname', value: request.clientName }));
       if (result.status === 'found') return `greylist.default_allow entry ${result.key}`;
     }
     if (allow.length === 0) return undefined;
@@ -246,7 +249,7 @@ export function createGreylistCheck(
     ];
     for (const query of queries) {
       if (query.value === '' || query.value === 'unknown') continue;
-      const result = await find(allow, query);
+      const result = yield* wait(find(allow, query));
       if (result.status === 'found') return `greylist.allow entry ${result.key}`;
     }
     return undefined;
@@ -254,21 +257,21 @@ export function createGreylistCheck(
 
   /** One pass per network per hour counts towards the auto-whitelist (postgrey's rule); each counted pass
    * restarts the network's memory (`increment` alone keeps an existing expiry). */
-  async function countPass(network: string): Promise<void> {
+  function* countPass(network: string): Steps<void> {
     if (settings.awl_after === 0) return;
-    if (await store.setIfAbsent(awlHourKey(network), '1', HOUR_S)) {
-      await store.increment(awlKey(network), 1, settings.max_age_s);
-      await store.expire(awlKey(network), settings.max_age_s);
+    if (yield* wait(state.setIfAbsent(awlHourKey(network), '1', HOUR_S))) {
+      yield* wait(state.increment(awlKey(network), 1, settings.max_age_s));
+      yield* wait(state.expire(awlKey(network), settings.max_age_s));
     }
   }
 
   return {
     name: CHECK,
-    async run(request, ctx) {
+    run: steps(function* (request: PolicyRequest, ctx: PolicyContext): Steps<Verdict[]> {
       if (request.protocolState !== 'RCPT' || request.recipient === '') return [];
-      if (await locality.isTrustedClient(request)) return [];
+      if (yield* wait(locality.isTrustedClient(request))) return [];
       if (onlyRecipients.length > 0) {
-        const scoped = await find(onlyRecipients, { kind: 'address', value: request.recipient });
+        const scoped = yield* wait(find(onlyRecipients, { kind: 'address', value: request.recipient }));
         if (scoped.status !== 'found') {
           return info('GREYLIST_OUT_OF_SCOPE', 'recipient not in greylist.only_recipients');
         }
@@ -277,7 +280,7 @@ export function createGreylistCheck(
         (v) => v.mode === 'enforce' && settings.bypass_symbols.includes(v.symbol),
       );
       if (bypass) return info('GREYLIST_BYPASS_SYMBOL', `${bypass.symbol} from ${bypass.check}`);
-      const allowedKey = await allowedBy(request);
+      const allowedKey = yield* allowedBy(request);
       if (allowedKey !== undefined) return info('GREYLIST_BYPASS_ALLOW', allowedKey);
       if (settings.min_score > 0 && ctx.score < settings.min_score) {
         return info(
@@ -287,25 +290,25 @@ export function createGreylistCheck(
       }
       const network = clientNetwork(request.clientAddress, settings.ipv4_prefix, settings.ipv6_prefix);
       if (settings.awl_after > 0) {
-        const awl = await store.getEntry(awlKey(network));
+        const awl = yield* wait(state.getEntry(awlKey(network)));
         const passes = Number(awl?.value ?? '0');
         if (awl && passes >= settings.awl_after) {
           // A network that keeps sending stays whitelisted: its memory restarts, at most once per half max_age_s.
           const left = awl.expiresAt === undefined ? Infinity : awl.expiresAt - now();
-          if (left < (settings.max_age_s * 1000) / 2) await store.expire(awl.key, settings.max_age_s);
+          if (left < (settings.max_age_s * 1000) / 2) yield* wait(state.expire(awl.key, settings.max_age_s));
           return info('GREYLIST_AWL', `network ${network} auto-whitelisted after ${passes} passes`);
         }
       }
       const sender = normalizeSender(request.sender, recipientDelimiter);
       const key = tripletKey(network, sender, request.recipient);
       const at = now();
-      const entry = await store.getEntry(key);
+      const entry = yield* wait(state.getEntry(key));
       const stored = entry?.value;
       const triplet = stored === undefined ? undefined : readTripletValue(stored);
       if (!triplet) {
         // First sight (or an unreadable entry, replaced): one of several racing instances records it.
-        if (stored === undefined) await store.setIfAbsent(key, `W${at}`, settings.retry_window_s);
-        else await store.set(key, `W${at}`, settings.retry_window_s);
+        if (stored === undefined) yield* wait(state.setIfAbsent(key, `W${at}`, settings.retry_window_s));
+        else yield* wait(state.set(key, `W${at}`, settings.retry_window_s));
         return defer(
           'GREYLIST_NEW',
           settings.delay_s,
@@ -318,20 +321,21 @@ export function createGreylistCheck(
         // cost every known sender a disk write (and SQLite's checkpoints on the request path).
         const maxAgeMs = settings.max_age_s * 1000;
         const left = entry?.expiresAt === undefined ? Infinity : entry.expiresAt - at;
-        if (left < maxAgeMs - Math.min(DAY_MS, maxAgeMs / 2)) await store.expire(key, settings.max_age_s);
-        await countPass(network);
+        if (left < maxAgeMs - Math.min(DAY_MS, maxAgeMs / 2))
+          yield* wait(state.expire(key, settings.max_age_s));
+        yield* countPass(network);
         return info('GREYLIST_KNOWN', `triplet passed before (first seen ${waited} s ago)`);
       }
       if (waited < settings.delay_s) {
         const left = settings.delay_s - waited;
         return defer('GREYLIST_TOO_EARLY', left, `retry after ${waited} s of ${settings.delay_s}`);
       }
-      await store.set(key, `P${triplet.firstSeen}`, settings.max_age_s);
-      await countPass(network);
+      yield* wait(state.set(key, `P${triplet.firstSeen}`, settings.max_age_s));
+      yield* countPass(network);
       const header = settings.header
         ? `X-Greylist: delayed ${waited} seconds by postwarden; client ${request.clientAddress}`
         : undefined;
       return info('GREYLIST_PASSED', `retry after ${waited} s: passed`, header);
-    },
+    }),
   };
 }
