@@ -63,7 +63,15 @@ import {
   type ResultRow,
   say,
 } from './report.js';
-import { BenchError, type CellResult, runSlice, type Slice, summarize } from './load.js';
+import {
+  BenchError,
+  type CellResult,
+  measureInTurns,
+  runSlice,
+  type Slice,
+  sliceWarmupMs,
+  summarize,
+} from './load.js';
 import { LOCAL_DOMAINS, rcptRequest } from './workload.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -1253,23 +1261,14 @@ async function runSpf(
       }
     };
     for (const connections of counts) {
-      const slices = new Map<Server['key'], Slice[]>(servers.map((s) => [s.key, []]));
-      for (let round = 0; round < rounds; round++) {
-        process.stderr.write(`  ${connections} connection(s), round ${round + 1} of ${rounds}\n`);
-        for (let i = 0; i < servers.length; i++) {
-          const server = servers[(i + round) % servers.length] as Server;
-          const base = round === 0 ? warmup * 1000 : Math.min(warmup * 1000, 300);
-          const slice = await measure(server, connections, base).catch((error: unknown) => {
-            const why = server.key === 'policyd' ? spawner.problem() : undefined;
-            throw error instanceof BenchError
-              ? new BenchError(
-                  `${server.label}, ${connections} conn: ${error.message}${why ? `\n${why}` : ''}`,
-                )
-              : error;
-          });
-          slices.get(server.key)?.push(slice);
-        }
-      }
+      const slices = await measureInTurns(servers, rounds, `${connections} connection(s)`, (server, round) =>
+        measure(server, connections, sliceWarmupMs(warmup, round)).catch((error: unknown) => {
+          const why = server.key === 'policyd' ? spawner.problem() : undefined;
+          throw error instanceof BenchError
+            ? new BenchError(`${server.label}, ${connections} conn: ${error.message}${why ? `\n${why}` : ''}`)
+            : error;
+        }),
+      );
       const rps = (key: Server['key']) => summarize(connections, slices.get(key) ?? []).rps;
       const policydRps = rps('policyd');
       const ceilingRps = rps('ceiling');

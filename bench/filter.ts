@@ -52,7 +52,7 @@ import {
   startChild,
   waitForLine,
 } from './children.js';
-import { BenchError } from './load.js';
+import { BenchError, measureInTurns } from './load.js';
 import { connectionCounts, numberEnv } from './options.js';
 import {
   benchPart,
@@ -1634,15 +1634,10 @@ async function measureFilter(
 
   const rows: Row[] = [];
   for (const connections of counts) {
-    const slices = new Map<ServerKey, Slice[]>(servers.map((s) => [s.key, []]));
     for (const server of servers) await runSlice(server, connections, set, 0, sink); // warm-up pass
-    for (let round = 0; round < rounds; round++) {
-      process.stderr.write(`  ${connections} connection(s), round ${round + 1} of ${rounds}\n`);
-      for (let i = 0; i < servers.length; i++) {
-        const server = servers[(i + round) % servers.length] as Server;
-        slices.get(server.key)?.push(await runSlice(server, connections, set, sliceMs, sink));
-      }
-    }
+    const slices = await measureInTurns(servers, rounds, `${connections} connection(s)`, (server) =>
+      runSlice(server, connections, set, sliceMs, sink),
+    );
     const measured = servers.map((s) => summarize(s, connections, slices.get(s.key) ?? [], set.length));
     const ceiling = measured[0]?.msgPerSecond ?? NaN;
     for (const m of measured) rows.push({ ...m, ratio: m.msgPerSecond / ceiling });

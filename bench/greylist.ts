@@ -50,7 +50,7 @@ import {
   waitForPolicy,
 } from './children.js';
 import { numberEnv, sliceSettings } from './options.js';
-import { BenchError, type CellResult, runSlice, type Slice, summarize } from './load.js';
+import { BenchError, type CellResult, measureInTurns, runSlice, sliceWarmupMs, summarize } from './load.js';
 import {
   POSTGREY,
   postgreyVersion,
@@ -744,38 +744,31 @@ async function run(
   const rows: Row[] = [];
   for (const workload of ['new', 'known'] as const) {
     for (const connections of counts) {
-      const slices = new Map<ServerKey, Slice[]>(servers.map((s) => [s.key, []]));
-      for (let round = 0; round < rounds; round++) {
-        process.stderr.write(
-          `  ${workload}, ${connections} connection(s), round ${round + 1} of ${rounds}\n`,
-        );
-        for (let i = 0; i < servers.length; i++) {
-          const server = servers[(i + round) % servers.length] as Server;
-          const serverCpu = () => {
-            const own = processCpuMs(server.child.process.pid);
-            if (!server.store || own === undefined) return own;
-            const store = processCpuMs(server.store.process.pid);
-            return store === undefined ? undefined : own + store;
-          };
-          const storeChild = server.store;
-          const slice = await runSlice({
-            port: server.port,
-            connections,
-            requests: workload === 'known' ? known : [],
-            ...(workload === 'new' ? { next: fresh.next } : {}),
-            expect: expectReply(server.key, workload),
-            warmupMs: round === 0 ? warmup * 1000 : Math.min(warmup * 1000, 300),
-            measureMs: (seconds * 1000) / rounds,
-            serverCpuMs: serverCpu,
-            ...(storeChild ? { storeCpuMs: () => processCpuMs(storeChild.process.pid) } : {}),
-          }).catch((error: unknown) => {
-            throw error instanceof BenchError
-              ? new BenchError(`${server.label}, ${workload}, ${connections} conn: ${error.message}`)
-              : error;
-          });
-          slices.get(server.key)?.push(slice);
-        }
-      }
+      const progress = `${workload}, ${connections} connection(s)`;
+      const slices = await measureInTurns(servers, rounds, progress, (server, round) => {
+        const serverCpu = () => {
+          const own = processCpuMs(server.child.process.pid);
+          if (!server.store || own === undefined) return own;
+          const store = processCpuMs(server.store.process.pid);
+          return store === undefined ? undefined : own + store;
+        };
+        const storeChild = server.store;
+        return runSlice({
+          port: server.port,
+          connections,
+          requests: workload === 'known' ? known : [],
+          ...(workload === 'new' ? { next: fresh.next } : {}),
+          expect: expectReply(server.key, workload),
+          warmupMs: sliceWarmupMs(warmup, round),
+          measureMs: (seconds * 1000) / rounds,
+          serverCpuMs: serverCpu,
+          ...(storeChild ? { storeCpuMs: () => processCpuMs(storeChild.process.pid) } : {}),
+        }).catch((error: unknown) => {
+          throw error instanceof BenchError
+            ? new BenchError(`${server.label}, ${workload}, ${connections} conn: ${error.message}`)
+            : error;
+        });
+      });
       const ceiling = summarize(connections, slices.get('dunno') ?? []).rps;
       const postgrey = summarize(connections, slices.get('postgrey') ?? []).rps;
       for (const server of servers) {

@@ -307,3 +307,29 @@ export async function runSlice(options: CellOptions): Promise<Slice> {
     );
   });
 }
+
+/**
+ * Measures servers in turns: `rounds` rounds of one slice per server, the order rotated each round so no server
+ * always follows the same one, and drift of the machine hits them alike. Returns each server's slices by key.
+ */
+export async function measureInTurns<S extends { readonly key: string }, R>(
+  servers: readonly S[],
+  rounds: number,
+  progress: string,
+  measure: (server: S, round: number) => Promise<R>,
+): Promise<Map<S['key'], R[]>> {
+  const slices = new Map<S['key'], R[]>(servers.map((s) => [s.key, []]));
+  for (let round = 0; round < rounds; round++) {
+    process.stderr.write(`  ${progress}, round ${round + 1} of ${rounds}\n`);
+    for (let i = 0; i < servers.length; i++) {
+      const server = servers[(i + round) % servers.length] as S;
+      slices.get(server.key)?.push(await measure(server, round));
+    }
+  }
+  return slices;
+}
+
+/** The warm-up before a slice: all of `warmupS` before the first round's, at most 0.3 s before later ones. */
+export function sliceWarmupMs(warmupS: number, round: number): number {
+  return round === 0 ? warmupS * 1000 : Math.min(warmupS * 1000, 300);
+}

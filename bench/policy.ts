@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { PolicyClient } from '../src/policy/client.js';
 import { type Child, freePort, processCpuMs, startChild, waitForLine, waitForPolicy } from './children.js';
 import { sliceSettings } from './options.js';
-import { BenchError, type CellResult, runSlice, type Slice, summarize } from './load.js';
+import { BenchError, type CellResult, measureInTurns, runSlice, sliceWarmupMs, summarize } from './load.js';
 import {
   benchPart,
   breaksBy,
@@ -239,27 +239,20 @@ async function run(
 
   const rows: Row[] = [];
   for (const connections of counts) {
-    const slices = new Map<Server['key'], Slice[]>(servers.map((s) => [s.key, []]));
-    for (let round = 0; round < rounds; round++) {
-      process.stderr.write(`  ${connections} connection(s), round ${round + 1} of ${rounds}\n`);
-      // Rotate who goes first, so no server always follows the same one.
-      for (let i = 0; i < servers.length; i++) {
-        const server = servers[(i + round) % servers.length] as Server;
-        const slice = await runSlice({
-          port: server.port,
-          connections,
-          requests: encoded,
-          warmupMs: round === 0 ? warmup * 1000 : Math.min(warmup * 1000, 300),
-          measureMs: (seconds * 1000) / rounds,
-          serverCpuMs: () => processCpuMs(server.child.process.pid),
-        }).catch((error: unknown) => {
-          throw error instanceof BenchError
-            ? new BenchError(`${server.label}, ${connections} conn: ${error.message}`)
-            : error;
-        });
-        slices.get(server.key)?.push(slice);
-      }
-    }
+    const slices = await measureInTurns(servers, rounds, `${connections} connection(s)`, (server, round) =>
+      runSlice({
+        port: server.port,
+        connections,
+        requests: encoded,
+        warmupMs: sliceWarmupMs(warmup, round),
+        measureMs: (seconds * 1000) / rounds,
+        serverCpuMs: () => processCpuMs(server.child.process.pid),
+      }).catch((error: unknown) => {
+        throw error instanceof BenchError
+          ? new BenchError(`${server.label}, ${connections} conn: ${error.message}`)
+          : error;
+      }),
+    );
     const ceiling = summarize(connections, slices.get('dunno') ?? []).rps;
     for (const server of servers) {
       const result = summarize(connections, slices.get(server.key) ?? []);
