@@ -146,7 +146,6 @@ export function buildScannerStages(config: Readonly<Config>, deps: ScannerDeps):
   return stages;
 }
 
-/** The filter service from the config: spool, quarantine and re-injection target (paths from the config's directory). */
 /** How the filter parses messages for these stages: `filter.parse`, and which attachments are read whole. */
 export function parseLimits(filter: Config['filter'], stages: readonly ScannerStage[]): ParseLimits {
   return {
@@ -159,6 +158,7 @@ export function parseLimits(filter: Config['filter'], stages: readonly ScannerSt
   };
 }
 
+/** The filter service from the config: spool, quarantine and re-injection target (paths from the config's directory). */
 export function buildFilterService(
   config: Readonly<Config>,
   baseDir: string,
