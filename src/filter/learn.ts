@@ -26,6 +26,8 @@ export async function learnMessage(
     maxParts: 200,
     keepBytes: 0,
     maxTextChars: 200_000,
+    // The classifier reads text, never attachment content: decode none of it.
+    wholeParts: () => false,
   });
   const messageId = facts.headers.find((h) => h.name.toLowerCase() === 'message-id')?.value.trim();
   const id = messageId && messageId.length > 3 ? messageId : createHash('sha256').update(raw).digest('hex');
