@@ -50,7 +50,17 @@ import {
   waitForPolicy,
 } from './children.js';
 import { numberEnv, sliceSettings } from './options.js';
-import { BenchError, type CellResult, measureInTurns, runSlice, sliceWarmupMs, summarize } from './load.js';
+import {
+  BenchError,
+  type CellResult,
+  cellLoads,
+  loadLabel,
+  loadName,
+  measureInTurns,
+  runSlice,
+  sliceWarmupMs,
+  summarize,
+} from './load.js';
 import {
   POSTGREY,
   postgreyVersion,
@@ -227,7 +237,7 @@ function printTable(rows: readonly Row[]): void {
   const body = rows.map((r) => [
     r.workload,
     r.label,
-    String(r.connections),
+    loadLabel(r),
     Math.round(r.rps).toLocaleString('en-US'),
     ms(r.p50Ms),
     ms(r.p99Ms),
@@ -243,7 +253,7 @@ function printTable(rows: readonly Row[]): void {
     r.server === 'sqlite' || r.server === 'redis' ? times(r.vsPostgrey) : '',
   ]);
   detailTable(header, body, {
-    breaks: breaksBy(rows, (r) => `${r.workload} ${r.connections}`),
+    breaks: breaksBy(rows, (r) => `${r.workload} ${loadLabel(r)}`),
     left: [0, 1],
   });
 }
@@ -251,8 +261,14 @@ function printTable(rows: readonly Row[]): void {
 /** The report's rows: at 8 connections, each workload and driver against postgrey (req/s, p99). */
 function resultRows(rows: readonly Row[]): ResultRow[] {
   const out: ResultRow[] = [];
-  const at = (server: ServerKey, workload: Workload) =>
-    rows.find((r) => r.server === server && r.workload === workload && r.connections === TARGET_CONNECTIONS);
+  const at = (server: ServerKey, workload: Workload, paced = false) =>
+    rows.find(
+      (r) =>
+        r.server === server &&
+        r.workload === workload &&
+        r.connections === TARGET_CONNECTIONS &&
+        (r.paceRps !== undefined) === paced,
+    );
   for (const workload of ['new', 'known'] as const) {
     const pg = at('postgrey', workload);
     for (const server of ['sqlite', 'redis'] as const) {
@@ -277,6 +293,14 @@ function resultRows(rows: readonly Row[]): ResultRow[] {
         notes: `${(row.ratio * 100).toFixed(1)}% of the DUNNO ceiling`,
       });
       out.push(p99Row('greylist', name, row, 'postgrey', pg, TARGET_P99_MS));
+      const paced = at(server, workload, true);
+      if (paced) {
+        const pacedName = name.replace(loadName(row), loadName(paced));
+        out.push({
+          ...p99Row('greylist', pacedName, paced, 'postgrey', at('postgrey', workload, true), TARGET_P99_MS),
+          notes: `${Math.round(paced.rps).toLocaleString('en-US')} req/s answered`,
+        });
+      }
     }
   }
   return out;
@@ -743,8 +767,8 @@ async function run(
   const fresh = uniqueTriplets('n');
   const rows: Row[] = [];
   for (const workload of ['new', 'known'] as const) {
-    for (const connections of counts) {
-      const progress = `${workload}, ${connections} connection(s)`;
+    for (const { connections, paceRps } of cellLoads(counts, TARGET_CONNECTIONS)) {
+      const progress = `${workload}, ${connections} connection(s)${paceRps === undefined ? '' : ' paced'}`;
       const slices = await measureInTurns(servers, rounds, progress, (server, round) => {
         const serverCpu = () => {
           const own = processCpuMs(server.child.process.pid);
@@ -756,6 +780,7 @@ async function run(
         return runSlice({
           port: server.port,
           connections,
+          ...(paceRps !== undefined ? { paceRps } : {}),
           requests: workload === 'known' ? known : [],
           ...(workload === 'new' ? { next: fresh.next } : {}),
           expect: expectReply(server.key, workload),
@@ -765,14 +790,14 @@ async function run(
           ...(storeChild ? { storeCpuMs: () => processCpuMs(storeChild.process.pid) } : {}),
         }).catch((error: unknown) => {
           throw error instanceof BenchError
-            ? new BenchError(`${server.label}, ${workload}, ${connections} conn: ${error.message}`)
+            ? new BenchError(`${server.label}, ${progress}: ${error.message}`)
             : error;
         });
       });
-      const ceiling = summarize(connections, slices.get('dunno') ?? []).rps;
-      const postgrey = summarize(connections, slices.get('postgrey') ?? []).rps;
+      const ceiling = summarize(connections, slices.get('dunno') ?? [], paceRps).rps;
+      const postgrey = summarize(connections, slices.get('postgrey') ?? [], paceRps).rps;
       for (const server of servers) {
-        const result = summarize(connections, slices.get(server.key) ?? []);
+        const result = summarize(connections, slices.get(server.key) ?? [], paceRps);
         rows.push({
           ...result,
           workload,
@@ -809,7 +834,7 @@ async function run(
   );
   const wrong = rows
     .filter((r) => r.expectedShare !== undefined && r.expectedShare < 1)
-    .map((r) => wrongLine(`${r.label}, ${r.workload}, ${r.connections} conn`, r));
+    .map((r) => wrongLine(`${r.label}, ${r.workload}, ${loadLabel(r)} conn`, r));
 
   let million: MillionResult[] = [];
   const rssVerdicts: { driver: string; hwmStored: number; hwmLoaded: number; pass: boolean }[] = [];

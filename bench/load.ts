@@ -27,6 +27,14 @@ export interface CellOptions {
   readonly requests: readonly Buffer[];
   /** Makes each request instead (then `requests` may be empty): called once per request sent. */
   readonly next?: (connection: number) => Buffer;
+  /**
+   * Paced instead of flat out: the connections together offer this many requests a second, each at its own
+   * steady interval (staggered), as smtpd processes do when they spend the time between two policy requests
+   * talking to their SMTP clients. A reply that comes after its connection's next turn is followed by the
+   * next request at once, so an overloaded server still shows its queueing in the latencies. Latency is always
+   * measured from the write of the request.
+   */
+  readonly paceRps?: number;
   /** True when a whole reply (`action=…\n\n`) is the right answer; counted in the window. */
   readonly expect?: (reply: Buffer) => boolean;
   readonly warmupMs: number;
@@ -58,6 +66,8 @@ export interface Slice {
 
 export interface CellResult {
   readonly connections: number;
+  /** Only for a paced cell: the requests a second offered (CellOptions.paceRps). */
+  readonly paceRps?: number;
   /** Replies completed inside the window. */
   readonly requests: number;
   readonly seconds: number;
@@ -114,7 +124,7 @@ function connect(port: number, timeoutMs: number): Promise<net.Socket> {
 }
 
 /** Adds up the slices of one cell. */
-export function summarize(connections: number, slices: readonly Slice[]): CellResult {
+export function summarize(connections: number, slices: readonly Slice[], paceRps?: number): CellResult {
   const count = slices.reduce((n, s) => n + s.samples.length, 0);
   const all = new Float64Array(count);
   let offset = 0;
@@ -131,6 +141,7 @@ export function summarize(connections: number, slices: readonly Slice[]): CellRe
   const unexpected = slices.find((s) => s.unexpected !== undefined)?.unexpected;
   return {
     connections,
+    ...(paceRps !== undefined ? { paceRps } : {}),
     requests: count,
     seconds,
     rps: count / seconds,
@@ -147,6 +158,38 @@ export function summarize(connections: number, slices: readonly Slice[]): CellRe
       ? { storeCpuUsPerRequest: count > 0 ? (sum((s) => s.storeCpuMs ?? NaN) * 1000) / count : NaN }
       : {}),
   };
+}
+
+/**
+ * The offered load of the paced cells of the policy-protocol parts: 1 000 requests a second over 8 connections,
+ * a Postfix taking several hundred messages a second, more than one MX host usually sees at its peak. Flat out
+ * (the other cells), every connection sends its next request the moment a reply arrives, so the latency there
+ * is mostly the wait behind the other connections' requests (8 ÷ throughput); paced, it is what one smtpd waits
+ * for its answer on a busy host.
+ */
+export const PACED_RPS = 1000;
+
+/** The cells a part measures: each connection count flat out, and the paced one when `pacedAt` is among them. */
+export function cellLoads(
+  counts: readonly number[],
+  pacedAt: number,
+): { readonly connections: number; readonly paceRps?: number }[] {
+  const flat = counts.map((connections) => ({ connections }));
+  return counts.includes(pacedAt) ? [...flat, { connections: pacedAt, paceRps: PACED_RPS }] : flat;
+}
+
+/** A cell's load for tables and progress: `8`, or `8 @1,000/s` when paced. */
+export function loadLabel(cell: { readonly connections: number; readonly paceRps?: number }): string {
+  return cell.paceRps === undefined
+    ? String(cell.connections)
+    : `${cell.connections} @${cell.paceRps.toLocaleString('en-US')}/s`;
+}
+
+/** A cell's name in the report's rows: `8 conn`, or `8 conn paced at 1,000 req/s`. */
+export function loadName(cell: { readonly connections: number; readonly paceRps?: number }): string {
+  return cell.paceRps === undefined
+    ? `${cell.connections} conn`
+    : `${cell.connections} conn paced at ${cell.paceRps.toLocaleString('en-US')} req/s`;
 }
 
 /** Runs one slice: connect, warm-up, measurement window, drain. Rejects with a BenchError if it broke. */
@@ -181,11 +224,13 @@ export async function runSlice(options: CellOptions): Promise<Slice> {
     let unexpected: string | undefined;
     let active = connections;
     const timers: NodeJS.Timeout[] = [];
+    /** Per connection, the timer of its next paced request, if it is waiting for its turn. */
+    const paceTimers: (NodeJS.Timeout | undefined)[] = [];
 
     const finish = (error?: BenchError) => {
       if (phase === 'done') return;
       phase = 'done';
-      for (const timer of timers) clearTimeout(timer);
+      for (const timer of [...timers, ...paceTimers]) clearTimeout(timer);
       for (const socket of sockets) socket.destroy();
       if (error) {
         reject(error);
@@ -215,11 +260,21 @@ export async function runSlice(options: CellOptions): Promise<Slice> {
       if (isDunno) dunno += 1;
     };
 
+    const intervalNs = options.paceRps ? BigInt(Math.round((connections * 1e9) / options.paceRps)) : 0n;
+    const firstTurn = process.hrtime.bigint();
     sockets.forEach((socket, c) => {
       let next = (c * 37) % requests.length;
       let sentAt = 0n;
       let pending: Buffer | undefined;
       let finished = false;
+      // The time this connection's next request is due (paced only); staggered across the connections.
+      let turn = firstTurn + (intervalNs * BigInt(c)) / BigInt(connections) - intervalNs;
+
+      const retire = () => {
+        finished = true;
+        active -= 1;
+        if (active === 0) finish();
+      };
 
       const send = () => {
         let request: Buffer;
@@ -230,6 +285,27 @@ export async function runSlice(options: CellOptions): Promise<Slice> {
         }
         sentAt = process.hrtime.bigint();
         socket.write(request);
+      };
+
+      const sendInTurn = () => {
+        if (intervalNs === 0n) {
+          send();
+          return;
+        }
+        turn += intervalNs;
+        const wait = turn - process.hrtime.bigint();
+        if (wait <= 0n) {
+          send();
+          return;
+        }
+        paceTimers[c] = setTimeout(
+          () => {
+            paceTimers[c] = undefined;
+            if (phase !== 'drain') send();
+            else retire(); // nothing in flight: this connection is done
+          },
+          Number(wait / 1_000_000n),
+        );
       };
 
       socket.on('data', (chunk: Buffer) => {
@@ -266,19 +342,17 @@ export async function runSlice(options: CellOptions): Promise<Slice> {
           }
         }
         if (phase === 'drain') {
-          finished = true;
-          active -= 1;
-          if (active === 0) finish();
+          retire();
           return;
         }
-        send();
+        sendInTurn();
       });
       const dropped = (why: string) => {
         if (phase !== 'done') finish(new BenchError(`connection ${c} dropped by the server: ${why}`));
       };
       socket.on('error', (error) => dropped(error.message));
       socket.on('close', () => dropped('closed'));
-      send();
+      sendInTurn();
     });
 
     timers.push(

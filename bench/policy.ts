@@ -19,7 +19,17 @@ import { fileURLToPath } from 'node:url';
 import { PolicyClient } from '../src/policy/client.js';
 import { type Child, freePort, processCpuMs, startChild, waitForLine, waitForPolicy } from './children.js';
 import { sliceSettings } from './options.js';
-import { BenchError, type CellResult, measureInTurns, runSlice, sliceWarmupMs, summarize } from './load.js';
+import {
+  BenchError,
+  type CellResult,
+  cellLoads,
+  loadLabel,
+  loadName,
+  measureInTurns,
+  runSlice,
+  sliceWarmupMs,
+  summarize,
+} from './load.js';
 import {
   benchPart,
   breaksBy,
@@ -144,7 +154,7 @@ function printTable(rows: readonly Row[]): void {
   ];
   const body = rows.map((r) => [
     r.label,
-    String(r.connections),
+    loadLabel(r),
     Math.round(r.rps).toLocaleString('en-US'),
     ms(r.p50Ms),
     ms(r.p99Ms),
@@ -155,15 +165,16 @@ function printTable(rows: readonly Row[]): void {
     `${Math.round(r.generatorCpuLoad * 100)}%`,
     r.server === 'dunno' ? '(ceiling)' : `${(r.ratio * 100).toFixed(1)}%`,
   ]);
-  detailTable(header, body, { breaks: breaksBy(rows, (r) => r.connections) });
+  detailTable(header, body, { breaks: breaksBy(rows, loadLabel) });
 }
 
-/** The report's rows: each postwarden at each connection count against the ceiling, and p99 at 8. */
+/** The report's rows: each postwarden at each connection count against the ceiling, and p99 at 8 (flat out and paced). */
 function resultRows(rows: readonly Row[]): ResultRow[] {
   const out: ResultRow[] = [];
   for (const key of ['warn', 'info'] as const) {
-    for (const r of rows.filter((x) => x.server === key)) {
-      const ceiling = rows.find((x) => x.server === 'dunno' && x.connections === r.connections);
+    const flat = rows.filter((x) => x.paceRps === undefined);
+    for (const r of flat.filter((x) => x.server === key)) {
+      const ceiling = flat.find((x) => x.server === 'dunno' && x.connections === r.connections);
       out.push({
         part: 'policy',
         name: `all checks, log ${key}, ${r.connections} conn`,
@@ -179,18 +190,26 @@ function resultRows(rows: readonly Row[]): ResultRow[] {
         notes: `${r.cpuUsPerRequest.toFixed(0)} µs CPU/req (ceiling ${ceiling?.cpuUsPerRequest.toFixed(0) ?? '?'})`,
       });
     }
-    const at8 = rows.find((x) => x.server === key && x.connections === TARGET_CONNECTIONS);
-    const ceiling8 = rows.find((x) => x.server === 'dunno' && x.connections === TARGET_CONNECTIONS);
-    if (at8) {
+    for (const paced of [false, true]) {
+      const at8 = (server: Row['server']) =>
+        rows.find(
+          (x) =>
+            x.server === server &&
+            x.connections === TARGET_CONNECTIONS &&
+            (x.paceRps !== undefined) === paced,
+        );
+      const mine = at8(key);
+      if (!mine) continue;
+      const row = p99Row(
+        'policy',
+        `all checks, log ${key}, ${loadName(mine)}`,
+        mine,
+        'DUNNO ceiling',
+        at8('dunno'),
+        TARGET_P99_MS,
+      );
       out.push(
-        p99Row(
-          'policy',
-          `all checks, log ${key}, ${TARGET_CONNECTIONS} conn`,
-          at8,
-          'DUNNO ceiling',
-          ceiling8,
-          TARGET_P99_MS,
-        ),
+        paced ? { ...row, notes: `${Math.round(mine.rps).toLocaleString('en-US')} req/s answered` } : row,
       );
     }
   }
@@ -234,28 +253,31 @@ async function run(
     'method',
     `${seconds} s measured per server and connection count, in ${rounds} slices taken in turns ` +
       `(warm-up ${warmup} s, later slices ${Math.min(warmup, 0.3)} s);`,
-    'each connection strictly request → reply, new connections per slice',
+    'each connection strictly request → reply, new connections per slice; flat out (the next request as soon',
+    `as the reply is in), and at ${TARGET_CONNECTIONS} connections also paced (@: requests a second offered, bench/load.ts PACED_RPS)`,
   );
 
   const rows: Row[] = [];
-  for (const connections of counts) {
-    const slices = await measureInTurns(servers, rounds, `${connections} connection(s)`, (server, round) =>
+  for (const { connections, paceRps } of cellLoads(counts, TARGET_CONNECTIONS)) {
+    const label = paceRps === undefined ? `${connections} connection(s)` : `${connections} connections paced`;
+    const slices = await measureInTurns(servers, rounds, label, (server, round) =>
       runSlice({
         port: server.port,
         connections,
         requests: encoded,
+        ...(paceRps !== undefined ? { paceRps } : {}),
         warmupMs: sliceWarmupMs(warmup, round),
         measureMs: (seconds * 1000) / rounds,
         serverCpuMs: () => processCpuMs(server.child.process.pid),
       }).catch((error: unknown) => {
         throw error instanceof BenchError
-          ? new BenchError(`${server.label}, ${connections} conn: ${error.message}`)
+          ? new BenchError(`${server.label}, ${label}: ${error.message}`)
           : error;
       }),
     );
-    const ceiling = summarize(connections, slices.get('dunno') ?? []).rps;
+    const ceiling = summarize(connections, slices.get('dunno') ?? [], paceRps).rps;
     for (const server of servers) {
-      const result = summarize(connections, slices.get(server.key) ?? []);
+      const result = summarize(connections, slices.get(server.key) ?? [], paceRps);
       rows.push({ ...result, server: server.key, label: server.label, ratio: result.rps / ceiling });
     }
   }
