@@ -33,7 +33,8 @@
  *   on an empty input; both `console.error` every socket error; `init()` runs `clamdscan --version` and, unless
  *   told not to, falls back to scanning with local binaries.
  * The protocol is small (clamd(8): INSTREAM, PING, VERSION), so this adapter speaks it itself, where every
- * deadline, abort and error is its own. No logger and no metrics here (layers rule): `onScan` reports each scan.
+ * deadline, abort and error is its own. No logger and no metrics here (layers rule): `onScan` reports each scan
+ * (clamd-health.ts turns those reports and a periodic PING into clamd's health for /readyz).
  */
 import net from 'node:net';
 import type { MessageSource } from '../core/content.js';
@@ -69,6 +70,8 @@ export interface ClamdScanEvent {
   readonly outcome: 'clean' | 'infected' | 'error';
   /** Set when outcome is `error`. */
   readonly kind?: ClamdErrorKind;
+  /** Set when outcome is `error`: the ClamdError's message (clamd's address and the fix). */
+  readonly reason?: string;
   /** Message bytes sent to clamd. */
   readonly bytes: number;
   readonly ms: number;
@@ -154,12 +157,12 @@ export class ClamdScanner implements VirusScanner {
   async scan(source: MessageSource, signal: AbortSignal): Promise<VirusScanResult> {
     const started = performance.now();
     const progress = { sent: 0 };
-    const report = (outcome: ClamdScanEvent['outcome'], kind?: ClamdErrorKind) => {
+    const report = (outcome: ClamdScanEvent['outcome'], error?: ClamdError) => {
       try {
         this.options.onScan?.({
           target: this.target,
           outcome,
-          ...(kind ? { kind } : {}),
+          ...(error ? { kind: error.kind, reason: error.message } : {}),
           bytes: progress.sent,
           ms: performance.now() - started,
         });
@@ -173,14 +176,14 @@ export class ClamdScanner implements VirusScanner {
       report(result.clean ? 'clean' : 'infected');
       return result;
     } catch (error) {
-      if (error instanceof ClamdError) {
-        report('error', error.kind);
-        throw error;
-      }
-      report('error', 'protocol');
-      throw new ClamdError('protocol', `clamd at ${this.target}: ${reasonOf(error)}`, this.target, {
-        cause: error,
-      });
+      const failure =
+        error instanceof ClamdError
+          ? error
+          : new ClamdError('protocol', `clamd at ${this.target}: ${reasonOf(error)}`, this.target, {
+              cause: error,
+            });
+      report('error', failure);
+      throw failure;
     }
   }
 

@@ -1,6 +1,6 @@
 /**
  * The instance status (`GET /api/v1/status`): version, uptime, the faces and where they listen, and the health
- * of every dependency `/readyz` knows (store, maps, resolvers, DNS lists). Built from snapshots: it asks no
+ * of every dependency `/readyz` knows (store, maps, resolvers, DNS lists, clamd). Built from snapshots: it asks no
  * dependency, so it answers at once even when they hang.
  */
 import { VERSION } from '../observe/version.js';

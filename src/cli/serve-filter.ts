@@ -5,6 +5,7 @@
 import { hostname } from 'node:os';
 import type { Config } from '../config/schema.js';
 import { ClamdScanner } from '../adapters/clamd.js';
+import { ClamdHealth } from '../adapters/clamd-health.js';
 import { MailauthAuthenticator } from '../adapters/message-auth.js';
 import { quarantineOpsOf, type QuarantineOps } from '../admin/quarantine.js';
 import type { SpfEvaluator } from '../core/checks/spf.js';
@@ -26,6 +27,8 @@ export interface FilterFace {
   readonly quarantine: Quarantine;
   readonly quarantineOps: QuarantineOps;
   readonly learn?: LearnQueue;
+  /** clamd's health, PINGed from the start (with the antivirus scanner only); stop() it on shutdown. */
+  readonly clamd?: ClamdHealth;
 }
 
 /** The content filter face: scanners, spool and quarantine ready, not yet listening. */
@@ -49,10 +52,11 @@ export function buildFilter(
   const filterLogger = logger.child({ face: 'filter' });
   const bayes = store ? new BayesModel(store, config.filter.bayes.token_ttl_days * 86_400) : undefined;
   const antivirus = config.filter.scanners.includes('antivirus') && config.filter.antivirus.mode !== 'off';
+  const clamd = antivirus ? watchedClamd(config, filterLogger, metrics) : undefined;
   const stages = buildScannerStages(config, {
     ...deps,
     ...(auth ? { authenticator: new MailauthAuthenticator(auth.resolver, auth.spf) } : {}),
-    ...(antivirus ? { virusScanner: new ClamdScanner(config.filter.antivirus) } : {}),
+    ...(clamd ? { virusScanner: clamd.scanner } : {}),
     ...(bayes ? { bayes } : {}),
   });
   const { service, spool, quarantine } = buildFilterService(
@@ -93,5 +97,35 @@ export function buildFilter(
     : undefined;
   if (learn) metrics.collectFrom('postwarden_learn_queue_depth', (gauge) => gauge.set(learn.depth));
   const quarantineOps = quarantineOpsOf(config, baseDir, quarantine);
-  return { server, quarantine, quarantineOps, ...(learn ? { learn } : {}) };
+  clamd?.health.start();
+  return {
+    server,
+    quarantine,
+    quarantineOps,
+    ...(learn ? { learn } : {}),
+    ...(clamd ? { clamd: clamd.health } : {}),
+  };
+}
+
+/**
+ * The clamd client with its health: every scan's outcome and a PING every antivirus.ping_interval_s feed it;
+ * a change is logged once (PW-F010 down, PW-F011 back) and postwarden_clamd_up reads it at scrape time.
+ */
+function watchedClamd(
+  config: Readonly<Config>,
+  logger: Logger,
+  metrics: Metrics,
+): { scanner: ClamdScanner; health: ClamdHealth } {
+  const av = config.filter.antivirus;
+  const errors = metrics.get('postwarden_errors_total');
+  const scanner = new ClamdScanner(av, { onScan: (event) => health.scanned(event) });
+  const health = new ClamdHealth(scanner, {
+    intervalMs: av.ping_interval_s * 1000,
+    onEvent: (event) => {
+      logger[event.level]({ code: event.code, clamd: scanner.target }, event.message);
+      if (event.level !== 'info') errors.inc({ code: event.code });
+    },
+  });
+  metrics.collectFrom('postwarden_clamd_up', (gauge) => gauge.set(health.health().healthy ? 1 : 0));
+  return { scanner, health };
 }

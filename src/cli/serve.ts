@@ -207,6 +207,7 @@ export async function serve(argv: string[]): Promise<number> {
     ...(filter
       ? [{ name: 'filter', ready: filterListening, ...(filterListening ? {} : { reason: 'not listening' }) }]
       : []),
+    ...(filter?.clamd ? [clamdReadiness(filter.clamd.health(), config.filter.antivirus)] : []),
   ];
   const adminToken = readAdminToken(config, baseDir, logger);
   const learnQueue = filter?.learn;
@@ -286,6 +287,7 @@ export async function serve(argv: string[]): Promise<number> {
     await Promise.allSettled([
       policy.close(0),
       filter?.server.close(),
+      filter?.clamd?.stop(),
       http.close(),
       learnSocket?.close(),
       store?.close(),
@@ -323,6 +325,7 @@ export async function serve(argv: string[]): Promise<number> {
       void Promise.allSettled([
         policy.close(),
         filter?.server.close(),
+        filter?.clamd?.stop(),
         http.close(),
         learnSocket?.close(),
         stopJobs(),
@@ -398,6 +401,22 @@ function resolverReadiness(health: ResolverHealth): ReadinessItem {
     name: 'dns resolvers',
     ready: health.healthy,
     ...(health.reason ? { reason: health.reason } : {}),
+  };
+}
+
+/**
+ * clamd makes the service unready only when its failure defers mail (enforce, on_failure defer); otherwise mail
+ * flows unscanned or unenforced, and it is reported as degraded.
+ */
+function clamdReadiness(
+  health: { readonly healthy: boolean; readonly reason?: string },
+  av: Readonly<Config['filter']['antivirus']>,
+): ReadinessItem {
+  return {
+    name: 'clamd',
+    ready: health.healthy,
+    ...(av.mode === 'enforce' && av.on_failure === 'defer' ? {} : { critical: false }),
+    ...(health.reason !== undefined ? { reason: health.reason } : {}),
   };
 }
 

@@ -178,6 +178,19 @@ const table = [
       'Autolearn could not store what it learned from a message (the message itself was handled normally)',
     fix: 'Usually the store is unavailable (see PW-S001); nothing to do once it is back.',
   },
+  {
+    code: 'PW-F010',
+    level: 'error',
+    summary:
+      'clamd stopped answering (a scan could not reach it, timed out or lost the connection, or a PING got no PONG): with filter.antivirus.on_failure defer, every message is deferred with 451; /readyz is 503',
+    fix: 'Read the reason: start or repair clamd (`systemctl status clamav-daemon`; it needs its signatures: freshclam), or correct filter.antivirus.socket (host, port); `clamdscan --ping 1` as postwarden’s user answers PONG when it is back. postwarden notices by itself.',
+  },
+  {
+    code: 'PW-F011',
+    level: 'info',
+    summary: 'clamd answers again; messages are scanned',
+    fix: 'None: informational. `postqueue -f` sends the deferred mail now rather than at the next retry.',
+  },
   // DNS lists
   {
     code: 'PW-D001',

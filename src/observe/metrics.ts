@@ -11,6 +11,11 @@ export interface MetricDefinition {
   readonly help: string;
   readonly labels: readonly string[];
   readonly buckets?: readonly number[];
+  /**
+   * A gauge of a dependency this instance may not use: it has no sample until `collectFrom` fills it, since a 0
+   * would read as "down" (and fire alerts) on a host that does not use the dependency at all.
+   */
+  readonly onlyWhenUsed?: boolean;
 }
 
 export const METRIC_DEFINITIONS = [
@@ -236,6 +241,14 @@ export const METRIC_DEFINITIONS = [
     type: 'gauge',
     help: '1 while the LDAP server answers, 0 while it is down (lookups then fail with 4xx)',
     labels: [],
+    onlyWhenUsed: true,
+  },
+  {
+    name: 'postwarden_clamd_up',
+    type: 'gauge',
+    help: '1 while clamd answers (its last scan or PING), 0 while it is down (the antivirus scanner then fails: 451 with on_failure defer); only with the antivirus scanner',
+    labels: [],
+    onlyWhenUsed: true,
   },
   {
     name: 'postwarden_ratelimit_incidents_total',
@@ -277,6 +290,7 @@ export class Metrics {
           : def.type === 'gauge'
             ? new Gauge(common)
             : new Histogram({ ...common, buckets: [...(def.buckets ?? [])] });
+      if (def.onlyWhenUsed && metric instanceof Gauge) metric.remove();
       this.byName.set(def.name, metric);
     }
     if (options.processMetrics ?? true)

@@ -34,6 +34,15 @@ export const antivirusSchema = z
       .max(600_000)
       .default(60_000)
       .describe('Deadline of one scan, the message streamed included'),
+    ping_interval_s: z
+      .number()
+      .int()
+      .min(1)
+      .max(3600)
+      .default(10)
+      .describe(
+        'How often clamd is sent PING, so /readyz and postwarden_clamd_up see it go down and come back while no mail flows',
+      ),
     on_failure: z
       .enum(['defer', 'pass'])
       .default('defer')
