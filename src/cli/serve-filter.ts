@@ -82,6 +82,7 @@ export function buildFilter(
       maxMessageBytes: config.filter.max_message_bytes,
       maxConnections: config.filter.max_connections,
       idleTimeoutMs: config.filter.idle_timeout_s * 1000,
+      dataTimeoutMs: config.filter.data_timeout_s * 1000,
     },
     filterLogger,
     metrics,

@@ -361,6 +361,15 @@ export const filterSchema = z
       .describe(
         "Close a connection silent this long, in DATA too, so a stalled client frees its slot (Postfix's smtp_data_xfer_timeout is 180 s)",
       ),
+    data_timeout_s: z
+      .number()
+      .int()
+      .min(10)
+      .max(3600)
+      .default(600)
+      .describe(
+        "Receiving one message's DATA (354 to the final dot) takes at most this long; past it 451 4.4.2 and the connection is closed, so a client trickling bytes cannot keep its slot",
+      ),
     message_timeout_ms: z
       .number()
       .int()

@@ -3,12 +3,15 @@
  * what FILTER_README asks of a filter — 8BITMIME, SMTPUTF8 and PIPELINING announced (so Postfix never converts
  * the message), DSN parameters accepted, XFORWARD accepted and passed on — and nothing a filter must not
  * offer: no AUTH, no STARTTLS, none of sendmail's WIZ/SHELL. The answer after DATA is the FilterService's, with
- * its own enhanced status code (the server's automatic ones are off so they do not double).
+ * its own enhanced status code (the server's automatic ones are off so they do not double). Its limits: connections
+ * (a 421 over them), idle time, message size, and a deadline on each message's DATA (data-deadline.ts): past it
+ * the answer is 451 4.4.2 and the connection is closed, so a client trickling its message frees its slot.
  */
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
+import { watchDataDeadline } from './data-deadline.js';
 import type { FilterService, FilterTransaction } from './service.js';
 
 export interface FilterServerOptions {
@@ -18,6 +21,8 @@ export interface FilterServerOptions {
   readonly maxConnections: number;
   /** A connection silent this long is closed, in DATA too (filter.idle_timeout_s). */
   readonly idleTimeoutMs: number;
+  /** One message's DATA, from 354 to the final dot, takes at most this long (filter.data_timeout_s). */
+  readonly dataTimeoutMs: number;
 }
 
 /**
@@ -99,16 +104,28 @@ export class FilterServer {
         if (open.delete(session.id)) connections.dec();
       },
       onData: (stream: SMTPServerDataStream, session, callback) => {
+        // smtp-server sends the 354 right after this handler returns: the deadline starts with it.
+        const deadline = watchDataDeadline(stream, options.dataTimeoutMs);
         void service.handle(stream, transactionOf(session)).then((reply) => {
+          deadline.clear();
           if (reply.code === 250) {
             callback(null, reply.text);
             return;
           }
           callback(Object.assign(new Error(reply.text), { responseCode: reply.code }));
+          // Past the DATA deadline the stream was destroyed, so smtp-server has written the 451 at once; the
+          // client is still in the middle of its message, and nothing it sends may be read as a command: close.
+          if (deadline.expired) this.connectionOf(session)?.close();
         });
       },
     });
     this.server.on('error', (error) => logger.error({ err: error }, 'filter listener error'));
+  }
+
+  /** The open connection of a session (smtp-server hands the handlers the session only). */
+  private connectionOf(session: SMTPServerSession): SMTPConnection | undefined {
+    for (const connection of this.server.connections) if (connection.session === session) return connection;
+    return undefined;
   }
 
   /** Listens on `host:port` (or `unix:/path`); resolves with the bound address. */

@@ -22,6 +22,7 @@ import type { BayesModel } from '../core/spam/bayes.js';
 import type { DecisionRecorder, RecordedDecisionVerdict } from '../core/decisions.js';
 import type { Logger } from '../observe/logger.js';
 import type { Metrics } from '../observe/metrics.js';
+import { DataDeadline } from './data-deadline.js';
 import { type NoticeSettings, sendNotices } from './notice.js';
 import { parseMessage, type ParseLimits } from './parse.js';
 import type { Quarantine } from './quarantine.js';
@@ -151,6 +152,18 @@ function clientOf(xforward: XForward): { address: string; helo: string } | undef
 
 class MessageDeadline extends Error {}
 
+/** The code and the 451 text of a message that failed: each is temporary, Postfix keeps the message. */
+function failureOf(error: unknown): { code: string; text: string } {
+  if (error instanceof DataDeadline) {
+    // Not all of the message came in time (the client trickled it); the server closes the connection.
+    return { code: 'PW-F008', text: '4.4.2 Message data not received in time, try again later' };
+  }
+  if (error instanceof MessageDeadline) {
+    return { code: 'PW-F003', text: '4.4.5 Content filter took too long, try again later' };
+  }
+  return { code: 'PW-F001', text: '4.3.0 Content filter failure, try again later' };
+}
+
 export class FilterService {
   constructor(private readonly deps: FilterDeps) {}
 
@@ -165,11 +178,12 @@ export class FilterService {
     const log: Record<string, unknown> = { event: 'filter.decision', remote: transaction.remote };
     let reply: FilterReply;
     try {
+      // The envelope first: a message that fails while it is spooled is named in the log too.
+      log['sender'] = transaction.envelope.sender;
+      log['recipients'] = transaction.envelope.recipients.map((r) => r.address);
       spooled = await this.deps.spool.write(data);
       metrics.get('postwarden_filter_bytes_total').inc(spooled.size);
       log['size'] = spooled.size;
-      log['sender'] = transaction.envelope.sender;
-      log['recipients'] = transaction.envelope.recipients.map((r) => r.address);
       const ms = this.deps.messageTimeoutMs;
       const controller = new AbortController();
       const processing = this.process(spooled, transaction, log, controller.signal);
@@ -181,16 +195,10 @@ export class FilterService {
         () => controller.abort(),
       );
     } catch (error) {
-      const code = error instanceof MessageDeadline ? 'PW-F003' : 'PW-F001';
-      metrics.get('postwarden_errors_total').inc({ code });
-      log['failure'] = { code, reason: (error as Error).message };
-      reply = {
-        code: 451,
-        text:
-          code === 'PW-F003'
-            ? '4.4.5 Content filter took too long, try again later'
-            : '4.3.0 Content filter failure, try again later',
-      };
+      const failure = failureOf(error);
+      metrics.get('postwarden_errors_total').inc({ code: failure.code });
+      log['failure'] = { code: failure.code, reason: (error as Error).message };
+      reply = { code: 451, text: failure.text };
     } finally {
       // The spool file goes only when the work on it has settled: past the deadline, a scan or the re-injection
       // may still be reading it.

@@ -179,6 +179,13 @@ const table = [
     fix: 'Usually the store is unavailable (see PW-S001); nothing to do once it is back.',
   },
   {
+    code: 'PW-F008',
+    level: 'warn',
+    summary:
+      'A message’s DATA was not received in full within filter.data_timeout_s (the client sent it too slowly); answered 451 4.4.2, nothing kept, the connection closed, Postfix retries',
+    fix: 'None if rare. Often: something other than Postfix trickles data into the filter port (it should listen on loopback only), or Postfix reads the queue file that slowly (disk); raise filter.data_timeout_s only for a slow before_queue client without smtpd_proxy_options=speed_adjust.',
+  },
+  {
     code: 'PW-F010',
     level: 'error',
     summary:
