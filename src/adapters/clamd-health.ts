@@ -7,13 +7,13 @@
  * without PONG; a finished scan (clean or infected) or a PONG marks it up. The other scan failures (a message over
  * StreamMaxLength, clamd's ERROR for one message, a spool read error, an abort) are one message's trouble and
  * change nothing. It starts down, "no answer to PING yet", without reporting an outage; the first PING goes out
- * at start(). Going down and coming back are reported once each through `onEvent` (PW-F010, PW-F011); a listener
+ * at start(). Going down and coming back are reported once each through `onEvent` (PW-F009, PW-F010); a listener
  * that throws is ignored. The timer never keeps the process alive; stop() ends the PINGs and aborts one under way.
  */
 import type { ClamdErrorKind, ClamdScanEvent } from './clamd.js';
 
 export interface ClamdHealthEvent {
-  readonly code: 'PW-F010' | 'PW-F011';
+  readonly code: 'PW-F009' | 'PW-F010';
   readonly level: 'error' | 'info';
   readonly message: string;
 }
@@ -89,7 +89,7 @@ export class ClamdHealth {
   private up(): void {
     if (this.failure === undefined) return;
     this.failure = undefined;
-    if (this.announced) this.emit('PW-F011', 'info', `clamd at ${this.clamd.target} answers again`);
+    if (this.announced) this.emit('PW-F010', 'info', `clamd at ${this.clamd.target} answers again`);
     this.announced = false;
   }
 
@@ -97,7 +97,7 @@ export class ClamdHealth {
     this.failure = reason;
     if (this.announced) return;
     this.announced = true;
-    this.emit('PW-F010', 'error', reason);
+    this.emit('PW-F009', 'error', reason);
   }
 
   private emit(code: ClamdHealthEvent['code'], level: ClamdHealthEvent['level'], message: string): void {

@@ -74,6 +74,8 @@ export type RemoveResult =
 export interface QuarantineFilter {
   /** At most this many, newest first (default 100). */
   readonly limit?: number;
+  /** Continue after the page that gave this `next`. */
+  readonly cursor?: string;
   /** Only entries held for this recipient (compared in lower case). */
   readonly recipient?: string;
   /** Only entries of this symbol (e.g. `VIRUS`). */
@@ -82,8 +84,12 @@ export interface QuarantineFilter {
 
 export interface QuarantineListing {
   readonly items: QuarantineEntry[];
-  /** More entries matched than `limit`. */
+  /** More entries matched than this page holds (`next` continues). */
   readonly truncated: boolean;
+  /** How many entries match the filters, in all pages. */
+  readonly total: number;
+  /** The cursor of the next (older) page; absent on the last. */
+  readonly next?: string;
 }
 
 /** The quarantine of a config (paths from the config file's directory) with its release target. */
@@ -159,17 +165,10 @@ export class QuarantineOps {
     }
   }
 
+  /** One page of the held messages, newest first (the quarantine's index picks it; see src/filter/quarantine.ts). */
   list(filter: QuarantineFilter = {}): QuarantineListing {
-    const limit = filter.limit ?? 100;
-    const recipient = filter.recipient?.toLowerCase();
-    const matched = this.quarantine
-      .list()
-      .filter(
-        (e) =>
-          (recipient === undefined || e.recipients.some((r) => r.toLowerCase() === recipient)) &&
-          (filter.symbol === undefined || e.symbol === filter.symbol),
-      );
-    return { items: matched.slice(0, limit), truncated: matched.length > limit };
+    const page = this.quarantine.list({ limit: 100, ...filter });
+    return { ...page, truncated: page.next !== undefined };
   }
 
   private entry(id: string): QuarantineEntry | undefined {

@@ -67,7 +67,7 @@ export function quarantinePageOptions(
   const url = config.http.public_url === '' ? undefined : new URL(publicBase(config));
   return {
     held: {
-      list: () => quarantine.list(),
+      list: (options) => quarantine.list(options),
       entry: (id) => quarantine.entry(id),
       header: (id, maxBytes) => quarantine.header(id, maxBytes),
       release: (id, by) => ops.releaseAs(id, by),

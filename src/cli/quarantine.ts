@@ -1,7 +1,9 @@
 /**
  * `postwarden quarantine list|show|release|delete` — the held messages of `filter.quarantine.dir`:
  *
- *   list    [--limit N] [--json]          id, time, symbol, sender, recipients, size, subject (newest first)
+ *   list    [--limit N] [--cursor C] [--json]
+ *                                         id, time, symbol, sender, recipients, size, subject (newest first); when
+ *                                         more are held, stderr names the --cursor of the next (older) page
  *   show    ID [--raw]                    the entry and the message's header, or (--raw) the whole message
  *   release ID [--to ADDR]...             re-inject to the original recipients (or the given ones), then remove
  *   delete  ID...                         remove
@@ -14,7 +16,7 @@
  * not take it, 78 config.
  */
 import { quarantineOpsOf, type ReleaseMarker } from '../admin/quarantine.js';
-import { MAX_RELEASE_RECIPIENTS } from '../core/quarantine.js';
+import { MAX_RELEASE_RECIPIENTS, QUARANTINE_CURSOR } from '../core/quarantine.js';
 import { EXIT } from '../util/sysexits.js';
 import { parse, UsageError } from './args.js';
 import { loadOrReport } from './common.js';
@@ -22,7 +24,8 @@ import { print } from './render.js';
 
 export const QUARANTINE_USAGE = `usage: postwarden quarantine <action> [--config FILE] [options]
 
-  list    [--limit N] [--json]     held messages, newest first
+  list    [--limit N] [--cursor C] [--json]
+                                   held messages, newest first (100, or N, a page; --cursor: the next page)
   show    ID [--raw]               an entry and the message's header (--raw: the whole message)
   release ID [--to ADDR]...        deliver to the original recipients (or to ADDR), then remove it
   delete  ID...                    remove held messages
@@ -47,6 +50,7 @@ export async function quarantine(argv: string[]): Promise<number> {
     {
       config: { type: 'string' },
       limit: { type: 'string', default: '100' },
+      cursor: { type: 'string' },
       json: { type: 'boolean', default: false },
       raw: { type: 'boolean', default: false },
       to: { type: 'string', multiple: true },
@@ -61,7 +65,11 @@ export async function quarantine(argv: string[]): Promise<number> {
     case 'list': {
       const limit = Number(values.limit);
       if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit takes a positive number');
-      const entries = ops.list({ limit }).items;
+      const cursor = values.cursor;
+      if (cursor !== undefined && !QUARANTINE_CURSOR.test(cursor))
+        throw new UsageError('--cursor takes the cursor a listing printed (TIME.ID)');
+      const page = ops.list({ limit, ...(cursor === undefined ? {} : { cursor }) });
+      const entries = page.items;
       print(
         entries.map((e) => ({
           id: e.id,
@@ -75,6 +83,8 @@ export async function quarantine(argv: string[]): Promise<number> {
         values.json === true,
         'no held messages',
       );
+      if (page.next !== undefined)
+        process.stderr.write(`${page.total} held; the next page: --cursor ${page.next}\n`);
       return EXIT.OK;
     }
     case 'show': {

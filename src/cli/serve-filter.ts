@@ -110,7 +110,7 @@ export function buildFilter(
 
 /**
  * The clamd client with its health: every scan's outcome and a PING every antivirus.ping_interval_s feed it;
- * a change is logged once (PW-F010 down, PW-F011 back) and postwarden_clamd_up reads it at scrape time.
+ * a change is logged once (PW-F009 down, PW-F010 back) and postwarden_clamd_up reads it at scrape time.
  */
 function watchedClamd(
   config: Readonly<Config>,

@@ -9,6 +9,10 @@
  * front, and only then changes the quarantine: the admin's release removes the message; a recipient's release
  * (a signed link) records that recipient in the entry's `released`, and removes the message once every recipient
  * has it. A release that the smtpd refuses changes nothing and can be tried again.
+ *
+ * Listing and expiry go through an index in memory (quarantine-index.ts: built by one scan, kept by hold, release
+ * and remove, re-read when another process changed the directory), so a listing reads the files of its page
+ * only, and expiry those it removes. The files on disk are the same as ever.
  */
 import { randomBytes } from 'node:crypto';
 import {
@@ -32,7 +36,17 @@ import { createGunzip, createGzip } from 'node:zlib';
 import type { ReleasableBy } from '../core/content.js';
 import { QUARANTINE_ID } from '../core/quarantine.js';
 import type { Store } from '../core/store.js';
+import {
+  compareHeld,
+  type HeldSummary,
+  type ListOptions,
+  MAX_INDEXED_ENTRIES,
+  pageOf,
+  QuarantineIndex,
+} from './quarantine-index.js';
 import { reinject, ReinjectError, type ReinjectTarget } from './reinject.js';
+
+export type { ListOptions } from './quarantine-index.js';
 
 export interface QuarantineEntry {
   readonly id: string;
@@ -55,6 +69,15 @@ export interface QuarantineEntry {
 
 export const QUARANTINE_KEY_PREFIX = 'quarantine:';
 
+/** One page of a listing, newest first. */
+export interface QuarantinePage {
+  readonly items: QuarantineEntry[];
+  /** How many held messages match the filters, in all pages. */
+  readonly total: number;
+  /** The cursor of the next (older) page; absent on the last. */
+  readonly next?: string;
+}
+
 function fsyncPath(file: string): void {
   const fd = openSync(file, 'r');
   try {
@@ -65,11 +88,17 @@ function fsyncPath(file: string): void {
 }
 
 export class Quarantine {
+  private readonly index: QuarantineIndex;
+
   constructor(
     readonly dir: string,
     private readonly retentionDays: number,
     private readonly store?: Store,
-  ) {}
+    /** The most entries the index holds (tests make it small); beyond it listings read every file. */
+    maxIndexed = MAX_INDEXED_ENTRIES,
+  ) {
+    this.index = new QuarantineIndex(dir, (id) => this.entry(id), maxIndexed);
+  }
 
   prepare(): void {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
@@ -93,6 +122,7 @@ export class Quarantine {
       fsyncPath(temporary);
       renameSync(temporary, final);
       this.writeEntry(entry);
+      this.index.put(entry);
     } catch (error) {
       rmSync(temporary, { force: true });
       throw error;
@@ -121,6 +151,7 @@ export class Quarantine {
     }
     const updated = { ...entry, released };
     this.writeEntry(updated);
+    this.index.put(updated);
     const left = this.retentionDays * 86_400 - Math.floor((Date.now() - entry.time) / 1000);
     await this.store
       ?.set(`${QUARANTINE_KEY_PREFIX}${entry.id}`, JSON.stringify(updated), Math.max(1, left))
@@ -180,8 +211,24 @@ export class Quarantine {
     }
   }
 
-  /** Every entry on disk, newest first. */
-  list(): QuarantineEntry[] {
+  /**
+   * One page of the held messages, newest first, filtered: the index chooses the page, and each entry of it is
+   * read from its file (so it is current; one removed meanwhile is left out).
+   */
+  list(options: ListOptions = {}): QuarantinePage {
+    this.index.refresh();
+    const page = this.index.page(options) ?? pageOf(this.readAll(), options);
+    const items: QuarantineEntry[] = [];
+    for (const summary of page.summaries) {
+      const entry = this.entry(summary.id);
+      if (entry) items.push(entry);
+      else this.index.delete(summary.id);
+    }
+    return { items, total: page.total, ...(page.next === undefined ? {} : { next: page.next }) };
+  }
+
+  /** Every entry on disk, oldest first: what listing does when the index is off (too many entries). */
+  private readAll(): HeldSummary[] {
     const entries: QuarantineEntry[] = [];
     if (!existsSync(this.dir)) return entries; // nothing held yet
     for (const name of readdirSync(this.dir)) {
@@ -189,24 +236,23 @@ export class Quarantine {
       const entry = this.entry(name.slice(0, -5));
       if (entry) entries.push(entry);
     }
-    return entries.sort((a, b) => b.time - a.time);
+    return entries.sort(compareHeld);
   }
 
   async remove(id: string): Promise<void> {
     rmSync(this.messagePath(id), { force: true });
     rmSync(path.join(this.dir, `${id}.json`), { force: true });
+    this.index.delete(id);
     await this.store?.delete(`${QUARANTINE_KEY_PREFIX}${id}`).catch(() => undefined);
   }
 
-  /** Removes what is older than the retention; returns how many. */
+  /** Removes what is older than the retention, walking the index's oldest entries; returns how many. */
   async expire(now = Date.now()): Promise<number> {
-    let removed = 0;
-    for (const entry of this.list()) {
-      if (now - entry.time < this.retentionDays * 86_400_000) continue;
-      await this.remove(entry.id);
-      removed += 1;
-    }
-    return removed;
+    this.index.refresh();
+    const before = now - this.retentionDays * 86_400_000 + 1;
+    const old = this.index.olderThan(before) ?? this.readAll().filter((e) => e.time < before);
+    for (const entry of old) await this.remove(entry.id);
+    return old.length;
   }
 }
 

@@ -186,14 +186,14 @@ const table = [
     fix: 'None if rare. Often: something other than Postfix trickles data into the filter port (it should listen on loopback only), or Postfix reads the queue file that slowly (disk); raise filter.data_timeout_s only for a slow before_queue client without smtpd_proxy_options=speed_adjust.',
   },
   {
-    code: 'PW-F010',
+    code: 'PW-F009',
     level: 'error',
     summary:
       'clamd stopped answering (a scan could not reach it, timed out or lost the connection, or a PING got no PONG): with filter.antivirus.on_failure defer, every message is deferred with 451; /readyz is 503',
     fix: 'Read the reason: start or repair clamd (`systemctl status clamav-daemon`; it needs its signatures: freshclam), or correct filter.antivirus.socket (host, port); `clamdscan --ping 1` as postwarden’s user answers PONG when it is back. postwarden notices by itself.',
   },
   {
-    code: 'PW-F011',
+    code: 'PW-F010',
     level: 'info',
     summary: 'clamd answers again; messages are scanned',
     fix: 'None: informational. `postqueue -f` sends the deferred mail now rather than at the next retry.',

@@ -64,8 +64,9 @@ const raw = (subject: string) =>
     '',
   ].join('\r\n');
 
-async function hold(over: Partial<QuarantineEntry> = {}): Promise<QuarantineEntry> {
-  const entry: QuarantineEntry = {
+/** A spam entry for alice and bob (`over` changes fields). */
+function entryOf(over: Partial<QuarantineEntry> = {}): QuarantineEntry {
+  return {
     id: quarantine.newId(),
     time: Date.now(),
     scanner: 'spam',
@@ -78,6 +79,10 @@ async function hold(over: Partial<QuarantineEntry> = {}): Promise<QuarantineEntr
     subject: '<script>alert("s")</script> cheap',
     ...over,
   };
+}
+
+async function hold(over: Partial<QuarantineEntry> = {}): Promise<QuarantineEntry> {
+  const entry = entryOf(over);
   await quarantine.hold(Readable.from([raw(entry.subject ?? '')]), entry);
   return entry;
 }
@@ -120,7 +125,8 @@ after(async () => {
 beforeEach(() => {
   smtp.received.length = 0;
   smtp.rules = {};
-  for (const entry of quarantine.list()) rmSync(quarantine.messagePath(entry.id), { force: true });
+  for (const entry of quarantine.list({ limit: 10_000 }).items)
+    rmSync(quarantine.messagePath(entry.id), { force: true });
   rmSync(quarantine.dir, { recursive: true, force: true });
   quarantine.prepare();
 });
@@ -188,6 +194,33 @@ describe('quarantine page: admin', () => {
     assertSecure(view);
     assert.ok(view.body.includes('X-Evil: &lt;img src=x onerror=alert(1)&gt;'));
     assert.ok(!view.body.includes('Buy now.'), 'the header only, not the body');
+  });
+
+  it('pages the list: 500 newest first, then the older ones by cursor; a bad cursor shows the newest', async () => {
+    const a = app();
+    // Written as the quarantine writes entries (a JSON line beside the message), without 502 fsynced holds.
+    const t0 = Date.now() - 3_600_000;
+    for (let n = 0; n < 502; n++) {
+      const id = `20260101-${n.toString(16).padStart(16, '0')}`;
+      const entry = entryOf({ id, time: t0 + n, subject: `offer ${n}` });
+      writeFileSync(path.join(quarantine.dir, `${id}.json`), `${JSON.stringify(entry)}\n`);
+    }
+    const { cookie } = await login(a);
+    const first = await a.inject({ url: '/quarantine/', headers: { cookie } });
+    assert.equal(first.statusCode, 200);
+    assert.match(first.body, /502 held, the newest 500 shown\./);
+    assert.ok(first.body.includes('>offer 501<') && first.body.includes('>offer 2<'));
+    assert.ok(!first.body.includes('>offer 1<'));
+    const older = /href="(\/quarantine\/\?cursor=[^"]+)">Older</.exec(first.body)?.[1];
+    assert.ok(older, 'a link to the older ones');
+    const second = await a.inject({ url: older, headers: { cookie } });
+    assert.match(second.body, /502 held, 2 older ones shown\./);
+    assert.ok(second.body.includes('>offer 1<') && second.body.includes('>offer 0<'));
+    assert.ok(!second.body.includes('>offer 2<'));
+    assert.ok(second.body.includes('href="/quarantine/">Newest<'));
+    assert.ok(!second.body.includes('>Older<'));
+    const bad = await a.inject({ url: '/quarantine/?cursor=..%2F..%2Fetc', headers: { cookie } });
+    assert.match(bad.body, /502 held, the newest 500 shown\./);
   });
 
   it('ids that are not ids (path traversal) answer 404 before touching a file', async () => {

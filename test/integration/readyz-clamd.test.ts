@@ -3,8 +3,8 @@
  * clamd (test/harness/clamd.ts), every port a free one on loopback.
  *
  * - PINGs (filter.antivirus.ping_interval_s: 1): ready with clamd up and `postwarden_clamd_up 1`; clamd stopped,
- *   an idle filter turns 503 naming clamd and its socket within the interval, PW-F010 logged once however many
- *   PINGs fail, the gauge 0; clamd started again, 200, PW-F011; SIGTERM still exits 0 at once (the timer stops).
+ *   an idle filter turns 503 naming clamd and its socket within the interval, PW-F009 logged once however many
+ *   PINGs fail, the gauge 0; clamd started again, 200, PW-F010; SIGTERM still exits 0 at once (the timer stops).
  * - Scans (ping_interval_s: 3600, so no PING comes in between): clamd stopped, /readyz stays 200 until a message
  *   is deferred (451), then 503; clamd started, the next message is scanned and delivered, and /readyz is 200.
  */
@@ -80,10 +80,10 @@ test('PINGs: /readyz 200 with clamd up, 503 naming clamd once it is stopped, 200
     assert.equal(item?.ready, false);
     assert.match(item?.reason ?? '', new RegExp(`clamd at unix:${clamd.socket} is not reachable`));
     assert.match(await pw.metrics(), /^postwarden_clamd_up 0$/m);
-    assert.match(await pw.metrics(), /^postwarden_errors_total\{code="PW-F010"\} 1$/m);
+    assert.match(await pw.metrics(), /^postwarden_errors_total\{code="PW-F009"\} 1$/m);
     // Several PINGs fail while it is down: one line says so.
     await new Promise((resolve) => setTimeout(resolve, 2500));
-    const downLines = codes(pw, 'PW-F010');
+    const downLines = codes(pw, 'PW-F009');
     assert.equal(downLines.length, 1, JSON.stringify(downLines));
     assert.equal(downLines[0]?.['level'], 'error');
     assert.equal(downLines[0]?.['clamd'], `unix:${clamd.socket}`);
@@ -91,7 +91,7 @@ test('PINGs: /readyz 200 with clamd up, 503 naming clamd once it is stopped, 200
     await clamd.start();
     const back = await pw.readyzUntil('ready again', (r) => r.status === 200, 5000);
     assert.deepEqual(clamdItem(back.body), { name: 'clamd', ready: true });
-    assert.equal(codes(pw, 'PW-F011').length, 1);
+    assert.equal(codes(pw, 'PW-F010').length, 1);
     assert.match(await pw.metrics(), /^postwarden_clamd_up 1$/m);
 
     const stopping = Date.now();
@@ -128,8 +128,8 @@ test('scans: a message deferred because clamd is gone turns /readyz 503 before a
     const back = await pw.readyz();
     assert.equal(back.status, 200, JSON.stringify(back.body));
     assert.deepEqual(
-      [...codes(pw, 'PW-F010'), ...codes(pw, 'PW-F011')].map((l) => l['code']),
-      ['PW-F010', 'PW-F011'],
+      [...codes(pw, 'PW-F009'), ...codes(pw, 'PW-F010')].map((l) => l['code']),
+      ['PW-F009', 'PW-F010'],
     );
   } finally {
     await pw.stop();

@@ -250,11 +250,31 @@ describe('quarantine', () => {
   test('list, filtered, limited', async () => {
     const all = await app.inject({ url: '/api/v1/quarantine', headers: auth });
     assert.equal(all.statusCode, 200);
-    const body = all.json<{ items: { id: string; symbol: string }[]; truncated: boolean }>();
+    const body = all.json<{ items: { id: string; symbol: string }[]; truncated: boolean; total: number }>();
     assert.deepEqual(new Set(body.items.map((e) => e.id)), new Set([first, second]));
     assert.equal(body.truncated, false);
+    type Page = { items: { id: string }[]; truncated: boolean; total: number; next?: string };
+    assert.equal(body.total, 2);
+    assert.equal(all.json<Page>().next, undefined);
     const one = await app.inject({ url: '/api/v1/quarantine?limit=1', headers: auth });
-    assert.equal(one.json<{ items: unknown[]; truncated: boolean }>().truncated, true);
+    const page1 = one.json<Page>();
+    assert.equal(page1.truncated, true);
+    assert.equal(page1.total, 2);
+    assert.match(page1.next ?? '', /^[0-9]+\.[0-9]{8}-[0-9a-f]{16}$/);
+    const two = await app.inject({
+      url: `/api/v1/quarantine?limit=1&cursor=${page1.next ?? ''}`,
+      headers: auth,
+    });
+    const page2 = two.json<Page>();
+    assert.deepEqual(
+      new Set([...page1.items, ...page2.items].map((e) => e.id)),
+      new Set([first, second]),
+      'the second page holds the other one',
+    );
+    assert.equal(page2.truncated, false);
+    assert.equal(page2.next, undefined);
+    const badCursor = await app.inject({ url: '/api/v1/quarantine?cursor=../x', headers: auth });
+    assert.equal(badCursor.statusCode, 400);
     const none = await app.inject({ url: '/api/v1/quarantine?recipient=carol@example.org', headers: auth });
     assert.deepEqual(none.json<{ items: unknown[] }>().items, []);
     const bad = await app.inject({ url: '/api/v1/quarantine?limit=0', headers: auth });

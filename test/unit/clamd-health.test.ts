@@ -100,8 +100,8 @@ test('starts down without an event; each change is reported once, the reason kep
   health.scanned(scan('clean'));
   health.scanned(scan('infected'));
   assert.deepEqual(events, [
-    { code: 'PW-F010', level: 'error', message: `clamd at ${TARGET}: unreachable` },
-    { code: 'PW-F011', level: 'info', message: `clamd at ${TARGET} answers again` },
+    { code: 'PW-F009', level: 'error', message: `clamd at ${TARGET}: unreachable` },
+    { code: 'PW-F010', level: 'info', message: `clamd at ${TARGET} answers again` },
   ]);
 });
 
@@ -131,7 +131,7 @@ test('PING at start, then every interval: a dead clamd goes down, a PONG brings 
   assert.ok(state.pings >= 2, `${state.pings} PINGs`);
   assert.deepEqual(
     events.map((e) => e.code),
-    ['PW-F010', 'PW-F011'],
+    ['PW-F009', 'PW-F010'],
   );
   await health.stop();
   const pings = state.pings;

@@ -1,7 +1,7 @@
 /** `/api/v1/quarantine`: the held messages — list, show, raw message, release, delete (src/admin/quarantine.ts). */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { QuarantineOps } from '../../admin/quarantine.js';
-import { MAX_RELEASE_RECIPIENTS } from '../../core/quarantine.js';
+import { MAX_RELEASE_RECIPIENTS, QUARANTINE_CURSOR_PATTERN } from '../../core/quarantine.js';
 import type { ApiContext } from './context.js';
 import {
   errors,
@@ -12,6 +12,13 @@ import {
 } from './schemas.js';
 
 const TAGS = ['quarantine'];
+
+interface ListQuery {
+  limit: number;
+  cursor?: string;
+  recipient?: string;
+  symbol?: string;
+}
 
 export function quarantineRoutes(app: FastifyInstance, ctx: ApiContext): void {
   /** A handler that needs the quarantine: 503 when the content filter is off here. */
@@ -24,16 +31,27 @@ export function quarantineRoutes(app: FastifyInstance, ctx: ApiContext): void {
       return fn(q, request, reply);
     };
 
-  app.get<{ Querystring: { limit: number; recipient?: string; symbol?: string } }>(
+  app.get<{ Querystring: ListQuery }>(
     '/quarantine',
     {
       schema: {
         tags: TAGS,
-        summary: 'Held messages, newest first',
+        summary: 'Held messages, newest first, one page at a time',
         querystring: {
           type: 'object',
           properties: {
-            limit: { type: 'integer', minimum: 1, maximum: 10_000, default: 100 },
+            limit: {
+              type: 'integer',
+              minimum: 1,
+              maximum: 10_000,
+              default: 100,
+              description: 'The most messages in this page',
+            },
+            cursor: {
+              type: 'string',
+              pattern: QUARANTINE_CURSOR_PATTERN,
+              description: 'The page after the one whose answer gave this `next` (with the same filters)',
+            },
             recipient: {
               type: 'string',
               maxLength: 320,
@@ -46,20 +64,22 @@ export function quarantineRoutes(app: FastifyInstance, ctx: ApiContext): void {
         response: {
           200: {
             type: 'object',
-            required: ['items', 'truncated'],
+            required: ['items', 'truncated', 'total'],
             properties: {
               items: { type: 'array', items: quarantineEntrySchema },
-              truncated: { type: 'boolean' },
+              truncated: { type: 'boolean', description: 'More messages match than this page holds' },
+              total: { type: 'integer', description: 'How many messages match, in all pages' },
+              next: {
+                type: 'string',
+                description: 'The `cursor` of the next (older) page; absent on the last page',
+              },
             },
           },
           ...errors(),
         },
       },
     },
-    held(
-      (q, request: FastifyRequest<{ Querystring: { limit: number; recipient?: string; symbol?: string } }>) =>
-        q.list(request.query),
-    ),
+    held((q, request: FastifyRequest<{ Querystring: ListQuery }>) => q.list(request.query)),
   );
 
   app.get<{ Params: { id: string } }>(

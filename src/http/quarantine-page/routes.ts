@@ -2,9 +2,10 @@
  * The quarantine page (`/quarantine/`): server-rendered HTML, no script, two ways in.
  *
  * - The admin logs in with the admin token (http.token_file) and gets a session cookie (session.ts): a list of
- *   held messages (reason, sender, recipients, subject, size, age), each message's header section (bounded), and
- *   forms to release or delete it. Every form carries a CSRF token, and every POST must come from this origin
- *   (Origin and Sec-Fetch-Site, when the browser sends them).
+ *   held messages (reason, sender, recipients, subject, size, age), 500 a page, newest first (`?cursor=` for the
+ *   older ones), each message's header section (bounded), and forms to release or delete it. Every form carries a
+ *   CSRF token, and every POST must come from this origin (Origin and Sec-Fetch-Site, when the browser sends
+ *   them).
  * - A recipient follows the signed link of a notice (src/core/release-link.ts) to a confirmation page; GET never
  *   changes anything (mail scanners open links), the form's POST releases that message for that recipient only,
  *   and only when the recipient may release it (`releasableBy: 'recipient'`: spam, a banned file; never a virus
@@ -18,6 +19,7 @@
 import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { QUARANTINE_CURSOR } from '../../core/quarantine.js';
 import { type LinkClaims, verifyLink } from '../../core/release-link.js';
 import type { Logger } from '../../observe/logger.js';
 import type { Metrics } from '../../observe/metrics.js';
@@ -43,9 +45,19 @@ export type Release =
   | { readonly kind: 'gone' | 'already' | 'busy' }
   | { readonly kind: 'unavailable'; readonly reason: string };
 
+/** One page of held messages, newest first. */
+export interface HeldPage {
+  readonly items: readonly HeldMessage[];
+  /** How many are held, in all pages. */
+  readonly total: number;
+  /** The cursor of the next (older) page; absent on the last. */
+  readonly next?: string;
+}
+
 /** The quarantine, as the page needs it (serve wires src/filter/quarantine.ts in). */
 export interface HeldMessages {
-  list(): readonly HeldMessage[];
+  /** At most `limit`, newest first, after `cursor` (a page's `next`) when given. */
+  list(options: { readonly limit: number; readonly cursor?: string }): HeldPage;
   entry(id: string): HeldMessage | undefined;
   header(id: string, maxBytes: number): Promise<{ text: string; truncated: boolean }>;
   release(
@@ -74,7 +86,7 @@ export interface QuarantinePageDeps extends QuarantinePageOptions {
   readonly logger: Logger;
 }
 
-/** Most entries one list shows (newest first). */
+/** Most entries one page of the list shows (newest first); `?cursor=` pages on to older ones. */
 const LIST_MAX = 500;
 /** Most bytes of a message read to show its header section. */
 const HEADER_MAX_BYTES = 64 * 1024;
@@ -227,10 +239,19 @@ export async function quarantinePage(app: FastifyInstance, deps: QuarantinePageD
   app.get('/quarantine/', async (request, reply) => {
     const value = admin(request, reply);
     if (!value || !sessions) return reply;
-    const all = deps.held.list();
-    const shown = all.slice(0, LIST_MAX);
-    const now = Date.now();
     const query = request.query as Record<string, unknown>;
+    const cursor = typeof query['cursor'] === 'string' ? query['cursor'] : undefined;
+    // A cursor that is not one (edited by hand) shows the newest page.
+    const older = cursor !== undefined && QUARANTINE_CURSOR.test(cursor) ? cursor : undefined;
+    const listed = deps.held.list({ limit: LIST_MAX, ...(older === undefined ? {} : { cursor: older }) });
+    const shown = listed.items;
+    const count =
+      older !== undefined
+        ? `${listed.total} held, ${shown.length} older ones shown.`
+        : listed.next !== undefined
+          ? `${listed.total} held, the newest ${shown.length} shown.`
+          : `${listed.total} held.`;
+    const now = Date.now();
     const done = typeof query['done'] === 'string' ? query['done'] : '';
     const notes: Record<string, string> = {
       released: 'Released.',
@@ -260,9 +281,15 @@ export async function quarantinePage(app: FastifyInstance, deps: QuarantinePageD
           </form>
         </nav>
         ${notes[done] ? html`<p class="note">${notes[done]}</p>` : ''}
-        <p class="muted">
-          ${all.length} held${all.length > shown.length ? `, the newest ${shown.length} shown` : ''}.
-        </p>
+        <p class="muted">${count}</p>
+        ${
+          older !== undefined || listed.next !== undefined
+            ? html`<p>
+                ${older !== undefined ? html`<a href="${home}">Newest</a>` : ''}
+                ${listed.next !== undefined ? html`<a href="${home}?cursor=${listed.next}">Older</a>` : ''}
+              </p>`
+            : ''
+        }
         <table>
           <thead>
             <tr>
