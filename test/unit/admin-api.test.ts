@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { Writable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
@@ -438,6 +438,38 @@ describe('quarantine', () => {
       (await app.inject({ method: 'DELETE', url: `/api/v1/quarantine/${id}`, headers: auth })).statusCode,
       404,
     );
+  });
+
+  test('an entry some recipients released for themselves shows who (`released`) in list and show', async () => {
+    const id = quarantine.newId();
+    const message =
+      'From: a@remote.test\r\nTo: bob@example.org, carol@example.org\r\nSubject: spam\r\n\r\nx\r\n';
+    const entry = {
+      id,
+      time: Date.now(),
+      scanner: 'rules',
+      symbol: 'SPAM',
+      reason: 'score 12',
+      releasableBy: 'recipient' as const,
+      sender: 'a@remote.test',
+      recipients: ['bob@example.org', 'carol@example.org'],
+      size: message.length,
+    };
+    await quarantine.hold(Readable.from([Buffer.from(message)]), entry);
+    assert.equal(await quarantine.markReleased(entry, ['carol@example.org']), false);
+    try {
+      const shown = await app.inject({ url: `/api/v1/quarantine/${id}`, headers: auth });
+      assert.deepEqual(shown.json<{ entry: { released?: string[] } }>().entry.released, [
+        'carol@example.org',
+      ]);
+      const listed = await app.inject({ url: '/api/v1/quarantine?recipient=bob@example.org', headers: auth });
+      const item = listed
+        .json<{ items: { id: string; released?: string[] }[] }>()
+        .items.find((i) => i.id === id);
+      assert.deepEqual(item?.released, ['carol@example.org']);
+    } finally {
+      await quarantine.remove(id);
+    }
   });
 });
 

@@ -57,6 +57,10 @@ export const quarantineEntrySchema = {
     subject: { type: 'string' },
     messageId: { type: 'string' },
     queueId: { type: 'string' },
+    released: {
+      ...stringList,
+      description: 'Recipients who released it for themselves (a signed link); it stays held for the others',
+    },
   },
 } as const;
 
