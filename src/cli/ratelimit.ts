@@ -1,12 +1,13 @@
 /**
  * Wiring of the ratelimit check's outside parts for `serve`: what happens when an incident opens (log PW-R001,
- * metric, admin notice when `notify.to` is set) and the incidents API with Postfix's hold queue.
+ * metric, admin notice when `notify.to` is set), the gauges of open incidents and held mail, and the incidents
+ * API with Postfix's hold queue.
  */
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { IncidentNotifier } from '../adapters/incident-notice.js';
 import { PostfixQueue } from '../adapters/postfix-queue.js';
-import type { RateLimitAlerts } from '../core/ratelimit-incidents.js';
+import { countOpen, type RateLimitAlerts } from '../core/ratelimit-incidents.js';
 import type { Store } from '../core/store.js';
 import type { Config } from '../config/schema.js';
 import type { RatelimitApiDeps } from '../http/api/ratelimit.js';
@@ -63,6 +64,25 @@ export function ratelimitRuntime(
       notifier?.incidentOpened(incident);
     },
   };
+  // Read at scrape time, so they hold what every instance on a shared store did; a store that fails leaves the
+  // gauges without a sample for that scrape (PostwardenStoreFailing says why) rather than failing /metrics.
+  let counting: Promise<{ incidents: number; held: number } | undefined> | undefined;
+  const counted = () =>
+    (counting ??= countOpen(store)
+      .catch(() => undefined)
+      .finally(() => {
+        counting = undefined;
+      }));
+  metrics.collectFrom('postwarden_ratelimit_open_incidents', async (gauge) => {
+    const counts = await counted();
+    if (counts) gauge.set(counts.incidents);
+    else gauge.remove();
+  });
+  metrics.collectFrom('postwarden_ratelimit_held_messages', async (gauge) => {
+    const counts = await counted();
+    if (counts) gauge.set(counts.held);
+    else gauge.remove();
+  });
   const configDir = settings.postfix_config_dir && path.resolve(baseDir, settings.postfix_config_dir);
   const queue = new PostfixQueue({ configDir, sudo: settings.postsuper_sudo });
   return {

@@ -171,6 +171,15 @@ export async function listUsers(store: Store, limit: number): Promise<UserSummar
     .map(([user, s]) => ({ user, held: s.held, ...(s.incident ? { incident: s.incident } : {}) }));
 }
 
+/** How many incidents are open and how many held messages are recorded, each counted up to MAX_SCAN_LIMIT. */
+export async function countOpen(store: Store): Promise<{ incidents: number; held: number }> {
+  const [incidents, held] = await Promise.all([
+    store.scan(INCIDENT_PREFIX, MAX_SCAN_LIMIT),
+    store.scan(HELD_PREFIX, MAX_SCAN_LIMIT),
+  ]);
+  return { incidents: incidents.length, held: held.length };
+}
+
 /** Closes the user's incident and empties the given buckets; true when there was an incident. */
 export async function closeIncident(
   store: Store,

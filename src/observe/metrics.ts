@@ -257,6 +257,20 @@ export const METRIC_DEFINITIONS = [
     labels: [],
   },
   {
+    name: 'postwarden_ratelimit_open_incidents',
+    type: 'gauge',
+    help: 'Rate-limit incidents open now (read from the state store at scrape time: with several MX hosts on one Redis, each reports the shared count; counted up to 10 000)',
+    labels: [],
+    onlyWhenUsed: true,
+  },
+  {
+    name: 'postwarden_ratelimit_held_messages',
+    type: 'gauge',
+    help: 'Messages of rate-limited SASL users recorded as held and not yet released or forgotten (as postwarden_ratelimit_open_incidents: shared, up to 10 000)',
+    labels: [],
+    onlyWhenUsed: true,
+  },
+  {
     name: 'postwarden_ratelimit_notices_total',
     type: 'counter',
     help: 'Admin notices of rate-limit incidents, by outcome (sent, retry, failed, dropped)',
@@ -301,15 +315,18 @@ export class Metrics {
     return this.byName.get(name) as MetricOf<Named<N>>;
   }
 
-  /** Fills a gauge at scrape time from the current state (e.g. map health), instead of tracking every change. */
+  /**
+   * Fills a gauge at scrape time from the current state (e.g. map health), instead of tracking every change.
+   * `fill` may wait (prom-client awaits it): a gauge read from the state store.
+   */
   collectFrom<N extends Extract<Defs, { type: 'gauge' }>['name']>(
     name: N,
-    fill: (gauge: Gauge<Named<N>['labels'][number]>) => void,
+    fill: (gauge: Gauge<Named<N>['labels'][number]>) => void | Promise<void>,
   ): void {
     const gauge = this.byName.get(name) as Gauge<Named<N>['labels'][number]>;
-    (gauge as unknown as { collect: () => void }).collect = () => {
+    (gauge as unknown as { collect: () => void | Promise<void> }).collect = () => {
       gauge.reset();
-      fill(gauge);
+      return fill(gauge);
     };
   }
 }

@@ -15,6 +15,8 @@ import { buildHttpApp } from '../../src/http/app.js';
 import type { HoldQueue } from '../../src/http/api/ratelimit.js';
 import { createLogger } from '../../src/observe/logger.js';
 import { Metrics } from '../../src/observe/metrics.js';
+import { ratelimitRuntime } from '../../src/cli/ratelimit.js';
+import { configSchema } from '../../src/config/schema.js';
 import { openStore } from '../../src/store/index.js';
 
 const TOKEN = 'x'.repeat(40);
@@ -48,9 +50,9 @@ after(() => app.close());
 const call = (method: 'GET' | 'POST', url: string, token = TOKEN) =>
   app.inject({ method, url: `/api/v1/ratelimit${url}`, headers: { authorization: `Bearer ${token}` } });
 
-async function holdFor(user: string, ids: string[]): Promise<void> {
+async function holdFor(user: string, ids: string[], into = store): Promise<void> {
   await openIncident(
-    store,
+    into,
     {
       user,
       openedAt: 1,
@@ -68,7 +70,7 @@ async function holdFor(user: string, ids: string[]): Promise<void> {
       sender: user,
       recipient_count: '2',
     });
-    await recordHeld(store, user, request, 1000, 3600);
+    await recordHeld(into, user, request, 1000, 3600);
   }
 }
 
@@ -141,6 +143,29 @@ test('postsuper failing answers 502 and keeps the record; the store down answers
   assert.equal(r2.statusCode, 503);
   assert.equal(r2.json<{ code: string }>().code, 'PW-S001');
   await down.close();
+});
+
+test('gauges of open incidents and held mail: read from the store at scrape time, no sample while it fails', async () => {
+  const own = await openStore({ driver: 'sqlite', path: ':memory:' });
+  const metrics = new Metrics({ processMetrics: false });
+  const sample = /^postwarden_ratelimit_(open_incidents|held_messages) (\S+)$/gm;
+  const samples = async () =>
+    Object.fromEntries([...(await metrics.registry.metrics()).matchAll(sample)].map((m) => [m[1], m[2]]));
+  assert.deepEqual(await samples(), {}, 'no sample where the ratelimit check is not used');
+  const runtime = ratelimitRuntime(
+    configSchema.parse({ local_domains: ['example.com'] }),
+    '.',
+    own,
+    createLogger('fatal'),
+    metrics,
+  );
+  assert.deepEqual(await samples(), { open_incidents: '0', held_messages: '0' });
+  await holdFor('ann@example.com', ['AAA1', 'AAA2'], own);
+  await holdFor('bob@example.com', ['BBB1'], own);
+  assert.deepEqual(await samples(), { open_incidents: '2', held_messages: '3' });
+  runtime.close();
+  await own.close();
+  assert.deepEqual(await samples(), {}, 'a store that fails: no sample rather than a wrong 0');
 });
 
 test('postqueue -j lines: hold entries parsed, junk skipped', () => {
