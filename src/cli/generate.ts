@@ -79,6 +79,12 @@ export function generateInputs(
 }
 
 export async function generate(argv: string[]): Promise<number> {
+  // The design's table once gave generate an --apply; applying is setup's job (docs/adr/0008).
+  if (argv.includes('--apply')) {
+    throw new UsageError(
+      'generate never touches live files: `postwarden setup --apply` writes main.cf, master.cf and Dovecot, with a backup',
+    );
+  }
   const { values, positionals } = parse(
     argv,
     {

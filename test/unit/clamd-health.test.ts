@@ -1,7 +1,8 @@
 /**
  * clamd's health (src/adapters/clamd-health.ts) against a scripted pinger: which scan outcomes move it (table),
  * one event per change and none for the start, the PING loop (at once, then every interval, until stop(), which
- * aborts a PING under way), and the gauge's sample only where clamd is used.
+ * aborts a PING under way), an overloaded clamd (PONG but failing scans) kept down without flapping, and the
+ * gauge's sample only where clamd is used.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -137,6 +138,41 @@ test('PING at start, then every interval: a dead clamd goes down, a PONG brings 
   const pings = state.pings;
   await sleep(60);
   assert.equal(state.pings, pings, 'no PING after stop()');
+});
+
+test('overloaded: a PONG does not undo a timed-out scan for two intervals; a finished scan does at once', async () => {
+  const { pinger, state } = scripted();
+  const events: ClamdHealthEvent[] = [];
+  const clock = { ms: 0 };
+  const health = new ClamdHealth(pinger, {
+    intervalMs: 20,
+    now: () => clock.ms,
+    onEvent: (e) => events.push(e),
+  });
+  health.scanned(scan('clean'));
+  health.scanned(scan('error', 'timeout'));
+  clock.ms = 39; // still inside two intervals of the failed scan
+  health.start();
+  await until('PINGed twice', () => state.pings >= 2);
+  assert.deepEqual(health.health(), {
+    healthy: false,
+    reason: `answers PING, but scans fail: clamd at ${TARGET}: timeout`,
+  });
+  assert.deepEqual(
+    events.map((e) => e.code),
+    ['PW-F009'],
+    'no flip to up and back at each PING',
+  );
+  clock.ms = 40; // two intervals without a failed scan: a PONG counts again
+  await until('up on a PONG', () => health.health().healthy);
+  assert.deepEqual(
+    events.map((e) => e.code),
+    ['PW-F009', 'PW-F010'],
+  );
+  health.scanned(scan('error', 'connection_lost'));
+  health.scanned(scan('infected'));
+  assert.deepEqual(health.health(), { healthy: true }, 'a finished scan is proof at once');
+  await health.stop();
 });
 
 test('stop() aborts a PING under way and does not count it as clamd down', async () => {

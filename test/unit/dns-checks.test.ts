@@ -215,6 +215,19 @@ describe('dns_sanity', () => {
       assert.equal(verdicts.find((v) => v.action)?.action, action);
     });
   }
+  test('a DNS failure says so in the reply, never that the domain was not found', async () => {
+    const check = createDnsSanityCheck(
+      dnsSanitySchema.parse({}),
+      locality,
+      resolverOf({ 'MX sender.test': servfail, ...heloOk }),
+    );
+    const [verdict] = await check.run(request(), { session: newSession(), score: 0, earlier: [], signal });
+    assert.deepEqual(verdict?.reply, {
+      code: 450,
+      dsn: '4.1.8',
+      text: 'Sender domain sender.test could not be verified (DNS lookup failed), try again later',
+    });
+  });
   test('sender_domain: score scores instead of rejecting', async () => {
     const check = createDnsSanityCheck(
       dnsSanitySchema.parse({ sender_domain: 'score' }),

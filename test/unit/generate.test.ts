@@ -28,7 +28,8 @@ import {
 import { listTokens, policyEndpoint, restrictionElements } from '../../src/generate/postfix-lists.js';
 import { renderPrometheusScrape } from '../../src/generate/prometheus.js';
 import { renderSystemdUnit } from '../../src/generate/systemd.js';
-import { readTemplates } from '../../src/cli/generate.js';
+import { UsageError } from '../../src/cli/args.js';
+import { generate, readTemplates } from '../../src/cli/generate.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const GOLDEN = path.join(ROOT, 'test/golden/generate');
@@ -345,6 +346,13 @@ test('systemd unit and Prometheus scrape job from deploy/', () => {
   assert.match(
     renderPrometheusScrape(cfg, templates['scrape.yml'] ?? ''),
     /targets: \['127\.0\.0\.1:20063'\]/,
+  );
+});
+
+test('generate --apply is a usage error that names setup --apply (ADR 0008): generate never touches live files', async () => {
+  await assert.rejects(
+    generate(['postfix', '--apply']),
+    (error: unknown) => error instanceof UsageError && /postwarden setup --apply/.test(error.message),
   );
 });
 

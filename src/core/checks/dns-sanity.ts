@@ -123,7 +123,7 @@ function senderVerdict(
       reply: {
         code: 450,
         dsn: '4.1.8',
-        text: `Sender domain ${domain} not found, try again later`,
+        text: `Sender domain ${domain} could not be verified (DNS lookup failed), try again later`,
       },
     };
   }
