@@ -18,8 +18,8 @@ export interface JobTargets {
   readonly store?: Store;
   /** Self-tests every DNS list (policy.dnsbl); also run once at start. */
   readonly dnsblSelfTest?: () => Promise<Record<string, unknown>>;
-  /** Removes held messages past their retention (filter.quarantine.retention_days). */
-  readonly quarantineExpiry?: () => Promise<number>;
+  /** Removes held messages past their retention (filter.quarantine.retention_days); says what it did. */
+  readonly quarantineExpiry?: () => Promise<Record<string, unknown>>;
 }
 
 /** Runs one job body with its log line and metrics; resolves whatever happened. */
@@ -99,7 +99,7 @@ export function startJobs(config: Readonly<Config>, targets: JobTargets, logger:
     void runJob('dnsbl_selftest', dnsblSelfTest, logger, metrics);
   }
   if (quarantineExpiry) {
-    every('quarantine', config.jobs.quarantine, async () => ({ removed: await quarantineExpiry() }));
+    every('quarantine', config.jobs.quarantine, quarantineExpiry);
   }
   every('summary', config.jobs.summary, summaryCounter(metrics));
   return async (): Promise<void> => {

@@ -305,7 +305,25 @@ export async function serve(argv: string[]): Promise<number> {
         ? {
             quarantineExpiry: async () => {
               quarantineOps?.expireReleaseMarkers(config.filter.quarantine.retention_days);
-              return filter.quarantine.expire();
+              const removed = await filter.quarantine.expire();
+              const swept = filter.quarantine.sweep();
+              if (swept.unlisted.length > 0) {
+                logger.warn(
+                  {
+                    code: 'PW-F011',
+                    dir: filter.quarantine.dir,
+                    count: swept.unlisted.length,
+                    ids: swept.unlisted.slice(0, 20),
+                  },
+                  'held messages that cannot be listed or released: their entry file is missing or unreadable',
+                );
+              }
+              return {
+                removed,
+                leftovers: swept.leftovers,
+                broken_removed: swept.broken_removed,
+                unlisted: swept.unlisted.length,
+              };
             },
           }
         : {}),

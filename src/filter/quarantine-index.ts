@@ -197,6 +197,11 @@ export class QuarantineIndex {
     else this.sorted.splice(at, 0, summary);
   }
 
+  /** Whether the entry is indexed (readable, under the bound); undefined while the index is off. */
+  has(id: string): boolean | undefined {
+    return this.overflowed ? undefined : this.byId.has(id);
+  }
+
   /** Forgets an entry (removed by this process). */
   delete(id: string): void {
     this.remove(id);

@@ -27,6 +27,7 @@ import {
   readdirSync,
   renameSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
@@ -246,6 +247,51 @@ export class Quarantine {
     await this.store?.delete(`${QUARANTINE_KEY_PREFIX}${id}`).catch(() => undefined);
   }
 
+  /**
+   * Finds what listing and expiry cannot see, so nothing stays on disk for ever unnoticed: `.tmp` files of a hold
+   * that was interrupted (the filter never answered 250, so Postfix sent the message again), a message whose entry
+   * file is missing (a crash between the two renames), and an entry file that cannot be read or names another id
+   * (edited by hand, a full disk). Such messages are held but cannot be listed, released or expired by their
+   * entry; they are removed once their files are older than the retention, and reported until then.
+   */
+  sweep(now = Date.now()): SweepOutcome {
+    if (!existsSync(this.dir)) return { leftovers: 0, broken_removed: 0, unlisted: [] };
+    this.index.refresh();
+    const names = new Set(readdirSync(this.dir));
+    const retentionMs = this.retentionDays * 86_400_000;
+    const ageOf = (name: string): number => {
+      try {
+        return now - statSync(path.join(this.dir, name)).mtimeMs;
+      } catch {
+        return 0; // gone meanwhile
+      }
+    };
+    let leftovers = 0;
+    let brokenRemoved = 0;
+    const unlisted: string[] = [];
+    for (const name of names) {
+      if (name.endsWith('.tmp')) {
+        if (ageOf(name) <= LEFTOVER_AGE_MS) continue;
+        rmSync(path.join(this.dir, name), { force: true });
+        leftovers += 1;
+        continue;
+      }
+      const id = name.endsWith('.eml.gz') ? name.slice(0, -7) : undefined;
+      if (id === undefined || !QUARANTINE_ID.test(id)) continue;
+      const meta = `${id}.json`;
+      if (names.has(meta) && (this.index.has(id) ?? false)) continue;
+      if (names.has(meta) && this.entry(id)?.id === id) continue;
+      if (ageOf(name) > retentionMs) {
+        rmSync(path.join(this.dir, name), { force: true });
+        rmSync(path.join(this.dir, meta), { force: true });
+        brokenRemoved += 1;
+      } else {
+        unlisted.push(id);
+      }
+    }
+    return { leftovers, broken_removed: brokenRemoved, unlisted: unlisted.sort() };
+  }
+
   /** Removes what is older than the retention, walking the index's oldest entries; returns how many. */
   async expire(now = Date.now()): Promise<number> {
     this.index.refresh();
@@ -255,6 +301,19 @@ export class Quarantine {
     return old.length;
   }
 }
+
+/** What a sweep of the quarantine directory found and did (see Quarantine.sweep). */
+export interface SweepOutcome {
+  /** Temporary files of an interrupted hold, removed (older than an hour). */
+  readonly leftovers: number;
+  /** Messages without an entry file, or with one that cannot be read, removed after the retention. */
+  readonly broken_removed: number;
+  /** Held messages not listed (entry file missing, unreadable or naming another id), within the retention. */
+  readonly unlisted: readonly string[];
+}
+
+/** How old a `.tmp` file must be before a sweep removes it: no hold takes that long. */
+const LEFTOVER_AGE_MS = 3_600_000;
 
 /** Who releases: the admin (any recipients; the message leaves the quarantine) or one recipient (a signed link). */
 export type Releaser =

@@ -198,6 +198,13 @@ const table = [
     summary: 'clamd answers again; messages are scanned',
     fix: 'None: informational. `postqueue -f` sends the deferred mail now rather than at the next retry.',
   },
+  {
+    code: 'PW-F011',
+    level: 'warn',
+    summary:
+      'Held messages in the quarantine directory that cannot be listed, released or expired by their entry: the `<id>.json` beside `<id>.eml.gz` is missing, unreadable or names another id (a crash between the two writes, a full disk, a hand edit); logged by the quarantine job with up to 20 ids. They are removed once older than filter.quarantine.retention_days',
+    fix: 'Look at the message: `zcat <dir>/<id>.eml.gz | less`. To deliver it, hand it to Postfix past the filter, through the re-injection port (filter.reinject): `zcat <dir>/<id>.eml.gz | swaks --server 127.0.0.1:10062 --from <sender> --to <recipient> --data -`, then remove both files; to drop it, remove both files. Check the disk (`df`) and that only postwarden writes the directory.',
+  },
   // DNS lists
   {
     code: 'PW-D001',

@@ -2,10 +2,11 @@
  * The quarantine's index (src/filter/quarantine-index.ts) over real directories: listings after hold, release and
  * remove; a directory changed by another Quarantine (another process) is picked up, and an unchanged one is
  * served from memory; paging order and bounds, filters, totals and cursors; entries written as before the index
- * (the on-disk format is unchanged); expiry from the oldest end; the bound on indexed entries.
+ * (the on-disk format is unchanged); expiry from the oldest end; the sweep of held messages without a readable
+ * entry and of interrupted holds' temporary files; the bound on indexed entries.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, describe, it } from 'node:test';
@@ -229,6 +230,47 @@ describe('quarantine index: expiry', () => {
     assert.equal(q.entry(idOf(0)), undefined, 'the files are gone');
     assert.equal(await new Quarantine(dir, 1).expire(now), 0, 'another instance finds nothing more');
     assert.equal(await new Quarantine(dir, 1).expire(now + 86_400_000), 2);
+  });
+});
+
+describe('quarantine sweep: what listing and expiry cannot see', () => {
+  it('reports held messages without a readable entry, removes them after the retention, and old .tmp files', async () => {
+    const dir = freshDir();
+    const q = new Quarantine(dir, 1);
+    const now = Date.now();
+    const age = (name: string, ms: number) => {
+      const at = new Date(now - ms);
+      utimesSync(path.join(dir, name), at, at);
+    };
+    await hold(q, entryOf(1)); // a good entry: never touched by the sweep
+    writeFileSync(path.join(dir, `${idOf(2)}.eml.gz`), ''); // no entry file (a crash between the writes)
+    writeOnDisk(dir, entryOf(3));
+    writeFileSync(path.join(dir, `${idOf(3)}.json`), '{"id": broken'); // unreadable
+    writeOnDisk(dir, entryOf(4));
+    writeFileSync(path.join(dir, `${idOf(4)}.json`), JSON.stringify(entryOf(4, { id: idOf(5) }))); // another id
+    writeFileSync(path.join(dir, `${idOf(6)}.eml.gz.tmp`), ''); // an interrupted hold, two hours ago
+    age(`${idOf(6)}.eml.gz.tmp`, 2 * 3_600_000);
+    writeFileSync(path.join(dir, `${idOf(7)}.json.tmp`), ''); // one under way right now
+    assert.deepEqual(q.sweep(now), {
+      leftovers: 1,
+      broken_removed: 0,
+      unlisted: [idOf(2), idOf(3), idOf(4)],
+    });
+    assert.deepEqual(ids(q.list().items), [idOf(1)], 'the unlisted stay out of the listing');
+    for (const n of [2, 3, 4]) age(`${idOf(n)}.eml.gz`, 86_400_000 + 1000);
+    assert.deepEqual(q.sweep(now), { leftovers: 0, broken_removed: 3, unlisted: [] });
+    for (const n of [2, 3, 4]) {
+      assert.throws(() => readFileSync(path.join(dir, `${idOf(n)}.eml.gz`)), /ENOENT/);
+      assert.throws(() => readFileSync(path.join(dir, `${idOf(n)}.json`)), /ENOENT/);
+    }
+    assert.ok(readFileSync(path.join(dir, `${idOf(7)}.json.tmp`)), 'a recent .tmp is left alone');
+    assert.deepEqual(ids(q.list().items), [idOf(1)]);
+    assert.ok(q.entry(idOf(1)), 'the good entry is still there');
+    assert.deepEqual(new Quarantine(path.join(dir, 'missing'), 1).sweep(now), {
+      leftovers: 0,
+      broken_removed: 0,
+      unlisted: [],
+    });
   });
 });
 
