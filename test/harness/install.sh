@@ -18,6 +18,8 @@
 # slapd (/usr/sbin/slapd, slapadd) and ldap-utils (ldapwhoami, ldapsearch): test/harness/slapd.ts starts its own
 # slapd on loopback from a slapd.conf and an LDIF it writes; debconf is preseeded with slapd/no_configuration,
 # so the package makes no system-wide database or /etc/ldap/slapd.d.
+# debootstrap: test/harness/dovecot24.ts builds a Debian 13 (trixie) root once, from the same Debian mirror, to
+# run Dovecot 2.4 (Debian 13's) in a chroot for test/integration/dovecot24-learn.test.ts.
 # Idempotent: prints nothing and exits 0 when all of them are present.
 # Otherwise, as in the harness recipe (harness.md §0): preseed debconf ("No configuration", so no system-wide
 # /etc/postfix/main.cf), put a temporary /usr/sbin/policy-rc.d (exit 101) in place so that no
@@ -29,7 +31,7 @@
 set -euo pipefail
 
 PATH="$PATH:/usr/sbin:/sbin"
-PACKAGES=(postfix postfix-ldap dovecot-core dovecot-imapd dovecot-lmtpd swaks redis-server dnsmasq-base clamav-daemon clamdscan dovecot-sieve chromium slapd ldap-utils prometheus)
+PACKAGES=(postfix postfix-ldap dovecot-core dovecot-imapd dovecot-lmtpd swaks redis-server dnsmasq-base clamav-daemon clamdscan dovecot-sieve chromium slapd ldap-utils prometheus debootstrap)
 
 die() {
   echo "install.sh: $*" >&2
@@ -39,7 +41,7 @@ die() {
 # Prints the missing pieces, one per line (commands, or the dovecot protocol binaries).
 missing() {
   local c
-  for c in postfix postconf smtp-sink dovecot doveadm swaks redis-server redis-cli dnsmasq clamd clamdscan slapd slapadd ldapwhoami ldapsearch; do
+  for c in postfix postconf smtp-sink dovecot doveadm swaks redis-server redis-cli dnsmasq clamd clamdscan slapd slapadd ldapwhoami ldapsearch debootstrap; do
     command -v "$c" >/dev/null 2>&1 || echo "$c"
   done
   [ -x /usr/lib/dovecot/imap ] || echo "dovecot-imapd (/usr/lib/dovecot/imap)"

@@ -13,47 +13,26 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { startHarness, type Harness } from '../harness/harness.js';
+import { AUTH_POLICY_KEY, authPolicyConfig, authPolicyFragment } from '../harness/auth-policy.js';
+import { imapLoginFrom } from '../harness/imap-login.js';
 import { PolicyClient } from '../../src/policy/client.js';
 import { Postwarden, sleep } from '../harness/postwarden.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const HTTP = '127.0.0.1:21210';
-const KEY = 'it-key-0123456789abcdef';
 const BLOCK_S = 6;
 const work = mkdtempSync('/tmp/pw-h-auth-pw-');
 const server = new Postwarden('auth', work, HTTP, '127.0.0.1:21211');
 let harness: Harness;
 
 before(async () => {
-  writeFileSync(path.join(work, 'auth-policy.key'), `${KEY}\n`, { mode: 0o600 });
-  await server.start(`local_domains: [example.test]
-store: { driver: sqlite, path: state.db }
-policy:
-  listen: ${server.policy}
-  greylist: { mode: off }
-  spf: { mode: off }
-  dns_sanity: { mode: off }
-http:
-  listen: ${HTTP}
-  token_file: admin.token
-auth_policy:
-  enabled: true
-  api_key_file: auth-policy.key
-  auth_block_s: ${BLOCK_S}
-  login_block_after: 4
-  address_block_after: 6
-  network_block_after: 1000
-  tarpit_after: 0
-`);
-  const fragment = readFileSync(path.join(ROOT, 'dovecot-snippets/auth-policy-2.3.conf'), 'utf8')
-    .replace('http://127.0.0.1:10063/', `http://${HTTP}/`)
-    .replace('REPLACE-WITH-THE-KEY', KEY)
-    .replace('REPLACE-WITH-A-RANDOM-STRING', 'it-nonce');
+  writeFileSync(path.join(work, 'auth-policy.key'), `${AUTH_POLICY_KEY}\n`, { mode: 0o600 });
+  await server.start(
+    authPolicyConfig({ policy: server.policy, http: HTTP, blockS: BLOCK_S, addressBlockAfter: 6 }),
+  );
+  const fragment = authPolicyFragment('2.3', HTTP);
   const include = path.join(work, 'auth-policy.conf');
   writeFileSync(include, fragment);
   harness = await startHarness({
@@ -77,41 +56,9 @@ after(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-/**
- * One IMAP LOGIN from `from` (a loopback address to bind): the tagged reply, e.g. `a1 OK …` or `a1 NO …`.
- * Written by hand: only LOGIN is needed, and imapflow binds no local address without a custom transport.
- */
-function imapLogin(user: string, password: string, from: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: '127.0.0.1', port: harness.imapPort, localAddress: from });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`IMAP LOGIN ${user} from ${from}: no answer in 30 s`));
-    }, 30_000);
-    let buffer = '';
-    let greeted = false;
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      buffer += chunk;
-      for (let nl = buffer.indexOf('\r\n'); nl >= 0; nl = buffer.indexOf('\r\n')) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 2);
-        if (!greeted && line.startsWith('* OK')) {
-          greeted = true;
-          socket.write(`a1 LOGIN "${user}" "${password}"\r\n`);
-        } else if (line.startsWith('a1 ')) {
-          clearTimeout(timer);
-          socket.end('a2 LOGOUT\r\n');
-          resolve(line);
-        }
-      }
-    });
-    socket.on('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-  });
-}
+/** One IMAP LOGIN from `from` to the harness's Dovecot: the tagged reply. */
+const imapLogin = (user: string, password: string, from: string) =>
+  imapLoginFrom(harness.imapPort, user, password, from);
 
 const ok = (reply: string) => /^a1 OK/.test(reply);
 

@@ -30,6 +30,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { ImapFlow } from 'imapflow';
 import { type Harness, startHarness, tagged } from '../harness/harness.js';
+import { learned as learnedOf, moveTagged, reports as reportsOf } from '../harness/learn-moves.js';
 import { Postwarden, sleep } from '../harness/postwarden.js';
 
 const run = promisify(execFile);
@@ -184,38 +185,9 @@ async function waitInFolder(folder: string, tag: string, timeoutMs = 15_000): Pr
   }
 }
 
-/** A counter's value from /metrics (0 when the series is absent). */
-async function counter(name: string, labels: string): Promise<number> {
-  const line = (await pw.metrics()).split('\n').find((l) => l.startsWith(`${name}{${labels}}`));
-  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
-}
-
-const reports = (cls: string) =>
-  counter('postwarden_learn_socket_reports_total', `class="${cls}",result="queued"`);
-
-/** Polls until the classifier learned `count` messages of `cls` (bounded), and returns how many it did. */
-async function learned(cls: string, count: number, timeoutMs = 10_000): Promise<number> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const n = await counter('postwarden_learned_total', `class="${cls}",outcome="learned"`);
-    if (n >= count || Date.now() > deadline) return n;
-    await sleep(100);
-  }
-}
-
-/** Moves the message tagged `tag` from `from` to `to` over IMAP (MOVE), as a mail client does. */
-async function move(tag: string, from: string, to: string): Promise<void> {
-  const lock = await client().getMailboxLock(from);
-  try {
-    await client().noop(); // the mailbox may still be selected from before: see what arrived since
-    const uids = await client().search({ header: { 'x-pw-test': tag } }, { uid: true });
-    assert.ok(uids && uids.length === 1, `${tag} in ${from}: ${JSON.stringify(uids)}`);
-    const moved = await client().messageMove(uids, to, { uid: true });
-    assert.ok(moved, `MOVE ${tag} ${from} → ${to} failed`);
-  } finally {
-    lock.release();
-  }
-}
+const reports = (cls: string) => reportsOf(pw, cls);
+const learned = (cls: string, count: number) => learnedOf(pw, cls, count);
+const move = (tag: string, from: string, to: string) => moveTagged(client(), tag, from, to);
 
 before(async () => {
   mkdirSync(sieveDir, { mode: 0o755 });
