@@ -3,8 +3,8 @@
  * and the 2.4 fragment's settings are not the 2.3 ones.
  *
  * - `ensureTrixieRoot()` builds a Debian trixie root once, with debootstrap (minbase, plus dovecot-core,
- *   dovecot-imapd, dovecot-lmtpd and dovecot-sieve), from the same Debian mirror that apt uses. The root lives in
- *   TRIXIE_ROOT, is about 320 MB, and takes 40–90 s to build. It is built in a `.partial` directory and renamed
+ *   dovecot-imapd, dovecot-lmtpd, dovecot-sieve and nodejs), from the same Debian mirror that apt uses. The root lives in
+ *   TRIXIE_ROOT, is about 370 MB, and takes 40–90 s to build. It is built in a `.partial` directory and renamed
  *   into place, so an interrupted build is never used. A user `vmail` is added for the mail processes.
  * - `startDovecot24()` runs a Dovecot instance inside that root with `chroot`, in its own directory `/<name>`. The
  *   network is shared, so it listens on loopback ports of the host. It has IMAP and LMTP, one passwd-file user
@@ -23,7 +23,10 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 
 export const TRIXIE_ROOT = process.env['PW_TEST_TRIXIE_ROOT'] ?? '/var/cache/postwarden-test/trixie-dovecot';
-const PACKAGES = ['dovecot-core', 'dovecot-imapd', 'dovecot-lmtpd', 'dovecot-sieve'];
+// nodejs: Debian 13's Node, the runtime floor (package.json engines), for test/integration/node-floor.test.ts.
+const PACKAGES = ['dovecot-core', 'dovecot-imapd', 'dovecot-lmtpd', 'dovecot-sieve', 'nodejs'];
+/** A file of each package: a root that lacks one (an older build) is built again. */
+const MARKERS = ['usr/lib/dovecot/lmtp', 'usr/lib/dovecot/imap', 'usr/bin/sievec', 'usr/bin/node'];
 
 /** The Debian mirror apt uses here (deb822 or one-line sources), else deb.debian.org. */
 function debianMirror(): string {
@@ -41,7 +44,7 @@ function debianMirror(): string {
 
 /** The root, built once (see the file comment). */
 export async function ensureTrixieRoot(): Promise<string> {
-  if (existsSync(path.join(TRIXIE_ROOT, 'usr/lib/dovecot/lmtp'))) return TRIXIE_ROOT;
+  if (MARKERS.every((file) => existsSync(path.join(TRIXIE_ROOT, file)))) return TRIXIE_ROOT;
   const partial = `${TRIXIE_ROOT}.partial`;
   rmSync(partial, { recursive: true, force: true });
   mkdirSync(path.dirname(TRIXIE_ROOT), { recursive: true });
@@ -63,6 +66,7 @@ export async function ensureTrixieRoot(): Promise<string> {
       `debootstrap ${args.join(' ')} failed: ${detail.message ?? ''}\n${(detail.stderr ?? '').slice(-2000)}${(detail.stdout ?? '').slice(-2000)}`,
     );
   }
+  rmSync(TRIXIE_ROOT, { recursive: true, force: true });
   renameSync(partial, TRIXIE_ROOT);
   return TRIXIE_ROOT;
 }
