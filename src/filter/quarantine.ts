@@ -281,7 +281,10 @@ export class Quarantine {
       const meta = `${id}.json`;
       if (names.has(meta) && (this.index.has(id) ?? false)) continue;
       if (names.has(meta) && this.entry(id)?.id === id) continue;
-      if (ageOf(name) > retentionMs) {
+      const age = ageOf(name);
+      // A hold under way has its message in place a moment before its entry: not yet a broken one.
+      if (age <= LEFTOVER_AGE_MS) continue;
+      if (age > retentionMs) {
         rmSync(path.join(this.dir, name), { force: true });
         rmSync(path.join(this.dir, meta), { force: true });
         brokenRemoved += 1;
@@ -312,7 +315,7 @@ export interface SweepOutcome {
   readonly unlisted: readonly string[];
 }
 
-/** How old a `.tmp` file must be before a sweep removes it: no hold takes that long. */
+/** How old a `.tmp` file, or a message without an entry, must be before a sweep acts on it: no hold takes that long. */
 const LEFTOVER_AGE_MS = 3_600_000;
 
 /** Who releases: the admin (any recipients; the message leaves the quarantine) or one recipient (a signed link). */

@@ -42,6 +42,14 @@ function debianMirror(): string {
   return 'http://deb.debian.org/debian';
 }
 
+/** Mount points at or below `dir`, from /proc/self/mounts. */
+export function mountsUnder(dir: string): string[] {
+  return readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .map((line) => line.split(' ')[1] ?? '')
+    .filter((point) => point === dir || point.startsWith(`${dir}/`));
+}
+
 /** The root, built once (see the file comment). */
 export async function ensureTrixieRoot(): Promise<string> {
   if (MARKERS.every((file) => existsSync(path.join(TRIXIE_ROOT, file)))) return TRIXIE_ROOT;
@@ -65,6 +73,12 @@ export async function ensureTrixieRoot(): Promise<string> {
     throw new Error(
       `debootstrap ${args.join(' ')} failed: ${detail.message ?? ''}\n${(detail.stderr ?? '').slice(-2000)}${(detail.stdout ?? '').slice(-2000)}`,
     );
+  }
+  // A mount left inside the old root (node-floor.test.ts bind-mounts the checkout there) must never be removed
+  // through: refuse rather than delete what it shows.
+  const inside = mountsUnder(TRIXIE_ROOT);
+  if (inside.length > 0) {
+    throw new Error(`${TRIXIE_ROOT} has mounts inside (${inside.join(', ')}): unmount them, then run again`);
   }
   rmSync(TRIXIE_ROOT, { recursive: true, force: true });
   renameSync(partial, TRIXIE_ROOT);

@@ -19,7 +19,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { ensureTrixieRoot } from '../harness/dovecot24.js';
+import { ensureTrixieRoot, mountsUnder } from '../harness/dovecot24.js';
 import { PolicyClient } from '../../src/policy/client.js';
 import { sleep } from '../harness/postwarden.js';
 
@@ -30,10 +30,7 @@ const MOUNT = '/pw-floor-src';
 const ENV = { PATH: '/usr/bin:/bin:/usr/sbin:/sbin', HOME: '/root', LANG: 'C.UTF-8' };
 let root = '';
 
-const mounted = (dir: string) =>
-  readFileSync('/proc/self/mounts', 'utf8')
-    .split('\n')
-    .some((line) => line.split(' ')[1] === dir);
+const mounted = (dir: string) => mountsUnder(dir).includes(dir);
 
 async function unmountAll(): Promise<void> {
   for (const dir of [path.join(root, 'proc'), path.join(root, MOUNT)]) {

@@ -251,6 +251,8 @@ describe('quarantine sweep: what listing and expiry cannot see', () => {
     writeFileSync(path.join(dir, `${idOf(6)}.eml.gz.tmp`), ''); // an interrupted hold, two hours ago
     age(`${idOf(6)}.eml.gz.tmp`, 2 * 3_600_000);
     writeFileSync(path.join(dir, `${idOf(7)}.json.tmp`), ''); // one under way right now
+    writeFileSync(path.join(dir, `${idOf(8)}.eml.gz`), ''); // its message in place, its entry not yet
+    for (const n of [2, 3, 4]) age(`${idOf(n)}.eml.gz`, 2 * 3_600_000);
     assert.deepEqual(q.sweep(now), {
       leftovers: 1,
       broken_removed: 0,
@@ -264,6 +266,7 @@ describe('quarantine sweep: what listing and expiry cannot see', () => {
       assert.throws(() => readFileSync(path.join(dir, `${idOf(n)}.json`)), /ENOENT/);
     }
     assert.ok(readFileSync(path.join(dir, `${idOf(7)}.json.tmp`)), 'a recent .tmp is left alone');
+    assert.ok(readFileSync(path.join(dir, `${idOf(8)}.eml.gz`)), 'a hold under way is left alone');
     assert.deepEqual(ids(q.list().items), [idOf(1)]);
     assert.ok(q.entry(idOf(1)), 'the good entry is still there');
     assert.deepEqual(new Quarantine(path.join(dir, 'missing'), 1).sweep(now), {
