@@ -1,8 +1,9 @@
 /**
  * The `policy` part of `npm run bench` (bench/main.ts): the policy face against its ceiling, in one run. Starts
- * a minimal always-DUNNO server (bench/dunno-server.ts) and postwarden twice — every check enforcing, realistic
- * maps, once at `log.level: warn` and once at `info` (the default: one decision line per request, here into a
- * file) — each in its own process on a free 127.0.0.1 port, checks that postwarden answers each request of the
+ * a minimal always-DUNNO server (bench/dunno-server.ts) and postwarden three times — with no check enabled (what
+ * the face itself costs: reading, the request, its session, metrics, the reply), and with every check enforcing
+ * on realistic maps, once at `log.level: warn` and once at `info` (the default: one decision line per request,
+ * here into a file) — each in its own process on a free 127.0.0.1 port, checks that postwarden answers each request of the
  * mix as it must, then measures requests/s and p50/p99 latency at 1, 8 and 32 connections. At each connection
  * count the servers take turns, in rounds of short slices, so drift of the machine hits them alike. Returns
  * postwarden's req/s as a ratio of the ceiling's and the target (≥ 50% of the ceiling, p99 under 2 ms at 8
@@ -52,7 +53,8 @@ const TARGET_P99_MS = 2;
 const TARGET_CONNECTIONS = 8;
 
 interface Server {
-  readonly key: 'dunno' | 'warn' | 'info';
+  /** `none`: postwarden with no check enabled (the policy face's own cost); `warn`, `info`: every check. */
+  readonly key: 'dunno' | 'none' | 'warn' | 'info';
   readonly label: string;
   readonly port: number;
   readonly child: Child;
@@ -113,23 +115,29 @@ async function startServers(dir: string, mix: readonly BenchRequest[], cpuProfDi
   await waitForLine(dunno, 'ready', START_TIMEOUT_MS);
   servers.push({ key: 'dunno', label: 'DUNNO ceiling', port: dunnoPort, child: dunno });
 
-  for (const level of ['warn', 'info'] as const) {
+  const variants = [
+    { key: 'none', level: 'warn', checks: 'none', label: 'postwarden, no checks, log warn' },
+    { key: 'warn', level: 'warn', checks: 'all', label: 'postwarden, log warn' },
+    { key: 'info', level: 'info', checks: 'all', label: 'postwarden, log info' },
+  ] as const;
+  for (const { key, level, checks, label } of variants) {
     const ports = { policy: await freePort(), http: await freePort() };
-    const fixture = writeFixture(dir, `postwarden-${level}`, ports, level);
-    fixtures.push(fixture);
-    const logFile = path.join(dir, `postwarden-${level}.log`);
+    const fixture = writeFixture(dir, `postwarden-${key}`, ports, level, checks);
+    if (checks === 'all') fixtures.push(fixture);
+    const logFile = path.join(dir, `postwarden-${key}.log`);
     const nodeArgs = cpuProfDir
-      ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=postwarden-${level}.cpuprofile`]
+      ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=postwarden-${key}.cpuprofile`]
       : [];
-    const child = startChild(`postwarden (log ${level})`, MAIN, ['serve', '--config', fixture.configPath], {
+    const child = startChild(label, MAIN, ['serve', '--config', fixture.configPath], {
       stdoutFile: logFile,
       nodeArgs,
     });
-    servers.push({ key: level, label: `postwarden, log ${level}`, port: ports.policy, child, logFile });
+    servers.push({ key, label, port: ports.policy, child, logFile });
   }
   // Both postwarden instances load their maps in parallel; each must answer a real request.
   await Promise.all(servers.map((s) => waitForPolicy(s.child, s.port, probe, START_TIMEOUT_MS)));
-  for (const server of servers) await verifyAnswers(server, mix, server.key === 'dunno');
+  for (const server of servers)
+    await verifyAnswers(server, mix, server.key === 'dunno' || server.key === 'none');
   for (const server of servers) if (server.logFile) checkLog(server);
   return { servers, fixture: fixtures[0] };
 }
@@ -171,25 +179,30 @@ function printTable(rows: readonly Row[]): void {
 /** The report's rows: each postwarden at each connection count against the ceiling, and p99 at 8 (flat out and paced). */
 function resultRows(rows: readonly Row[]): ResultRow[] {
   const out: ResultRow[] = [];
+  const flat = rows.filter((x) => x.paceRps === undefined);
+  /** A flat-out req/s row against the ceiling at the same connection count; with `checked`, the issue's target. */
+  const ratioRow = (r: Row, name: string, checked: boolean): ResultRow => {
+    const ceiling = flat.find((x) => x.server === 'dunno' && x.connections === r.connections);
+    return {
+      part: 'policy',
+      name: `${name}, ${r.connections} conn`,
+      what: 'req/s',
+      unit: 'req/s',
+      postwarden: r.rps,
+      peerName: 'DUNNO ceiling',
+      peer: ceiling?.rps,
+      ratio: r.ratio,
+      ratioAs: '%',
+      ...(checked ? { target: `≥ ${TARGET_RATIO * 100}% of ceiling`, pass: r.ratio >= TARGET_RATIO } : {}),
+      notes: `${r.cpuUsPerRequest.toFixed(0)} µs CPU/req (ceiling ${ceiling?.cpuUsPerRequest.toFixed(0) ?? '?'})`,
+    };
+  };
+  // What the face costs before any check runs: how much of the ceiling is left for the checks (information).
+  for (const r of flat.filter((x) => x.server === 'none'))
+    out.push(ratioRow(r, 'no checks, log warn', false));
   for (const key of ['warn', 'info'] as const) {
-    const flat = rows.filter((x) => x.paceRps === undefined);
-    for (const r of flat.filter((x) => x.server === key)) {
-      const ceiling = flat.find((x) => x.server === 'dunno' && x.connections === r.connections);
-      out.push({
-        part: 'policy',
-        name: `all checks, log ${key}, ${r.connections} conn`,
-        what: 'req/s',
-        unit: 'req/s',
-        postwarden: r.rps,
-        peerName: 'DUNNO ceiling',
-        peer: ceiling?.rps,
-        ratio: r.ratio,
-        ratioAs: '%',
-        target: `≥ ${TARGET_RATIO * 100}% of ceiling`,
-        pass: r.ratio >= TARGET_RATIO,
-        notes: `${r.cpuUsPerRequest.toFixed(0)} µs CPU/req (ceiling ${ceiling?.cpuUsPerRequest.toFixed(0) ?? '?'})`,
-      });
-    }
+    for (const r of flat.filter((x) => x.server === key))
+      out.push(ratioRow(r, `all checks, log ${key}`, true));
     for (const paced of [false, true]) {
       const at8 = (server: Row['server']) =>
         rows.find(
@@ -247,7 +260,7 @@ async function run(
   say(
     'checks',
     'relay, sender_ownership, limits, lists, helo, all enforce; block lists of',
-    `${clients} clients and ${senders} sender domains (file: maps)`,
+    `${clients} clients and ${senders} sender domains (file: maps); and once with none (policy.checks: [])`,
   );
   say(
     'method',
@@ -291,7 +304,7 @@ async function run(
   );
   const info = servers.find((s) => s.key === 'info');
   say('logs', `log info wrote ${(fileBytes(info?.logFile) / 2 ** 20).toFixed(1)} MiB of decision lines`);
-  if (cpuProfDir) say('profiles', `${cpuProfDir}/postwarden-{warn,info}.cpuprofile`);
+  if (cpuProfDir) say('profiles', `${cpuProfDir}/postwarden-{none,warn,info}.cpuprofile`);
   return { rows: resultRows(rows), raw: { seconds, rounds, warmup, rows } };
 }
 

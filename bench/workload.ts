@@ -68,12 +68,16 @@ export interface Fixture {
   readonly blockSenderEntries: number;
 }
 
-/** Writes the maps and a config into `dir`; `level` is the log level of this postwarden instance. */
+/**
+ * Writes the maps and a config into `dir`; `level` is the log level of this postwarden instance. With
+ * `checks: 'none'` the config runs no check at all (`policy.checks: []`): the cost of the policy face itself.
+ */
 export function writeFixture(
   dir: string,
   name: string,
   ports: { readonly policy: number; readonly http: number },
   level: 'warn' | 'info',
+  checks: 'all' | 'none' = 'all',
 ): Fixture {
   const clients = blockedClients();
   const senders = Array.from({ length: 5000 }, (_, i) => blockedSenderDomain(i));
@@ -87,7 +91,7 @@ export function writeFixture(
     local_networks: LOCAL_NETWORKS,
     policy: {
       listen: `127.0.0.1:${ports.policy}`,
-      checks: ['relay', 'sender_ownership', 'limits', 'lists', 'helo'],
+      checks: checks === 'all' ? ['relay', 'sender_ownership', 'limits', 'lists', 'helo'] : [],
       relay: { mode: 'enforce' },
       sender_ownership: { mode: 'enforce', map: OWNERSHIP_MAP },
       limits: { mode: 'enforce', max_recipients: 100, max_message_bytes: 26_214_400 },

@@ -70,7 +70,8 @@ export interface CounterDelta {
 }
 
 /** The operations a store may also offer synchronously (see `Store.immediate`). */
-export type ImmediateOperation = 'get' | 'getEntry' | 'set' | 'setIfAbsent' | 'increment' | 'expire';
+export type ImmediateOperation =
+  'get' | 'getEntry' | 'getOrCreate' | 'set' | 'setIfAbsent' | 'increment' | 'expire';
 
 /**
  * A store's operations answered at once: the same meaning, the value instead of a promise, and a thrown error
@@ -104,6 +105,12 @@ export interface Store {
   get(key: string): Promise<string | undefined>;
   /** The value with its expiry, or undefined when the key is absent or expired. */
   getEntry(key: string): Promise<StoreEntry | undefined>;
+  /**
+   * The live entry at `key`, as getEntry; when there is none, stores `value` (with `ttlS`, as setIfAbsent) and
+   * answers undefined. One step: of several instances racing on a new key, exactly one gets undefined and the
+   * others get its entry. First sight in one round trip where getEntry then setIfAbsent would take two.
+   */
+  getOrCreate(key: string, value: string, ttlS?: number): Promise<StoreEntry | undefined>;
   /** Stores the value; the entry expires after `ttlS` seconds, or never when it is absent. */
   set(key: string, value: string, ttlS?: number): Promise<void>;
   /** Stores the value only if the key is absent (or expired); true when it did (first sight). */

@@ -4,7 +4,8 @@
  * stored under `keyPrefix` (default `postwarden:`), so several sites or test runs can share one Redis.
  *
  * Contract (see src/core/store.ts for the port): `get`, `set`, `setIfAbsent` (SET NX), `delete`, `expire`
- * (PEXPIRE) are single commands; `compareAndSet`, `increment` with its ttl, `incrementMany`, `getEntry` and the
+ * (PEXPIRE) are single commands; `compareAndSet`, `increment` with its ttl, `incrementMany`, `getEntry`,
+ * `getOrCreate` (GET, else SET: not `SET NX GET`, which Redis before 7.0 refuses) and the
  * values of a `scan` are Lua scripts (defineCommand: EVALSHA, and EVAL after a restart emptied the script cache),
  * so each is atomic across every instance on the same Redis. `incrementMany` is one script call over all its keys
  * (at most MAX_BATCH): it reads and checks every counter first and writes only when all are good, so a bad value
@@ -133,6 +134,13 @@ local v = redis.call('GET', KEYS[1])
 if not v then return false end
 return { v, redis.call('PTTL', KEYS[1]) }`;
 
+// KEYS: key; ARGV: value, ttl ms or ''. { value, pttl } of a live key; else stores the value and answers nil.
+const ENTRY_OR_SET = `
+local v = redis.call('GET', KEYS[1])
+if v then return { v, redis.call('PTTL', KEYS[1]) } end
+if ARGV[2] == '' then redis.call('SET', KEYS[1], ARGV[1]) else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+return false`;
+
 // KEYS: keys. { value or nil, pttl } per key; keys that vanished or hold another type come back as nil.
 const ENTRIES = `
 local out = {}
@@ -152,6 +160,7 @@ interface Scripted {
   pwCas(key: string, expected: string, value: string, ttlMs: string): Promise<number>;
   pwIncrement(key: string, by: string, ttlMs: string): Promise<number>;
   pwEntry(key: string): Promise<[string, number] | null>;
+  pwEntryOrSet(key: string, value: string, ttlMs: string): Promise<[string, number] | null>;
   pwEntries(numKeys: number, ...keys: string[]): Promise<(string | number | null)[]>;
   /** New values in order, or '<1-based index> <reason>' for a bad value (nothing written). */
   pwIncrementMany(numKeys: number, ...keysThenArgs: string[]): Promise<number[] | string>;
@@ -166,6 +175,13 @@ export function escapeGlob(text: string): string {
 
 function byKey(a: StoreEntry, b: StoreEntry): number {
   return Buffer.compare(Buffer.from(a.key), Buffer.from(b.key));
+}
+
+/** An entry from a `{ value, pttl }` script reply (nil: absent); pttl -1 is a key without expiry. */
+function toEntry(key: string, reply: [string, number] | null): StoreEntry | undefined {
+  if (!reply) return undefined;
+  const [value, pttl] = reply;
+  return pttl >= 0 ? { key, value, expiresAt: Date.now() + pttl } : { key, value };
 }
 
 function message(error: unknown): string {
@@ -238,6 +254,7 @@ export class RedisStore implements Store {
     client.defineCommand('pwIncrement', { numberOfKeys: 1, lua: INCREMENT });
     client.defineCommand('pwEntry', { numberOfKeys: 1, lua: ENTRY });
     client.defineCommand('pwEntries', { lua: ENTRIES });
+    client.defineCommand('pwEntryOrSet', { numberOfKeys: 1, lua: ENTRY_OR_SET });
     client.defineCommand('pwIncrementMany', { lua: INCREMENT_MANY });
     client.on('ready', () => this.tracker.ok());
     client.on('error', (error: Error) => this.tracker.failed(message(error)));
@@ -271,11 +288,13 @@ export class RedisStore implements Store {
   }
 
   getEntry(key: string): Promise<StoreEntry | undefined> {
-    return this.run('getEntry', key, async (c) => {
-      const reply = await c.pwEntry(key);
-      if (!reply) return undefined;
-      const [value, pttl] = reply;
-      return pttl >= 0 ? { key, value, expiresAt: Date.now() + pttl } : { key, value };
+    return this.run('getEntry', key, async (c) => toEntry(key, await c.pwEntry(key)));
+  }
+
+  getOrCreate(key: string, value: string, ttlS?: number): Promise<StoreEntry | undefined> {
+    return this.run('getOrCreate', key, async (c) => {
+      const ms = ttlToMs(ttlS);
+      return toEntry(key, await c.pwEntryOrSet(key, value, ms === undefined ? '' : String(ms)));
     });
   }
 

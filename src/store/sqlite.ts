@@ -7,7 +7,8 @@
  *
  * Contract (see src/core/store.ts for the port): every read filters `expires_at > now` itself, so an expired row
  * is absent whether or not `purgeExpired` has run. Each operation is one prepared statement — `setIfAbsent` and
- * `compareAndSet` are single UPSERT/UPDATE statements whose change count is the answer — except `increment`,
+ * `compareAndSet` are single UPSERT/UPDATE statements whose change count is the answer; `getOrCreate` reads, then
+ * (absent) runs setIfAbsent's statement, and reads again if another process won — except `increment`,
  * which reads, checks and writes inside one `BEGIN IMMEDIATE` transaction so that another process on the same
  * file cannot interleave. `incrementMany` does the same for all its deltas in one such transaction: a bad value
  * or a failing write (SQLITE_FULL) throws inside it and rolls every delta back. `getMany` runs one statement per
@@ -75,6 +76,8 @@ export const CHECKPOINT_INTERVAL_MS = 1000;
 const WAL_AUTOCHECKPOINT_PAGES = 10_000;
 const WAL_AUTOCHECKPOINT_DEFAULT = 1000;
 const PURGE_BATCH = 5000;
+/** Read-then-insert rounds of getOrCreate; a further round needs another process to change that key meanwhile. */
+const GET_OR_CREATE_ROUNDS = 3;
 /** Keys per `getMany` statement: a power of two, well below SQLite's variable limit (999 before 3.32). */
 export const GET_MANY_CHUNK = 512;
 
@@ -286,6 +289,19 @@ export class SqliteStore implements Store {
         const row = s.getEntry.get({ key, now: this.now() }) as Row | undefined;
         return row && toEntry(row);
       }),
+    getOrCreate: (key, value, ttlS) =>
+      this.runNow('getOrCreate', (s) => {
+        // Read first, so a known key costs no write lock. Another process may create or remove the key between
+        // the read and the insert: then read again. Each further round needs another such change in between.
+        for (let round = 0; round < GET_OR_CREATE_ROUNDS; round++) {
+          const now = this.now();
+          const row = s.getEntry.get({ key, now }) as Row | undefined;
+          if (row) return toEntry(row);
+          const expiresAt = this.expiresAt(ttlS, now);
+          if (s.setIfAbsent.run({ key, value, expiresAt, now }).changes > 0) return undefined;
+        }
+        throw new Error(`the key changed under ${GET_OR_CREATE_ROUNDS} attempts in a row`);
+      }),
     set: (key, value, ttlS) =>
       this.runNow('set', (s) => {
         s.set.run({ key, value, expiresAt: this.expiresAt(ttlS) });
@@ -319,6 +335,10 @@ export class SqliteStore implements Store {
 
   set(key: string, value: string, ttlS?: number): Promise<void> {
     return promised(() => this.immediate.set(key, value, ttlS));
+  }
+
+  getOrCreate(key: string, value: string, ttlS?: number): Promise<StoreEntry | undefined> {
+    return promised(() => this.immediate.getOrCreate(key, value, ttlS));
   }
 
   setIfAbsent(key: string, value: string, ttlS?: number): Promise<boolean> {

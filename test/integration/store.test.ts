@@ -2,7 +2,7 @@
  * The shared store suite: one list of cases (`storeCases`) run against both drivers — SQLite in a temp dir, with
  * an injected clock, and a real redis-server (test/harness/redis.ts) on a free loopback port, with short real
  * TTLs — then what only one driver has: SQLite's file, purge, full disk, lock and open failure, and two threads
- * on one file; Redis's key prefix, a stopped server (fail fast, then the same store serves again), a hung server
+ * on one file (counters, batches, first sight); Redis's key prefix, a stopped server (fail fast, then the same store serves again), a hung server
  * (deadline), a read-only replica (READONLY) and a Sentinel failover.
  */
 import assert from 'node:assert/strict';
@@ -92,6 +92,7 @@ function everyOperation(store: Store, key: string): [string, () => Promise<unkno
     ['get', () => store.get(key)],
     ['getEntry', () => store.getEntry(key)],
     ['set', () => store.set(key, 'v', 10)],
+    ['getOrCreate', () => store.getOrCreate(key, 'v', 10)],
     ['setIfAbsent', () => store.setIfAbsent(key, 'v', 10)],
     ['compareAndSet', () => store.compareAndSet(key, 'v', 'w', 10)],
     ['compareAndSet absent', () => store.compareAndSet(key, undefined, 'w')],
@@ -154,6 +155,42 @@ function storeCases(backend: Backend): void {
     const entry = await s.getEntry(k);
     assert.equal(entry?.value, 'first');
     assert.ok(entry?.expiresAt !== undefined, 'the first write’s ttl stays');
+  });
+
+  test('getOrCreate: first sight stores and answers nothing; later calls get that entry unchanged', async () => {
+    const s = await open();
+    const ns = freshNs();
+    const k = `${ns}grey:192.0.2.0/24|a@b.example|c@d.example`;
+    assert.equal(await s.getOrCreate(k, 'first', 100), undefined, 'absent: created');
+    const entry = await s.getEntry(k);
+    assert.equal(entry?.value, 'first');
+    assert.ok(entry.expiresAt !== undefined, 'with the ttl given');
+    assert.ok(Math.abs(entry.expiresAt - (backend.now() + 100_000)) <= backend.slackMs, `${entry.expiresAt}`);
+    const again = await s.getOrCreate(k, 'second', 5);
+    assert.equal(again?.value, 'first', 'present: the stored value, not replaced');
+    assert.ok(
+      again.expiresAt !== undefined && Math.abs(again.expiresAt - entry.expiresAt) <= backend.slackMs,
+    );
+    assert.equal((await s.getEntry(k))?.value, 'first');
+
+    assert.equal(await s.getOrCreate(`${ns}forever`, 'v'), undefined);
+    assert.deepEqual(await s.getOrCreate(`${ns}forever`, 'w'), { key: `${ns}forever`, value: 'v' }, 'no ttl');
+
+    const ttl = backend.shortTtlS;
+    assert.equal(await s.getOrCreate(`${ns}short`, 'old', ttl), undefined);
+    await backend.pass(ttl);
+    assert.equal(await s.getOrCreate(`${ns}short`, 'new', 100), undefined, 'an expired entry is absent');
+    assert.equal(await s.get(`${ns}short`), 'new');
+  });
+
+  test('getOrCreate: of instances racing on a new key, exactly one creates it and the rest read it', async () => {
+    const stores = [await open(), await open(), await open(), await open()];
+    const k = `${freshNs()}race`;
+    const answers = await Promise.all(stores.map((s, i) => s.getOrCreate(k, `v${i}`, 100)));
+    const created = answers.flatMap((a, i) => (a === undefined ? [i] : []));
+    assert.equal(created.length, 1, `created by ${JSON.stringify(created)}`);
+    for (const a of answers) if (a) assert.equal(a.value, `v${created[0]}`);
+    assert.equal(await stores[0]?.get(k), `v${created[0]}`);
   });
 
   test('compareAndSet: absent, match, mismatch; value and expiry replaced together', async () => {
@@ -949,6 +986,49 @@ describe('sqlite', () => {
     const [one, two] = await Promise.all([run(), run()]);
     assert.deepEqual([one, two], ['done', 'done']);
     assert.equal(await main.get('rate:shared'), '800');
+    await main.close();
+  });
+
+  test('two threads getOrCreate the same new keys of one file: each key created exactly once', async () => {
+    const sharedFile = path.join(tmp, 'threads-first-sight', 'state.db');
+    const main = await openStore({ driver: 'sqlite', path: sharedFile });
+    await main.ping();
+    const module = new URL('../../src/store/sqlite.js', import.meta.url).href;
+    // Both walk the same 2000 new keys; each reports the keys it created and any answer that is not either
+    // "created" or the entry the other thread stored.
+    const code = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      import(workerData.module).then(async ({ SqliteStore }) => {
+        const store = new SqliteStore({ path: workerData.file, timeoutMs: 5000 });
+        const created = [];
+        let wrong = 0;
+        for (let i = 0; i < 2000; i++) {
+          const entry = await store.getOrCreate('grey:' + i, workerData.name + i, 3600);
+          if (entry === undefined) created.push(i);
+          else if (!/^(one|two)[0-9]+$/.test(entry.value) || entry.value.startsWith(workerData.name)) wrong += 1;
+        }
+        await store.close();
+        parentPort.postMessage({ created, wrong });
+      }).catch((e) => parentPort.postMessage({ error: e.message }));`;
+    const run = (name: string) =>
+      new Promise<{ created?: number[]; wrong?: number; error?: string }>((resolve, reject) => {
+        const worker = new Worker(code, { eval: true, workerData: { module, file: sharedFile, name } });
+        worker.once('message', resolve);
+        worker.once('error', reject);
+      });
+    const [one, two] = await Promise.all([run('one'), run('two')]);
+    assert.equal(one.error ?? two.error, undefined);
+    assert.deepEqual([one.wrong, two.wrong], [0, 0]);
+    const createdBoth = [...(one.created ?? []), ...(two.created ?? [])].sort((a, b) => a - b);
+    assert.deepEqual(
+      createdBoth,
+      Array.from({ length: 2000 }, (_, i) => i),
+      'every key created exactly once',
+    );
+    for (const i of [0, 999, 1999]) {
+      const owner = one.created?.includes(i) ? 'one' : 'two';
+      assert.equal(await main.get(`grey:${i}`), `${owner}${i}`);
+    }
     await main.close();
   });
 

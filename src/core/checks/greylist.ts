@@ -302,13 +302,13 @@ export function createGreylistCheck(
       const sender = normalizeSender(request.sender, recipientDelimiter);
       const key = tripletKey(network, sender, request.recipient);
       const at = now();
-      const entry = yield* wait(state.getEntry(key));
+      // First sight records the triplet in the same step (one of several racing instances does).
+      const entry = yield* wait(state.getOrCreate(key, `W${at}`, settings.retry_window_s));
       const stored = entry?.value;
       const triplet = stored === undefined ? undefined : readTripletValue(stored);
       if (!triplet) {
-        // First sight (or an unreadable entry, replaced): one of several racing instances records it.
-        if (stored === undefined) yield* wait(state.setIfAbsent(key, `W${at}`, settings.retry_window_s));
-        else yield* wait(state.set(key, `W${at}`, settings.retry_window_s));
+        // An unreadable entry (a hand edit, an older format) is replaced: this is its first sight.
+        if (stored !== undefined) yield* wait(state.set(key, `W${at}`, settings.retry_window_s));
         return defer(
           'GREYLIST_NEW',
           settings.delay_s,
