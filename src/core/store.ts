@@ -12,10 +12,10 @@
  *   never expires, even if the old one did. Only `increment` and `incrementMany` keep the expiry of an entry that
  *   exists (unless a delta asks to `touch` it).
  * - Every operation is atomic, also across store instances sharing one backend (two MX hosts on one Redis, two
- *   processes on one SQLite file): `setIfAbsent`, `compareAndSet` and `increment` are the building blocks for
- *   first sight, read-modify-write (token buckets) and counters. `incrementMany` is atomic as a whole (all or
- *   none of its deltas, in one transaction or one script); `getMany` reads one consistent snapshot on SQLite and
- *   one per chunk of keys on Redis (another writer's batch may land between two chunks).
+ *   processes on one SQLite file): `getOrCreate` (or `setIfAbsent`), `compareAndSet` and `increment` are the
+ *   building blocks for first sight, read-modify-write (token buckets) and counters. `incrementMany` is atomic
+ *   as a whole (all or none of its deltas, in one transaction or one script); `getMany` reads one consistent
+ *   snapshot on SQLite and one per chunk of keys on Redis (another writer's batch may land between two chunks).
  * - Batches (`getMany`, `incrementMany`, for Bayes token counters) take at most MAX_BATCH keys and cost one round
  *   trip (Redis) or one transaction (SQLite), not one per key.
  * - Clocks: the SQLite driver reads an injectable `now()` (tests control time); Redis expires entries by its

@@ -2,8 +2,8 @@
  * The shared store suite: one list of cases (`storeCases`) run against both drivers — SQLite in a temp dir, with
  * an injected clock, and a real redis-server (test/harness/redis.ts) on a free loopback port, with short real
  * TTLs — then what only one driver has: SQLite's file, purge, full disk, lock and open failure, and two threads
- * on one file (counters, batches, first sight); Redis's key prefix, a stopped server (fail fast, then the same store serves again), a hung server
- * (deadline), a read-only replica (READONLY) and a Sentinel failover.
+ * on one file (counters, batches, first sight); Redis's key prefix, a stopped server (fail fast, then the same
+ * store serves again), a hung server (deadline), a read-only replica (READONLY) and a Sentinel failover.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
