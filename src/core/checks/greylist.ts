@@ -20,6 +20,7 @@
 import { z } from 'zod';
 import { stripExtension } from '../../util/address.js';
 import { networkPrefix } from '../../util/ip.js';
+import { LruMap } from '../../util/lru-map.js';
 import { type Steps, steps, wait } from '../answer.js';
 import { find, type Locality } from '../locality.js';
 import type { PolicyCheck, PolicyContext } from '../pipeline.js';
@@ -133,6 +134,10 @@ export const BIG_SENDER_CLIENT_DOMAINS: readonly string[] = [
   'github.net',
 ];
 const HOUR_S = 3600;
+/** Networks whose counted pass of this hour is remembered in memory (see countPass); a few KB each hundred. */
+const MAX_COUNTED_NETWORKS = 10_000;
+/** How soon to ask again about an hourly marker another instance set, whose expiry is unknown here. */
+const FOREIGN_MARKER_RECHECK_MS = 60_000;
 
 /**
  * The sender as greylisting sees it, so a sender's retries and its per-message variations meet one key:
@@ -255,14 +260,27 @@ export function createGreylistCheck(
     return undefined;
   }
 
+  /**
+   * Until when each network's pass of this hour is known to be counted: a known sender's every delivery would
+   * otherwise try the hourly marker again (a write attempt on SQLite, a round trip on Redis) only to find it
+   * there. A marker this instance set lives an hour; one another instance set is asked about again after
+   * FOREIGN_MARKER_RECHECK_MS, so a count is late by a minute at most. `greylist delete` of a network's AWL on
+   * another process is seen here when the remembered hour ends.
+   */
+  const countedUntil = new LruMap<string, number>(MAX_COUNTED_NETWORKS);
+
   /** One pass per network per hour counts towards the auto-whitelist (postgrey's rule); each counted pass
    * restarts the network's memory (`increment` alone keeps an existing expiry). */
   function* countPass(network: string): Steps<void> {
     if (settings.awl_after === 0) return;
-    if (yield* wait(state.setIfAbsent(awlHourKey(network), '1', HOUR_S))) {
+    const at = now();
+    if ((countedUntil.get(network) ?? 0) > at) return;
+    const marked = yield* wait(state.setIfAbsent(awlHourKey(network), '1', HOUR_S));
+    if (marked) {
       yield* wait(state.increment(awlKey(network), 1, settings.max_age_s));
       yield* wait(state.expire(awlKey(network), settings.max_age_s));
     }
+    countedUntil.set(network, at + (marked ? HOUR_S * 1000 : FOREIGN_MARKER_RECHECK_MS));
   }
 
   return {
