@@ -16,6 +16,11 @@ export function mapAnswer<T, U>(answer: Answer<T>, f: (value: T) => U): Answer<U
   return answer instanceof Promise ? answer.then(f) : f(answer);
 }
 
+/** Two answers together: both values at once when both are values, else one promise of both (asked in parallel). */
+export function both<A, B>(a: Answer<A>, b: Answer<B>): Answer<[A, B]> {
+  return a instanceof Promise || b instanceof Promise ? Promise.all([a, b]) : [a, b];
+}
+
 /**
  * The steps of a maybe-synchronous computation. Its next-value type is `never` so that a step can only get a
  * value through `yield* wait(…)`, which gives it its type.

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type Answer, type Steps, steps, wait } from '../../src/core/answer.js';
+import { type Answer, both, type Steps, steps, wait } from '../../src/core/answer.js';
 
 /** Adds two answers, and records how far it got (to show where it ran). */
 const add = steps(function* (a: Answer<number>, b: Answer<number>, trace: string[]): Steps<number> {
@@ -56,4 +56,25 @@ test('steps: nested steps (yield* of another generator) share the same runner', 
   });
   assert.equal(outer(1, 2), 6);
   assert.equal(await outer(1, Promise.resolve(2)), 6);
+});
+
+test('both: two values at once; with a promise, one promise of both, asked together; a rejection rejects it', async () => {
+  assert.deepEqual(both(1, 'a'), [1, 'a']);
+  const started: string[] = [];
+  const later = (name: string, value: number) => {
+    started.push(name);
+    return new Promise<number>((resolve) => setTimeout(() => resolve(value), 5));
+  };
+  const pair = both(later('a', 1), later('b', 2));
+  assert.deepEqual(started, ['a', 'b'], 'both asked before either answers');
+  assert.ok(pair instanceof Promise);
+  assert.deepEqual(await pair, [1, 2]);
+  assert.deepEqual(await both(3, Promise.resolve(4)), [3, 4]);
+  await assert.rejects(Promise.resolve(both(Promise.reject(new Error('down')), 5)), /down/);
+  const summed = steps(function* (a: Answer<number>, b: Answer<number>): Steps<number> {
+    const [x, y] = yield* wait(both(a, b));
+    return x + y;
+  });
+  assert.equal(summed(1, 2), 3, 'synchronous when both are values');
+  assert.equal(await summed(1, Promise.resolve(2)), 3);
 });

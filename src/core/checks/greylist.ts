@@ -21,13 +21,13 @@ import { z } from 'zod';
 import { stripExtension } from '../../util/address.js';
 import { networkPrefix } from '../../util/ip.js';
 import { LruMap } from '../../util/lru-map.js';
-import { type Steps, steps, wait } from '../answer.js';
+import { both, type Steps, steps, wait } from '../answer.js';
 import { find, type Locality } from '../locality.js';
 import type { PolicyCheck, PolicyContext } from '../pipeline.js';
 import type { LookupQuery, LookupTable } from '../ports.js';
 import { domainOf, localPartOf, type PolicyRequest } from '../request.js';
 import { mapRefSchema, modeSchema, scoreSchema } from '../schema.js';
-import { answerStore, type Store } from '../store.js';
+import { answerStore, type Store, type StoreEntry } from '../store.js';
 import type { Verdict } from '../verdict.js';
 
 export const greylistSchema = z
@@ -307,26 +307,33 @@ export function createGreylistCheck(
         );
       }
       const network = clientNetwork(request.clientAddress, settings.ipv4_prefix, settings.ipv6_prefix);
-      if (settings.awl_after > 0) {
-        const awl = yield* wait(state.getEntry(awlKey(network)));
-        const passes = Number(awl?.value ?? '0');
-        if (awl && passes >= settings.awl_after) {
-          // A network that keeps sending stays whitelisted: its memory restarts, at most once per half max_age_s.
-          const left = awl.expiresAt === undefined ? Infinity : awl.expiresAt - now();
-          if (left < (settings.max_age_s * 1000) / 2) yield* wait(state.expire(awl.key, settings.max_age_s));
-          return info('GREYLIST_AWL', `network ${network} auto-whitelisted after ${passes} passes`);
-        }
-      }
       const sender = normalizeSender(request.sender, recipientDelimiter);
       const key = tripletKey(network, sender, request.recipient);
       const at = now();
-      // First sight records the triplet in the same step (one of several racing instances does).
-      const entry = yield* wait(state.getOrCreate(key, `W${at}`, settings.retry_window_s));
+      const firstSight = `W${at}`;
+      let entry: StoreEntry | undefined;
+      if (settings.awl_after > 0) {
+        // The network's count and the triplet are read together: one round trip on Redis for a known sender.
+        const [awl, found] = yield* wait(both(state.getEntry(awlKey(network)), state.getEntry(key)));
+        const passes = Number(awl?.value ?? '0');
+        if (awl && passes >= settings.awl_after) {
+          // A network that keeps sending stays whitelisted: its memory restarts, at most once per half max_age_s.
+          const left = awl.expiresAt === undefined ? Infinity : awl.expiresAt - at;
+          if (left < (settings.max_age_s * 1000) / 2) yield* wait(state.expire(awl.key, settings.max_age_s));
+          return info('GREYLIST_AWL', `network ${network} auto-whitelisted after ${passes} passes`);
+        }
+        entry = found;
+        // First sight: one of several racing instances records it.
+        if (!found) yield* wait(state.setIfAbsent(key, firstSight, settings.retry_window_s));
+      } else {
+        // First sight is recorded in the same step (one of several racing instances does).
+        entry = yield* wait(state.getOrCreate(key, firstSight, settings.retry_window_s));
+      }
       const stored = entry?.value;
       const triplet = stored === undefined ? undefined : readTripletValue(stored);
       if (!triplet) {
         // An unreadable entry (a hand edit, an older format) is replaced: this is its first sight.
-        if (stored !== undefined) yield* wait(state.set(key, `W${at}`, settings.retry_window_s));
+        if (stored !== undefined) yield* wait(state.set(key, firstSight, settings.retry_window_s));
         return defer(
           'GREYLIST_NEW',
           settings.delay_s,
