@@ -214,6 +214,10 @@ export function createGreylistCheck(
 ): PolicyCheck {
   // SQLite answers at once: a greylisting request then needs no turn of the event loop.
   const state = answerStore(store);
+  // On a store that answers over the network (Redis), the triplet is read with the network's auto-whitelist
+  // count: one round trip for a known sender instead of two. On one that answers at once (SQLite), that would
+  // only add a read for every whitelisted network.
+  const readTogether = store.immediate === undefined;
   const info = (symbol: string, reason: string, header?: string): Verdict[] => [
     {
       check: CHECK,
@@ -312,9 +316,11 @@ export function createGreylistCheck(
       const at = now();
       const firstSight = `W${at}`;
       let entry: StoreEntry | undefined;
+      let tripletRead = false;
       if (settings.awl_after > 0) {
-        // The network's count and the triplet are read together: one round trip on Redis for a known sender.
-        const [awl, found] = yield* wait(both(state.getEntry(awlKey(network)), state.getEntry(key)));
+        const [awl, found] = yield* wait(
+          both(state.getEntry(awlKey(network)), readTogether ? state.getEntry(key) : undefined),
+        );
         const passes = Number(awl?.value ?? '0');
         if (awl && passes >= settings.awl_after) {
           // A network that keeps sending stays whitelisted: its memory restarts, at most once per half max_age_s.
@@ -323,12 +329,11 @@ export function createGreylistCheck(
           return info('GREYLIST_AWL', `network ${network} auto-whitelisted after ${passes} passes`);
         }
         entry = found;
-        // First sight: one of several racing instances records it.
-        if (!found) yield* wait(state.setIfAbsent(key, firstSight, settings.retry_window_s));
-      } else {
-        // First sight is recorded in the same step (one of several racing instances does).
-        entry = yield* wait(state.getOrCreate(key, firstSight, settings.retry_window_s));
+        tripletRead = readTogether;
       }
+      // First sight is recorded by one of several racing instances: in the same step as the read, or after it.
+      if (!tripletRead) entry = yield* wait(state.getOrCreate(key, firstSight, settings.retry_window_s));
+      else if (!entry) yield* wait(state.setIfAbsent(key, firstSight, settings.retry_window_s));
       const stored = entry?.value;
       const triplet = stored === undefined ? undefined : readTripletValue(stored);
       if (!triplet) {
