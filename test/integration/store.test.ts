@@ -51,6 +51,36 @@ let nsCount = 0;
 /** A key namespace of its own for each test, so tests on one shared backend never see each other's keys. */
 const freshNs = () => `t${++nsCount}:`;
 
+/**
+ * Runs `body` in two worker threads at once, each with its own SqliteStore (`store`) on one file under `dir`,
+ * `workerData.name` 'one' or 'two'. `body` is the text of an async function body (plain JavaScript); what it
+ * returns is that thread's report. Resolves with a store on the same file in this thread and both reports; a
+ * thread that threw fails the test.
+ */
+async function inTwoThreads<T>(dir: string, body: string): Promise<{ main: Store; reports: T[] }> {
+  const file = path.join(tmp, dir, 'state.db');
+  const main = await openStore({ driver: 'sqlite', path: file });
+  await main.ping(); // creates the file and schema before the threads race
+  const module = new URL('../../src/store/sqlite.js', import.meta.url).href;
+  const code = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    import(workerData.module).then(async ({ SqliteStore }) => {
+      const store = new SqliteStore({ path: workerData.file, timeoutMs: 5000 });
+      const report = await (async () => { ${body} })();
+      await store.close();
+      parentPort.postMessage({ report });
+    }).catch((e) => parentPort.postMessage({ error: e.message }));`;
+  const run = (name: string) =>
+    new Promise<{ report?: T; error?: string }>((resolve, reject) => {
+      const worker = new Worker(code, { eval: true, workerData: { module, file, name } });
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    });
+  const answers = await Promise.all([run('one'), run('two')]);
+  for (const answer of answers) assert.equal(answer.error, undefined, `a thread failed: ${answer.error}`);
+  return { main, reports: answers.map((answer) => answer.report as T) };
+}
+
 /** What the shared cases need of a driver. */
 interface Backend {
   readonly driver: StoreDriver;
@@ -965,104 +995,60 @@ describe('sqlite', () => {
   });
 
   test('two threads with their own connections increment one file: exactly every update', async () => {
-    const sharedFile = path.join(tmp, 'threads', 'state.db');
-    const main = await openStore({ driver: 'sqlite', path: sharedFile });
-    await main.ping(); // creates the file and schema before the workers race
-    const module = new URL('../../src/store/sqlite.js', import.meta.url).href;
-    const code = `
-      const { parentPort, workerData } = require('node:worker_threads');
-      import(workerData.module).then(async ({ SqliteStore }) => {
-        const store = new SqliteStore({ path: workerData.file, timeoutMs: 5000 });
-        for (let i = 0; i < workerData.count; i++) await store.increment('rate:shared', 1);
-        await store.close();
-        parentPort.postMessage('done');
-      }).catch((e) => parentPort.postMessage('error: ' + e.message));`;
-    const run = () =>
-      new Promise<string>((resolve, reject) => {
-        const worker = new Worker(code, { eval: true, workerData: { module, file: sharedFile, count: 400 } });
-        worker.once('message', resolve);
-        worker.once('error', reject);
-      });
-    const [one, two] = await Promise.all([run(), run()]);
-    assert.deepEqual([one, two], ['done', 'done']);
+    const { main, reports } = await inTwoThreads<string>(
+      'threads',
+      `for (let i = 0; i < 400; i++) await store.increment('rate:shared', 1);
+       return 'done';`,
+    );
+    assert.deepEqual(reports, ['done', 'done']);
     assert.equal(await main.get('rate:shared'), '800');
     await main.close();
   });
 
   test('two threads getOrCreate the same new keys of one file: each key created exactly once', async () => {
-    const sharedFile = path.join(tmp, 'threads-first-sight', 'state.db');
-    const main = await openStore({ driver: 'sqlite', path: sharedFile });
-    await main.ping();
-    const module = new URL('../../src/store/sqlite.js', import.meta.url).href;
     // Both walk the same 2000 new keys; each reports the keys it created and any answer that is not either
     // "created" or the entry the other thread stored.
-    const code = `
-      const { parentPort, workerData } = require('node:worker_threads');
-      import(workerData.module).then(async ({ SqliteStore }) => {
-        const store = new SqliteStore({ path: workerData.file, timeoutMs: 5000 });
-        const created = [];
-        let wrong = 0;
-        for (let i = 0; i < 2000; i++) {
-          const entry = await store.getOrCreate('grey:' + i, workerData.name + i, 3600);
-          if (entry === undefined) created.push(i);
-          else if (!/^(one|two)[0-9]+$/.test(entry.value) || entry.value.startsWith(workerData.name)) wrong += 1;
-        }
-        await store.close();
-        parentPort.postMessage({ created, wrong });
-      }).catch((e) => parentPort.postMessage({ error: e.message }));`;
-    const run = (name: string) =>
-      new Promise<{ created?: number[]; wrong?: number; error?: string }>((resolve, reject) => {
-        const worker = new Worker(code, { eval: true, workerData: { module, file: sharedFile, name } });
-        worker.once('message', resolve);
-        worker.once('error', reject);
-      });
-    const [one, two] = await Promise.all([run('one'), run('two')]);
-    assert.equal(one.error ?? two.error, undefined);
-    assert.deepEqual([one.wrong, two.wrong], [0, 0]);
-    const createdBoth = [...(one.created ?? []), ...(two.created ?? [])].sort((a, b) => a - b);
+    const { main, reports } = await inTwoThreads<{ created: number[]; wrong: number }>(
+      'threads-first-sight',
+      `const created = [];
+       let wrong = 0;
+       for (let i = 0; i < 2000; i++) {
+         const entry = await store.getOrCreate('grey:' + i, workerData.name + i, 3600);
+         if (entry === undefined) created.push(i);
+         else if (!/^(one|two)[0-9]+$/.test(entry.value) || entry.value.startsWith(workerData.name)) wrong += 1;
+       }
+       return { created, wrong };`,
+    );
+    const [one, two] = reports;
+    assert.deepEqual([one?.wrong, two?.wrong], [0, 0]);
+    const createdBoth = [...(one?.created ?? []), ...(two?.created ?? [])].sort((a, b) => a - b);
     assert.deepEqual(
       createdBoth,
       Array.from({ length: 2000 }, (_, i) => i),
       'every key created exactly once',
     );
     for (const i of [0, 999, 1999]) {
-      const owner = one.created?.includes(i) ? 'one' : 'two';
+      const owner = one?.created.includes(i) ? 'one' : 'two';
       assert.equal(await main.get(`grey:${i}`), `${owner}${i}`);
     }
     await main.close();
   });
 
   test('two threads incrementMany overlapping counters of one file: exact sums, each batch all at once', async () => {
-    const sharedFile = path.join(tmp, 'threads-many', 'state.db');
-    const main = await openStore({ driver: 'sqlite', path: sharedFile });
-    await main.ping();
-    const module = new URL('../../src/store/sqlite.js', import.meta.url).href;
     // Each worker adds 1 to 300 counters per batch: 200 shared by both, 100 of its own.
-    const code = `
-      const { parentPort, workerData } = require('node:worker_threads');
-      import(workerData.module).then(async ({ SqliteStore }) => {
-        const store = new SqliteStore({ path: workerData.file, timeoutMs: 5000 });
-        const keys = [];
-        for (let i = 0; i < 200; i++) keys.push('bayes:shared:' + i);
-        for (let i = 0; i < 100; i++) keys.push('bayes:' + workerData.name + ':' + i);
-        let torn = 0;
-        for (let i = 0; i < workerData.count; i++) {
-          const values = await store.incrementMany(keys.map((key) => ({ key, by: 1, ttlS: 3600 })));
-          if (new Set(values.slice(0, 200)).size !== 1) torn += 1;
-        }
-        await store.close();
-        parentPort.postMessage(torn === 0 ? 'done' : torn + ' torn batches');
-      }).catch((e) => parentPort.postMessage('error: ' + e.message));`;
-    const run = (name: string) =>
-      new Promise<string>((resolve, reject) => {
-        const worker = new Worker(code, {
-          eval: true,
-          workerData: { module, file: sharedFile, count: 100, name },
-        });
-        worker.once('message', resolve);
-        worker.once('error', reject);
-      });
-    assert.deepEqual(await Promise.all([run('one'), run('two')]), ['done', 'done']);
+    const { main, reports } = await inTwoThreads<string>(
+      'threads-many',
+      `const keys = [];
+       for (let i = 0; i < 200; i++) keys.push('bayes:shared:' + i);
+       for (let i = 0; i < 100; i++) keys.push('bayes:' + workerData.name + ':' + i);
+       let torn = 0;
+       for (let i = 0; i < 100; i++) {
+         const values = await store.incrementMany(keys.map((key) => ({ key, by: 1, ttlS: 3600 })));
+         if (new Set(values.slice(0, 200)).size !== 1) torn += 1;
+       }
+       return torn === 0 ? 'done' : torn + ' torn batches';`,
+    );
+    assert.deepEqual(reports, ['done', 'done']);
     const shared = Array.from({ length: 200 }, (_, i) => `bayes:shared:${i}`);
     assert.deepEqual(new Set(await main.getMany(shared)), new Set(['200']));
     assert.deepEqual(new Set(await main.getMany(['bayes:one:0', 'bayes:two:99'])), new Set(['100']));
