@@ -3,6 +3,7 @@
  * of its own, as a distinct client.
  */
 import net from 'node:net';
+import { onCrlfLines } from './lines.js';
 
 /**
  * One IMAP LOGIN to 127.0.0.1:`port` from `from` (a loopback address to bind): the tagged reply, e.g. `a1 OK …` or `a1 NO …`.
@@ -15,23 +16,19 @@ export function imapLoginFrom(port: number, user: string, password: string, from
       socket.destroy();
       reject(new Error(`IMAP LOGIN ${user} from ${from}: no answer in 30 s`));
     }, 30_000);
-    let buffer = '';
     let greeted = false;
     socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      buffer += chunk;
-      for (let nl = buffer.indexOf('\r\n'); nl >= 0; nl = buffer.indexOf('\r\n')) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 2);
-        if (!greeted && line.startsWith('* OK')) {
-          greeted = true;
-          socket.write(`a1 LOGIN "${user}" "${password}"\r\n`);
-        } else if (line.startsWith('a1 ')) {
-          clearTimeout(timer);
-          socket.end('a2 LOGOUT\r\n');
-          resolve(line);
-        }
+    onCrlfLines(socket, (line) => {
+      if (!greeted && line.startsWith('* OK')) {
+        greeted = true;
+        socket.write(`a1 LOGIN "${user}" "${password}"\r\n`);
+      } else if (line.startsWith('a1 ')) {
+        clearTimeout(timer);
+        socket.end('a2 LOGOUT\r\n');
+        resolve(line);
+        return 'stop';
       }
+      return undefined;
     });
     socket.on('error', (error) => {
       clearTimeout(timer);

@@ -32,13 +32,13 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { type DnsServer, type DnsZone, startDns, startSilentDns } from '../harness/dns.js';
 import { type Harness, type SwaksResult, startHarness, tagged } from '../harness/harness.js';
 import { BIN, type DecisionLine, Postwarden } from '../harness/postwarden.js';
+import { RawSmtpClient, type SmtpReply } from '../harness/smtp.js';
 
 const HARNESS_ENV = {
   HARNESS_DIR: '/tmp/pw-dns-it',
@@ -252,38 +252,16 @@ async function usePolicy(policy: string): Promise<void> {
  * the previous reply (the greeting first) and resolves with every final reply line. A command after DATA is the
  * message, ending with its "." line.
  */
-function smtpSession(commands: string[]): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(h().smtpPort, '127.0.0.1');
-    const replies: string[] = [];
-    let buffer = '';
-    let next = 0;
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`SMTP session timed out; replies so far:\n${replies.join('\n')}`));
-    }, 20_000);
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      buffer += chunk;
-      for (let nl = buffer.indexOf('\r\n'); nl >= 0; nl = buffer.indexOf('\r\n')) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 2);
-        if (!/^\d{3} /.test(line)) continue; // a continuation line of a multi-line reply
-        replies.push(line);
-        const command = commands[next++];
-        if (command !== undefined) socket.write(`${command}\r\n`);
-        else {
-          clearTimeout(timer);
-          socket.end();
-          resolve(replies);
-        }
-      }
-    });
-    socket.on('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-  });
+async function smtpSession(commands: string[]): Promise<string[]> {
+  const client = await RawSmtpClient.connect('127.0.0.1', h().smtpPort);
+  const lastLine = (reply: SmtpReply) => reply.text.slice(reply.text.lastIndexOf('\n') + 1);
+  try {
+    const replies = [lastLine(await client.reply(20_000))];
+    for (const command of commands) replies.push(lastLine(await client.command(command, 20_000)));
+    return replies;
+  } finally {
+    await client.destroy();
+  }
 }
 
 function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

@@ -11,6 +11,7 @@ import net from 'node:net';
 import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { reinject, ReinjectError } from '../../src/filter/reinject.js';
+import { onCrlfLines } from '../harness/lines.js';
 
 const PORT = 22398;
 let closeAt: { verb: string; how: 'fin' | 'rst' } | undefined;
@@ -18,30 +19,25 @@ let closeAt: { verb: string; how: 'fin' | 'rst' } | undefined;
 const server = net.createServer((socket) => {
   socket.on('error', () => undefined);
   socket.write('220 fake ESMTP\r\n');
-  let buffer = '';
   let inData = false;
-  socket.on('data', (chunk: Buffer) => {
-    buffer += chunk.toString('latin1');
-    for (let end = buffer.indexOf('\r\n'); end >= 0; end = buffer.indexOf('\r\n')) {
-      const line = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      const verb = inData ? (line === '.' ? 'DOT' : undefined) : line.split(/[ :]/)[0]?.toUpperCase();
-      if (verb === undefined) continue;
-      if (verb === closeAt?.verb) {
-        if (closeAt.how === 'rst') socket.resetAndDestroy();
-        else socket.end();
-        return;
-      }
-      if (verb === 'EHLO') socket.write('250-fake\r\n250-XFORWARD NAME ADDR\r\n250 8BITMIME\r\n');
-      else if (verb === 'DATA') {
-        inData = true;
-        socket.write('354 go ahead\r\n');
-      } else if (verb === 'DOT') {
-        inData = false;
-        socket.write('250 2.0.0 Ok: queued as ABC123\r\n');
-      } else if (verb === 'QUIT') socket.end('221 bye\r\n');
-      else socket.write('250 ok\r\n');
+  onCrlfLines(socket, (line) => {
+    const verb = inData ? (line === '.' ? 'DOT' : undefined) : line.split(/[ :]/)[0]?.toUpperCase();
+    if (verb === undefined) return undefined;
+    if (verb === closeAt?.verb) {
+      if (closeAt.how === 'rst') socket.resetAndDestroy();
+      else socket.end();
+      return 'stop';
     }
+    if (verb === 'EHLO') socket.write('250-fake\r\n250-XFORWARD NAME ADDR\r\n250 8BITMIME\r\n');
+    else if (verb === 'DATA') {
+      inData = true;
+      socket.write('354 go ahead\r\n');
+    } else if (verb === 'DOT') {
+      inData = false;
+      socket.write('250 2.0.0 Ok: queued as ABC123\r\n');
+    } else if (verb === 'QUIT') socket.end('221 bye\r\n');
+    else socket.write('250 ok\r\n');
+    return undefined;
   });
 });
 
