@@ -63,6 +63,7 @@ import {
   type Trained,
 } from './spam-peers.js';
 import { openPostwarden } from './spam-postwarden.js';
+import { exactMcNemar, formatP, onlyEach, wilsonInterval } from './stats.js';
 
 const WARMUP = 50;
 
@@ -153,9 +154,11 @@ function printTable(results: readonly SystemResult[]): void {
     'ham',
     'FP',
     'FP rate',
+    'FP 95% CI',
     'spam',
     'caught',
     'recall',
+    'recall 95% CI',
     'precision',
     'Bayes fired',
     'msg/s',
@@ -169,9 +172,11 @@ function printTable(results: readonly SystemResult[]): void {
       String(r.ham),
       String(r.falsePositives.length),
       `${fpRate.toFixed(2)}%`,
+      interval(wilsonInterval(r.falsePositives.length, r.ham), 2),
       String(r.spam),
       String(r.caught),
       `${recall.toFixed(1)}%`,
+      interval(wilsonInterval(r.caught, r.spam), 1),
       `${precision.toFixed(1)}%`,
       `${r.bayesFired}`,
       r.messagesPerSecond.toFixed(1),
@@ -180,6 +185,23 @@ function printTable(results: readonly SystemResult[]): void {
     ];
   });
   detailTable(header, rows);
+}
+
+const interval = ([lo, hi]: readonly [number, number], digits: number) =>
+  `${lo.toFixed(digits)}–${hi.toFixed(digits)}%`;
+
+/**
+ * postwarden against one peer on the same test messages: the errors only one of the two made, each way, and the
+ * exact McNemar p-value of that split (small: the two really differ; near 1: the counts could swap on another
+ * split).
+ */
+function paired(ours: SystemResult, peer: SystemResult) {
+  const [hamOurs, hamPeer] = onlyEach(ours.falsePositives, peer.falsePositives);
+  const [spamOurs, spamPeer] = onlyEach(ours.missed, peer.missed);
+  return {
+    ham: { ours: hamOurs, peer: hamPeer, p: exactMcNemar(hamOurs, hamPeer) },
+    spam: { ours: spamOurs, peer: spamPeer, p: exactMcNemar(spamOurs, spamPeer) },
+  };
 }
 
 const TARGET_FP_RATE = 0.1;
@@ -214,6 +236,7 @@ function resultRows(results: readonly SystemResult[]): ResultRow[] {
   }
   for (const peer of peers) {
     const theirs = rates(peer);
+    const pair = paired(ours, peer);
     const fpBetter = mine.fpRate < theirs.fpRate || (mine.fpRate === 0 && theirs.fpRate === 0);
     out.push({
       part: 'spam',
@@ -225,7 +248,7 @@ function resultRows(results: readonly SystemResult[]): ResultRow[] {
       ratio: theirs.fpRate > 0 ? mine.fpRate / theirs.fpRate : undefined,
       target: `≤ ${TARGET_FP_RATE}% and lower`,
       pass: mine.fpRate <= TARGET_FP_RATE && fpBetter,
-      notes: `${ours.falsePositives.length} vs ${peer.falsePositives.length} of ${ours.ham} ham`,
+      notes: `${ours.falsePositives.length} vs ${peer.falsePositives.length} of ${ours.ham} ham; paired p ${formatP(pair.ham.p)}`,
     });
     out.push({
       part: 'spam',
@@ -237,7 +260,7 @@ function resultRows(results: readonly SystemResult[]): ResultRow[] {
       ratio: mine.recall / theirs.recall,
       target: `≥ ${TARGET_RECALL}% and higher`,
       pass: mine.recall >= TARGET_RECALL && mine.recall > theirs.recall,
-      notes: `${ours.caught} vs ${peer.caught} of ${ours.spam} spam`,
+      notes: `${ours.caught} vs ${peer.caught} of ${ours.spam} spam; paired p ${formatP(pair.spam.p)}`,
     });
   }
   for (const peer of peers) {
@@ -370,6 +393,16 @@ async function run(
   for (const r of results) {
     if (r.falsePositives.length > 0) say('FP', `${r.name}: ${r.falsePositives.join(', ')}`);
   }
+  const [ours, ...others] = results;
+  for (const peer of others) {
+    if (!ours) break;
+    const { ham, spam } = paired(ours, peer);
+    say(
+      'paired',
+      `postwarden vs ${peer.name}: ham marked spam by one only ${ham.ours} vs ${ham.peer} (exact McNemar p ${formatP(ham.p)}),` +
+        ` spam missed by one only ${spam.ours} vs ${spam.peer} (p ${formatP(spam.p)})`,
+    );
+  }
   say(
     'columns',
     'FP rate = ham marked spam ÷ ham; recall = spam caught ÷ spam; precision = caught ÷ all marked spam;',
@@ -378,7 +411,12 @@ async function run(
     '',
     'Bayes fired = test messages with a Bayes symbol in the answer; msg/s = test messages ÷ pass time;',
   );
-  say('', 'machine CPU = all processes during the pass, % of one CPU (the peers run beside this process)');
+  say('', 'machine CPU = all processes during the pass, % of one CPU (the peers run beside this process);');
+  say(
+    '',
+    '95% CI = Wilson score interval; paired = errors only one of two systems made on the same messages, p-value',
+  );
+  say('', 'of that split by the exact McNemar test (near 1: another split could swap the two)');
 
   return {
     rows: resultRows(results),
