@@ -66,6 +66,13 @@ export function halfOf(name: string): 'train' | 'test' {
   return first < TRAIN_BELOW ? 'train' : 'test';
 }
 
+export const FOLD_DESCRIPTION = 'fold = SHA-256 of "fold:<group>/<file name>", its first two bytes mod k';
+
+/** The fold of a message in k-fold cross-validation: a hash independent of the split's. */
+export function foldOf(name: string, folds: number): number {
+  return createHash('sha256').update(`fold:${name}`).digest().readUInt16BE(0) % folds;
+}
+
 /** Drops a leading mbox `From ` line (the envelope sender and a date, written by the mbox, not the mail). */
 export function withoutMboxLine(raw: Buffer): Buffer {
   if (raw.subarray(0, 5).toString('latin1') !== 'From ') return raw;

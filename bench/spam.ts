@@ -25,13 +25,14 @@
  *
  * Env:
  * BENCH_SPAM_CONCURRENCY (1..64, default 4), BENCH_SPAM_PORT (a first port: it and the next 5 are used on
- * 127.0.0.1; default: free ports), BENCH_SPAM_PEERS (0: postwarden alone, for tuning). The temporary directory
- * is made under $TMPDIR (os.tmpdir()).
+ * 127.0.0.1; default: free ports), BENCH_SPAM_PEERS (0: postwarden alone, for tuning), BENCH_SPAM_FOLDS (2..10:
+ * after the split, k-fold cross-validation over the whole 2002 corpus, pooled into information rows). The
+ * temporary directory is made under $TMPDIR (os.tmpdir()).
  *
  * A peer that does not start or answers garbage, a system whose Bayes never fired: a BenchError (the part is
  * BROKEN). The peers are never installed here: bench/main.ts checks for them first.
  */
-import { chmodSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -50,13 +51,14 @@ import {
 import {
   ALLOWED_GROUPS,
   type CorpusMessage,
+  FOLD_DESCRIPTION,
+  foldOf,
   loadCorpus,
   RESERVED_GROUPS,
   SPLIT_DESCRIPTION,
 } from './spam-corpus.js';
 import {
   eachConcurrently,
-  type Peer,
   RSPAMD_SPAM_ACTIONS,
   startRspamd,
   startSpamAssassin,
@@ -72,7 +74,7 @@ interface Verdict {
   readonly bayes: boolean;
 }
 
-interface SystemResult {
+export interface SystemResult {
   readonly name: string;
   readonly trained: Trained;
   readonly ham: number;
@@ -289,15 +291,195 @@ function settings() {
     concurrency,
     firstPort: numberEnv('BENCH_SPAM_PORT', 0, 0, 65_530),
     withPeers: spamPeersWanted(),
+    folds: spamFolds(),
   };
+}
+
+/** BENCH_SPAM_FOLDS: 0 (the default) runs the split alone; 2–10 adds k-fold cross-validation over the corpus. */
+function spamFolds(): number {
+  const folds = numberEnv('BENCH_SPAM_FOLDS', 0, 0, 10);
+  if (!Number.isInteger(folds) || folds === 1) throw new UsageError('BENCH_SPAM_FOLDS must be 0 or 2 to 10');
+  return folds;
+}
+
+/** What one evaluation needs besides its messages: where, how many in flight, which ports, whether peers run. */
+interface EvaluationSettings {
+  readonly concurrency: number;
+  readonly port: (offset: number) => Promise<number>;
+  readonly withPeers: boolean;
+}
+
+/** What one evaluation yields: each system's result, postwarden first, and the peers' versions when they ran. */
+interface Evaluation {
+  readonly results: SystemResult[];
+  readonly peersLine?: string;
+}
+
+/**
+ * Trains every system afresh on `train` (postwarden in `dir`, each peer in a folder of its own there) and
+ * classifies `test` with each, one system after the other.
+ */
+async function evaluate(
+  dir: string,
+  train: readonly CorpusMessage[],
+  test: readonly CorpusMessage[],
+  { concurrency, port, withPeers }: EvaluationSettings,
+): Promise<Evaluation> {
+  const cpus = os.cpus();
+  mkdirSync(dir, { recursive: true });
+  // spamd's children run as nobody and must reach their Bayes database inside.
+  chmodSync(dir, 0o711);
+  const results: SystemResult[] = [];
+
+  const postwarden = openPostwarden(dir);
+  const learnStarted = performance.now();
+  const learned = { spam: 0, ham: 0 };
+  for (const m of train) if ((await postwarden.learn(m.raw, m.label)) === 'learned') learned[m.label] += 1;
+  const pwTrained: Trained = { learned, ms: performance.now() - learnStarted };
+  results.push(
+    await measure('postwarden', pwTrained, test, concurrency, async (raw) => {
+      const decision = await postwarden.classify(raw);
+      if (decision.failures.length > 0)
+        throw new BenchError(`postwarden: a scanner failed: ${JSON.stringify(decision.failures)}`);
+      return { spam: decision.spam, bayes: decision.verdicts.some((v) => v.scanner === 'bayes') };
+    }),
+  );
+  await postwarden.close();
+  if (!withPeers) return { results };
+
+  const sa = await startSpamAssassin({
+    dir: path.join(dir, 'sa'),
+    port: await port(0),
+    children: concurrency,
+    train,
+  });
+  results.push(await measure(sa.peer.name, sa.trained, test, concurrency, (raw) => sa.peer.check(raw)));
+  await stopAll();
+
+  const rs = await startRspamd({
+    dir: path.join(dir, 'rspamd'),
+    ports: {
+      normal: await port(1),
+      controller: await port(2),
+      proxy: await port(3),
+      deadDns: await port(4),
+      redis: await port(5),
+    },
+    workers: Math.max(1, Math.min(cpus.length, concurrency)),
+    train,
+    concurrency,
+  });
+  results.push(await measure(rs.peer.name, rs.trained, test, concurrency, (raw) => rs.peer.check(raw)));
+  await stopAll();
+  return {
+    results,
+    peersLine: `${sa.peer.version}; ${rs.peer.version} (Hyperscan ${rs.hyperscan ? 'loaded' : 'NOT loaded: PCRE'}); Redis ${rs.redis.version}`,
+  };
+}
+
+/** The report lines every evaluation prints after its table: false positives by name, the paired comparisons. */
+function sayErrors(results: readonly SystemResult[]): void {
+  for (const r of results) {
+    if (r.falsePositives.length > 0) say('FP', `${r.name}: ${r.falsePositives.join(', ')}`);
+  }
+  const [ours, ...others] = results;
+  for (const peer of others) {
+    if (!ours) break;
+    const { ham, spam } = paired(ours, peer);
+    say(
+      'paired',
+      `postwarden vs ${peer.name}: ham marked spam by one only ${ham.ours} vs ${ham.peer} (exact McNemar p ${formatP(ham.p)}),` +
+        ` spam missed by one only ${spam.ours} vs ${spam.peer} (p ${formatP(spam.p)})`,
+    );
+  }
+}
+
+/** Each system's results over every fold as one: counts and names added up, throughput over all passes. */
+export function pooled(folds: readonly (readonly SystemResult[])[]): SystemResult[] {
+  const [first, ...rest] = folds;
+  if (!first) return [];
+  return first.map((r, i) => {
+    const same = [r, ...rest.map((fold) => fold[i] ?? r)];
+    const sum = (f: (x: SystemResult) => number) => same.reduce((total, x) => total + f(x), 0);
+    const seconds = sum((x) => x.seconds);
+    const tested = sum((x) => x.ham + x.spam);
+    return {
+      name: r.name,
+      trained: {
+        learned: { spam: sum((x) => x.trained.learned.spam), ham: sum((x) => x.trained.learned.ham) },
+        ms: sum((x) => x.trained.ms),
+      },
+      ham: sum((x) => x.ham),
+      falsePositives: same.flatMap((x) => x.falsePositives),
+      spam: sum((x) => x.spam),
+      caught: sum((x) => x.caught),
+      missed: same.flatMap((x) => x.missed),
+      bayesFired: sum((x) => x.bayesFired),
+      messagesPerSecond: tested / seconds,
+      seconds,
+      machineCpu: undefined,
+    };
+  });
+}
+
+/** k-fold cross-validation over the whole 2002 corpus: every message tested once, by systems that never saw it. */
+async function crossValidate(
+  dir: string,
+  corpus: readonly CorpusMessage[],
+  folds: number,
+  evaluation: EvaluationSettings,
+): Promise<SystemResult[]> {
+  const perFold: SystemResult[][] = [];
+  for (let fold = 0; fold < folds; fold++) {
+    const test = corpus.filter((m) => foldOf(m.name, folds) === fold);
+    const train = corpus.filter((m) => foldOf(m.name, folds) !== fold);
+    say('fold', `${fold + 1} of ${folds}: training ${train.length}, test ${test.length}`);
+    perFold.push((await evaluate(path.join(dir, `fold-${fold}`), train, test, evaluation)).results);
+  }
+  return pooled(perFold);
+}
+
+/** The quality rows of the cross-validation: information, the issue's targets are stated on the split. */
+function foldRows(results: readonly SystemResult[], folds: number): ResultRow[] {
+  const [ours, ...peers] = results;
+  if (!ours) return [];
+  const mine = rates(ours);
+  const name = `rules + Bayes, ${folds}-fold cross-validation over the 2002 sets`;
+  const rows: ResultRow[] = [];
+  for (const peer of peers.length > 0 ? peers : [undefined]) {
+    const theirs = peer && rates(peer);
+    const pair = peer && paired(ours, peer);
+    rows.push({
+      part: 'spam',
+      name,
+      what: 'FP rate (ham marked spam)',
+      unit: '%',
+      postwarden: mine.fpRate,
+      peerName: peer?.name ?? '-',
+      ...(theirs ? { peer: theirs.fpRate } : {}),
+      ...(theirs && theirs.fpRate > 0 ? { ratio: mine.fpRate / theirs.fpRate } : {}),
+      notes: `${ours.falsePositives.length}${peer ? ` vs ${peer.falsePositives.length}` : ''} of ${ours.ham} ham; 95% CI ${interval(wilsonInterval(ours.falsePositives.length, ours.ham), 2)}${pair ? `; paired p ${formatP(pair.ham.p)}` : ''}`,
+    });
+    rows.push({
+      part: 'spam',
+      name,
+      what: 'recall (spam caught)',
+      unit: '%',
+      postwarden: mine.recall,
+      peerName: peer?.name ?? '-',
+      ...(theirs ? { peer: theirs.recall, ratio: mine.recall / theirs.recall } : {}),
+      notes: `${ours.caught}${peer ? ` vs ${peer.caught}` : ''} of ${ours.spam} spam; 95% CI ${interval(wilsonInterval(ours.caught, ours.spam), 1)}${pair ? `; paired p ${formatP(pair.spam.p)}` : ''}`,
+    });
+  }
+  return rows;
 }
 
 async function run(
   { dir }: PartContext,
-  { concurrency, firstPort, withPeers }: ReturnType<typeof settings>,
+  { concurrency, firstPort, withPeers, folds }: ReturnType<typeof settings>,
 ): Promise<PartResult> {
   const port = async (offset: number) => (firstPort > 0 ? firstPort + offset : freePort());
-  const cpus = os.cpus();
+  const evaluation = { concurrency, port, withPeers };
 
   const corpus = loadCorpus();
   const train = corpus.filter((m) => m.half === 'train');
@@ -320,58 +502,8 @@ async function run(
     `training ${train.length} (${count(train, 'spam')} spam, ${count(train, 'ham')} ham); test ${test.length} (${count(test, 'spam')} spam, ${count(test, 'ham')} ham)`,
   );
 
-  // spamd's children run as nobody and must reach their Bayes database inside.
-  chmodSync(dir, 0o711);
-  const results: SystemResult[] = [];
-
-  const postwarden = openPostwarden(dir);
-  const learnStarted = performance.now();
-  const learned = { spam: 0, ham: 0 };
-  for (const m of train) if ((await postwarden.learn(m.raw, m.label)) === 'learned') learned[m.label] += 1;
-  const pwTrained: Trained = { learned, ms: performance.now() - learnStarted };
-  results.push(
-    await measure('postwarden', pwTrained, test, concurrency, async (raw) => {
-      const decision = await postwarden.classify(raw);
-      if (decision.failures.length > 0)
-        throw new BenchError(`postwarden: a scanner failed: ${JSON.stringify(decision.failures)}`);
-      return { spam: decision.spam, bayes: decision.verdicts.some((v) => v.scanner === 'bayes') };
-    }),
-  );
-  await postwarden.close();
-
-  const peers: Peer[] = [];
-  if (withPeers) {
-    const sa = await startSpamAssassin({
-      dir: path.join(dir, 'sa'),
-      port: await port(0),
-      children: concurrency,
-      train,
-    });
-    peers.push(sa.peer);
-    results.push(await measure(sa.peer.name, sa.trained, test, concurrency, (raw) => sa.peer.check(raw)));
-    await stopAll();
-
-    const rs = await startRspamd({
-      dir: path.join(dir, 'rspamd'),
-      ports: {
-        normal: await port(1),
-        controller: await port(2),
-        proxy: await port(3),
-        deadDns: await port(4),
-        redis: await port(5),
-      },
-      workers: Math.max(1, Math.min(cpus.length, concurrency)),
-      train,
-      concurrency,
-    });
-    peers.push(rs.peer);
-    results.push(await measure(rs.peer.name, rs.trained, test, concurrency, (raw) => rs.peer.check(raw)));
-    say(
-      'peers',
-      `${peers.map((p) => p.version).join('; ')} (Hyperscan ${rs.hyperscan ? 'loaded' : 'NOT loaded: PCRE'}); Redis ${rs.redis.version}`,
-    );
-  }
-
+  const { results, peersLine } = await evaluate(dir, train, test, evaluation);
+  if (peersLine) say('peers', peersLine);
   say(
     'training',
     results
@@ -382,27 +514,16 @@ async function run(
       )
       .join('\n         '),
   );
+  const cpus = os.cpus().length;
   say(
     'method',
     `every test message once, ${concurrency} in flight, after ${WARMUP} unmeasured; postwarden in this process` +
       ' (parse + rules + Bayes on SQLite),\n         spamd with ' +
-      `${concurrency} children, rspamd with ${Math.max(1, Math.min(cpus.length, concurrency))} normal worker(s); spam: postwarden and spamd at score 5,` +
+      `${concurrency} children, rspamd with ${Math.max(1, Math.min(cpus, concurrency))} normal worker(s); spam: postwarden and spamd at score 5,` +
       `\n         rspamd on the actions ${RSPAMD_SPAM_ACTIONS.join(', ')}`,
   );
   printTable(results);
-  for (const r of results) {
-    if (r.falsePositives.length > 0) say('FP', `${r.name}: ${r.falsePositives.join(', ')}`);
-  }
-  const [ours, ...others] = results;
-  for (const peer of others) {
-    if (!ours) break;
-    const { ham, spam } = paired(ours, peer);
-    say(
-      'paired',
-      `postwarden vs ${peer.name}: ham marked spam by one only ${ham.ours} vs ${ham.peer} (exact McNemar p ${formatP(ham.p)}),` +
-        ` spam missed by one only ${spam.ours} vs ${spam.peer} (p ${formatP(spam.p)})`,
-    );
-  }
+  sayErrors(results);
   say(
     'columns',
     'FP rate = ham marked spam ÷ ham; recall = spam caught ÷ spam; precision = caught ÷ all marked spam;',
@@ -418,12 +539,21 @@ async function run(
   );
   say('', 'of that split by the exact McNemar test (near 1: another split could swap the two)');
 
+  let crossValidated: SystemResult[] = [];
+  if (folds > 0) {
+    say('folds', `${folds}-fold cross-validation over all ${corpus.length} messages (${FOLD_DESCRIPTION})`);
+    crossValidated = await crossValidate(dir, corpus, folds, evaluation);
+    printTable(crossValidated);
+    sayErrors(crossValidated);
+  }
+
   return {
-    rows: resultRows(results),
+    rows: [...resultRows(results), ...foldRows(crossValidated, folds)],
     raw: {
       concurrency,
       split: SPLIT_DESCRIPTION,
       results: results.map((r) => ({ ...r, ...rates(r) })),
+      ...(folds > 0 ? { folds, crossValidated: crossValidated.map((r) => ({ ...r, ...rates(r) })) } : {}),
     },
   };
 }
