@@ -394,12 +394,24 @@ function sayErrors(results: readonly SystemResult[]): void {
   }
 }
 
-/** Each system's results over every fold as one: counts and names added up, throughput over all passes. */
+/**
+ * Each system's results over every fold as one: counts and names added up, throughput over all passes. Every
+ * fold must list the same systems in the same order (a BenchError otherwise: a result left out would skew it).
+ */
 export function pooled(folds: readonly (readonly SystemResult[])[]): SystemResult[] {
   const [first, ...rest] = folds;
   if (!first) return [];
   return first.map((r, i) => {
-    const same = [r, ...rest.map((fold) => fold[i] ?? r)];
+    const same = [
+      r,
+      ...rest.map((fold, f) => {
+        const result = fold[i];
+        if (result?.name !== r.name || fold.length !== first.length) {
+          throw new BenchError(`fold ${f + 2} lists other systems than fold 1 (${r.name} at ${i + 1})`);
+        }
+        return result;
+      }),
+    ];
     const sum = (f: (x: SystemResult) => number) => same.reduce((total, x) => total + f(x), 0);
     const seconds = sum((x) => x.seconds);
     const tested = sum((x) => x.ham + x.spam);

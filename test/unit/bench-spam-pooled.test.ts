@@ -1,6 +1,7 @@
 /** bench/spam.ts's cross-validation: each system's folds pooled into one result, every count and name kept. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { BenchError } from '../../bench/load.js';
 import { pooled, type SystemResult } from '../../bench/spam.js';
 
 function fold(name: string, fp: string[], missed: string[], seconds: number): SystemResult {
@@ -40,4 +41,18 @@ test('pooled adds up the folds of each system, in the order the systems came', (
   assert.deepEqual(peer.falsePositives, ['h7', 'h8']);
   assert.equal(peer.caught, 199);
   assert.deepEqual(pooled([]), []);
+});
+
+test('pooled refuses folds that list other systems', () => {
+  const a = fold('postwarden', [], [], 1);
+  const b = fold('peer', [], [], 1);
+  assert.throws(() => pooled([[a, b], [a]]), BenchError);
+  assert.throws(
+    () =>
+      pooled([
+        [a, b],
+        [b, a],
+      ]),
+    BenchError,
+  );
 });
